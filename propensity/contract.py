@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 import pandera.pandas as pa
+import pyarrow as pa_arrow
 
 CONTRACT_VERSION = "v1"
 
@@ -39,6 +40,23 @@ EVENT_COLUMNS = (
 )
 
 QUARANTINE_COLUMNS = (*EVENT_COLUMNS, "reason", "quarantined_at")
+
+# The lake's physical schema for contract events: explicit, so an all-null column (Taobao has no session ids)
+# is still a string column to Spark and DuckDB.
+EVENT_ARROW_SCHEMA = pa_arrow.schema(
+    [
+        ("event_id", pa_arrow.string()),
+        ("event_time", pa_arrow.timestamp("us", tz="UTC")),
+        ("user_id", pa_arrow.string()),
+        ("session_id", pa_arrow.string()),
+        ("event_type", pa_arrow.string()),
+        ("product_id", pa_arrow.string()),
+        ("category_id", pa_arrow.string()),
+        ("price", pa_arrow.float64()),
+        ("quantity", pa_arrow.int64()),
+        ("source", pa_arrow.string()),
+    ]
+)
 
 EVENT_TIME_DTYPE = pd.DatetimeTZDtype("us", "UTC")
 
@@ -75,6 +93,10 @@ class ValidatedEvents:
     @property
     def bad_fraction(self) -> float:
         return len(self.quarantine) / self.rows_in if self.rows_in else 0.0
+
+
+def events_to_arrow(events: pd.DataFrame) -> pa_arrow.Table:
+    return pa_arrow.Table.from_pandas(events[list(EVENT_COLUMNS)], schema=EVENT_ARROW_SCHEMA, preserve_index=False)
 
 
 def empty_events() -> pd.DataFrame:

@@ -1,0 +1,54 @@
+# Two commands do everything: `make demo` (embedded default, no services) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+UV_VERSION := 0.13.9
+DATASET ?= simulator
+PROFILE ?= local
+# Each dataset gets its own state directory so their lakes and Dagster runs never mix.
+ifeq ($(DATASET),simulator)
+PROPENSITY_HOME ?= $(CURDIR)/var
+else
+PROPENSITY_HOME ?= $(CURDIR)/var/$(DATASET)
+endif
+export PROPENSITY_HOME
+export DAGSTER_HOME := $(PROPENSITY_HOME)/dagster
+
+.PHONY: install demo test dev services services-down bench lock clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	@command -v java >/dev/null || { echo "Java 17+ is required for Spark: apt-get install openjdk-17-jre-headless"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q "uv==$(UV_VERSION)"
+	$(VENV)/bin/uv pip install --python $(PY) -q -r requirements.lock
+	$(VENV)/bin/uv pip install --python $(PY) -q --no-deps -e .
+	@touch $@
+
+demo: install
+	@if [ "$(PROFILE)" = "redis" ]; then $(MAKE) --no-print-directory services; fi
+	$(PY) scripts/demo.py --dataset $(DATASET) --profile $(PROFILE)
+
+test: install services
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+dev: install
+	@mkdir -p $(DAGSTER_HOME)
+	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+services:
+	@bash scripts/services.sh up
+
+services-down:
+	@bash scripts/services.sh down
+
+bench: install services
+	$(PY) -m bench
+
+lock:
+	$(VENV)/bin/uv pip compile pyproject.toml -o requirements.lock
+
+clean:
+	rm -rf var $(VENV)

@@ -1,0 +1,41 @@
+from datetime import timedelta
+
+from feast import FeatureView, Field
+from feast.types import Float64, Int64
+
+from feature_repo.data_sources import session_activity_push, user_daily_aggregates_source
+from feature_repo.entities import session, user
+from propensity.features.definitions import (
+    SESSION_FEATURE_VIEW,
+    SESSION_FEATURES,
+    USER_FEATURE_VIEW,
+    USER_FEATURES,
+    Feature,
+)
+
+_FEAST_TYPES = {"int64": Int64, "float64": Float64}
+
+
+def _fields(features: tuple[Feature, ...]) -> list[Field]:
+    return [Field(name=f.name, dtype=_FEAST_TYPES[f.dtype], description=f.description) for f in features]
+
+
+user_history = FeatureView(
+    name=USER_FEATURE_VIEW,
+    entities=[user],
+    ttl=timedelta(days=2),  # a row is written for every day; older than two days means the batch job stalled
+    schema=_fields(USER_FEATURES),
+    source=user_daily_aggregates_source,
+    online=True,
+    description="user history as of the end of the previous day",
+)
+
+session_activity = FeatureView(
+    name=SESSION_FEATURE_VIEW,
+    entities=[session],
+    ttl=timedelta(hours=12),  # longer than any session; a stale session must not feed a new decision
+    schema=_fields(SESSION_FEATURES),
+    source=session_activity_push,
+    online=True,
+    description="in-session activity as of the decision point",
+)

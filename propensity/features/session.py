@@ -1,0 +1,229 @@
+"""In-session features: the single definition, used by the Spark batch job and the streaming job alike.
+
+The features are a left fold over a session's events. `fold_session_events` takes a batch of events (sorted by
+session, time, id) and the state carried from earlier batches, and returns one feature row per decision point plus
+the new state. The batch job folds each sorted partition batch by batch; the streaming job folds each micro-batch
+onto the state it keeps per session. Same function, so training and serving cannot drift.
+
+A decision point is a distinct event timestamp within a session: events that share a timestamp cannot be ordered
+by the storefront either, so the features reflect all of them. This keeps exactly one feature row per
+(session_id, event_timestamp), which makes the point-in-time join unambiguous.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+
+from propensity.contract import EVENT_TIME_DTYPE
+from propensity.features.definitions import SESSION_FEATURE_NAMES, SESSION_FEATURES
+
+# Counters kept in the state, each the running sum of one per-event increment.
+_COUNTERS = (
+    "session_events",
+    "session_product_views",
+    "session_searches",
+    "session_favourites",
+    "session_cart_adds",
+    "session_cart_removes",
+    "session_checkout_starts",
+    "purchases",
+)
+_EVENT_TYPE_COUNTERS = {
+    "session_product_views": "product_view",
+    "session_searches": "search",
+    "session_favourites": "favourite",
+    "session_cart_adds": "add_to_cart",
+    "session_cart_removes": "remove_from_cart",
+    "session_checkout_starts": "checkout_start",
+    "purchases": "purchase",
+}
+
+# Columns of a feature row besides the features: keys, timestamp, and what issue-3 labelling needs.
+FEATURE_ROW_KEYS = ("session_id", "user_id", "event_timestamp", "decision_event_id", "purchases_so_far")
+FEATURE_ROW_COLUMNS = FEATURE_ROW_KEYS + SESSION_FEATURE_NAMES
+
+
+@dataclass
+class SessionState:
+    """What a session has accumulated so far; enough to continue the fold exactly."""
+
+    user_id: str
+    first_time: pd.Timestamp
+    last_time: pd.Timestamp
+    previous_time: pd.Timestamp | None  # the decision point before last_time: a later event at last_time folds into it
+    counts: dict[str, int] = field(default_factory=dict)
+    cart_value: float = 0.0
+    products: frozenset[str] = frozenset()
+    categories: frozenset[str] = frozenset()
+
+
+def empty_feature_rows() -> pd.DataFrame:
+    frame = pd.DataFrame({c: pd.Series(dtype="object") for c in FEATURE_ROW_KEYS})
+    frame["event_timestamp"] = frame["event_timestamp"].astype(EVENT_TIME_DTYPE)
+    frame["purchases_so_far"] = frame["purchases_so_far"].astype("int64")
+    for feature in SESSION_FEATURES:
+        frame[feature.name] = pd.Series(dtype=feature.dtype)
+    return frame
+
+
+def _first_seen(events: pd.DataFrame, column: str, states: dict[str, SessionState], attr: str) -> np.ndarray:
+    """1 where this event touches a product/category not seen earlier in its session (this batch or before)."""
+    new = events[column].notna() & ~events.duplicated(["session_id", column])
+    carried = events["session_id"].isin(states.keys()) & new
+    if carried.any():
+        seen = np.fromiter(
+            (value in getattr(states[sid], attr) for sid, value in zip(events.loc[carried, "session_id"], events.loc[carried, column])),
+            dtype=bool,
+            count=int(carried.sum()),
+        )
+        new.loc[carried] = ~seen
+    return new.to_numpy(dtype=np.int64)
+
+
+def fold_session_events(
+    events: pd.DataFrame,
+    states: dict[str, SessionState] | None = None,
+    *,
+    keep_state_for: list[str] | None = None,
+) -> tuple[pd.DataFrame, dict[str, SessionState]]:
+    """Fold a batch of contract events (session_id set, sorted by session_id, event_time, event_id) onto `states`.
+
+    Returns the feature rows (one per session and distinct timestamp) and the updated states for the sessions in
+    `keep_state_for` (all sessions of the batch when None). `states` is not modified.
+    """
+    states = states or {}
+    if events.empty:
+        return empty_feature_rows(), {}
+    events = events.reset_index(drop=True)
+    event_type = events["event_type"].to_numpy()
+    increments = pd.DataFrame({"session_id": events["session_id"], "event_timestamp": events["event_time"]})
+    increments["session_events"] = 1
+    for name, type_name in _EVENT_TYPE_COUNTERS.items():
+        increments[name] = (event_type == type_name).astype(np.int64)
+    signed = increments["session_cart_adds"] - increments["session_cart_removes"]
+    price = events["price"].astype("float64").fillna(0.0).to_numpy()
+    quantity = events["quantity"].astype("float64").fillna(1.0).to_numpy()
+    increments["cart_value"] = price * quantity * signed.to_numpy()
+    increments["new_products"] = _first_seen(events, "product_id", states, "products")
+    increments["new_categories"] = _first_seen(events, "category_id", states, "categories")
+    increments["user_id"] = events["user_id"]
+    increments["decision_event_id"] = events["event_id"]
+
+    summed_columns = [*_COUNTERS, "cart_value", "new_products", "new_categories"]
+    grouped = increments.groupby(["session_id", "event_timestamp"], sort=False)
+    points = grouped[summed_columns].sum()
+    points[["user_id", "decision_event_id"]] = grouped[["user_id", "decision_event_id"]].last()
+    points = points.reset_index()
+
+    by_session = points.groupby("session_id", sort=False)
+    cumulative = by_session[summed_columns].cumsum()
+    session_ids = points["session_id"]
+    carried = session_ids.isin(states.keys()).to_numpy()
+
+    def offset(getter) -> np.ndarray:
+        values = np.zeros(len(points))
+        if carried.any():
+            values[carried] = [getter(states[sid]) for sid in session_ids[carried]]
+        return values
+
+    rows = pd.DataFrame(
+        {
+            "session_id": session_ids,
+            "user_id": points["user_id"],
+            "event_timestamp": points["event_timestamp"].astype(EVENT_TIME_DTYPE),
+            "decision_event_id": points["decision_event_id"],
+        }
+    )
+    for name in _COUNTERS:
+        rows[name] = (cumulative[name].to_numpy() + offset(lambda s, n=name: s.counts.get(n, 0))).astype(np.int64)
+    rows["purchases_so_far"] = rows.pop("purchases")
+    rows["session_distinct_products"] = (cumulative["new_products"] + offset(lambda s: len(s.products))).astype(np.int64)
+    rows["session_distinct_categories"] = (cumulative["new_categories"] + offset(lambda s: len(s.categories))).astype(np.int64)
+    rows["session_cart_value"] = np.round(cumulative["cart_value"].to_numpy() + offset(lambda s: s.cart_value), 6)
+
+    timestamps = rows["event_timestamp"]
+    first_time = by_session["event_timestamp"].transform("min")
+    previous_time = by_session["event_timestamp"].shift(1)
+    if carried.any():
+        first_time = first_time.where(~carried, session_ids.map(lambda sid: states[sid].first_time if sid in states else pd.NaT))
+        first_of_batch = previous_time.isna().to_numpy() & carried
+        previous_time = previous_time.where(
+            ~first_of_batch, [_time_before(states.get(sid), ts) for sid, ts in zip(session_ids, timestamps)]
+        )
+    rows["session_duration_s"] = (timestamps - first_time.astype(EVENT_TIME_DTYPE)).dt.total_seconds().astype("float64")
+    rows["session_seconds_since_previous_event"] = (
+        (timestamps - previous_time.astype(EVENT_TIME_DTYPE)).dt.total_seconds().fillna(0.0).astype("float64")
+    )
+    rows["session_hour_utc"] = timestamps.dt.hour.astype(np.int64)
+    rows["session_weekday"] = timestamps.dt.weekday.astype(np.int64)
+
+    rows = rows[list(FEATURE_ROW_COLUMNS)]
+    return rows, _next_states(events, rows, states, keep_state_for)
+
+
+def _time_before(state: SessionState | None, timestamp: pd.Timestamp) -> pd.Timestamp | None:
+    """The decision point before `timestamp` for a carried session (a repeat of last_time continues that point)."""
+    if state is None:
+        return None
+    return state.previous_time if timestamp == state.last_time else state.last_time
+
+
+def _next_states(
+    events: pd.DataFrame, rows: pd.DataFrame, states: dict[str, SessionState], keep_state_for: list[str] | None
+) -> dict[str, SessionState]:
+    last_rows = rows.groupby("session_id", sort=False).tail(1).set_index("session_id")
+    wanted = last_rows.index if keep_state_for is None else [s for s in keep_state_for if s in last_rows.index]
+    if len(wanted) == 0:
+        return {}
+    mine = events[events["session_id"].isin(wanted)]
+    products = mine.dropna(subset=["product_id"]).groupby("session_id")["product_id"].agg(frozenset)
+    categories = mine.dropna(subset=["category_id"]).groupby("session_id")["category_id"].agg(frozenset)
+    out: dict[str, SessionState] = {}
+    for sid in wanted:
+        row = last_rows.loc[sid]
+        previous = states.get(sid)
+        out[sid] = SessionState(
+            user_id=row["user_id"],
+            first_time=previous.first_time if previous else row["event_timestamp"] - pd.Timedelta(seconds=row["session_duration_s"]),
+            last_time=row["event_timestamp"],
+            previous_time=(
+                None
+                if row["session_duration_s"] == 0  # the session's first decision point has none before it
+                else row["event_timestamp"] - pd.Timedelta(seconds=row["session_seconds_since_previous_event"])
+            ),
+            counts={name: int(row[name]) for name in _COUNTERS if name != "purchases"} | {"purchases": int(row["purchases_so_far"])},
+            cart_value=float(row["session_cart_value"]),
+            products=(previous.products if previous else frozenset()) | products.get(sid, frozenset()),
+            categories=(previous.categories if previous else frozenset()) | categories.get(sid, frozenset()),
+        )
+    return out
+
+
+def fold_sorted_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """Fold the event batches of one partition sorted by session, time and id into feature-row batches.
+
+    A session may straddle a batch boundary; only the trailing session's state needs carrying because the
+    partition is sorted by session. Events sharing the batch's last (session, timestamp) are held back to the
+    next batch, so a decision point is never split and each (session_id, event_timestamp) gets exactly one row.
+    """
+    states: dict[str, SessionState] = {}
+    pending: pd.DataFrame | None = None
+    for batch in batches:
+        if pending is not None:
+            batch = pd.concat([pending, batch], ignore_index=True)
+        if batch.empty:
+            continue
+        last = batch.iloc[-1]
+        tail = (batch["session_id"] == last["session_id"]).to_numpy() & (batch["event_time"] == last["event_time"]).to_numpy()
+        pending, ready = batch[tail], batch[~tail]
+        if ready.empty:
+            continue
+        rows, states = fold_session_events(ready, states, keep_state_for=[ready["session_id"].iloc[-1]])
+        yield rows
+    if pending is not None and not pending.empty:
+        rows, _ = fold_session_events(pending, states, keep_state_for=[])
+        yield rows

@@ -1,0 +1,93 @@
+"""Feast: register the feature repository, and materialise the latest features into the online store."""
+
+import dagster as dg
+import pandas as pd
+
+from feature_repo import FEAST_OBJECTS
+from propensity.features.definitions import (
+    FEATURE_SERVICE_NAME,
+    SESSION_ENTITY_KEY,
+    SESSION_FEATURE_VIEW,
+    USER_ENTITY_KEY,
+    USER_FEATURE_VIEW,
+)
+from propensity.online_parity import online_mismatches
+from propensity_assets.metadata import sample_rows
+from resources.feast import FeastResource
+from resources.lake import LakeResource
+
+PARITY_SAMPLE = 200
+
+
+@dg.asset(
+    deps=["user_daily_aggregates", "session_prefix_features"],
+    group_name="feature_store",
+    kinds={"feast"},
+    description="`feast apply` of feature_repo/: entities, sources, views and the versioned feature service.",
+)
+def feast_registry(feast: FeastResource) -> dg.MaterializeResult:
+    store = feast.store()
+    store.apply(FEAST_OBJECTS)
+    views = store.list_feature_views()
+    service = store.get_feature_service(FEATURE_SERVICE_NAME)
+    return dg.MaterializeResult(
+        metadata={
+            "project": store.project,
+            "feature_views": dg.MetadataValue.json({v.name: [f.name for f in v.features] for v in views}),
+            "feature_service": FEATURE_SERVICE_NAME,
+            "features_in_service": sum(len(p.features) for p in service.feature_view_projections),
+            "online_store": store.config.online_store.type,
+        }
+    )
+
+
+def _offline_table(lake: LakeResource, table: str) -> pd.DataFrame:
+    return pd.read_parquet(lake.table_dir(table))
+
+
+@dg.asset(
+    deps=["feast_registry"],
+    group_name="feature_store",
+    kinds={"feast"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            "online_matches_offline",
+            asset="online_features",
+            description=f"{PARITY_SAMPLE} users and sessions: online values equal the latest offline rows",
+        )
+    ],
+    description="Latest user-history and in-session features materialised into the online store.",
+)
+def online_features(feast: FeastResource, lake: LakeResource):
+    store = feast.store()
+    users = _offline_table(lake, "user_daily_aggregates")
+    sessions = _offline_table(lake, "session_prefix_features")
+    start = min(users["feature_timestamp"].min(), sessions["event_timestamp"].min())
+    end = max(users["feature_timestamp"].max(), sessions["event_timestamp"].max()) + pd.Timedelta(seconds=1)
+    store.materialize(start_date=start.to_pydatetime(), end_date=end.to_pydatetime())
+
+    user_ids = users[USER_ENTITY_KEY].drop_duplicates().sort_values().head(PARITY_SAMPLE).tolist()
+    session_ids = sessions[SESSION_ENTITY_KEY].drop_duplicates().sort_values().head(PARITY_SAMPLE).tolist()
+    problems = online_mismatches(store, USER_FEATURE_VIEW, users, user_ids)
+    problems += online_mismatches(store, SESSION_FEATURE_VIEW, sessions, session_ids)
+
+    latest_session = sessions.sort_values("event_timestamp").iloc[-1]
+    example = store.get_online_features(
+        features=store.get_feature_service(FEATURE_SERVICE_NAME),
+        entity_rows=[{USER_ENTITY_KEY: latest_session[USER_ENTITY_KEY], SESSION_ENTITY_KEY: latest_session[SESSION_ENTITY_KEY]}],
+    ).to_df()
+    yield dg.MaterializeResult(
+        metadata={
+            "users_written": users[USER_ENTITY_KEY].nunique(),
+            "sessions_written": sessions[SESSION_ENTITY_KEY].nunique(),
+            "materialised_from": str(start),
+            "materialised_to": str(end),
+            "online_store": store.config.online_store.type,
+            "example_feature_vector": sample_rows(example.T.reset_index().rename(columns={"index": "feature", 0: "value"}), 60),
+        }
+    )
+    yield dg.AssetCheckResult(
+        check_name="online_matches_offline",
+        passed=not problems,
+        metadata={"mismatches": len(problems), "examples": dg.MetadataValue.json(problems[:20])},
+    )

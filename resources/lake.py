@@ -1,0 +1,25 @@
+"""The lake: parquet tables under $PROPENSITY_HOME/lake (S3 in production)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+
+from propensity.paths import table_dir
+
+
+class LakeResource(dg.ConfigurableResource):
+    """Where each table lives and how a whole table is replaced."""
+
+    def table_dir(self, table: str) -> Path:
+        return table_dir(table)
+
+    def replace_dir(self, table: str) -> Path:
+        """An empty directory for a full rewrite of `table` (recomputed assets are idempotent)."""
+        path = table_dir(table)
+        if path.exists():
+            shutil.rmtree(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path

@@ -1,0 +1,1 @@
+"""The SageMaker-contract inference server, scorer, local endpoint runtime and client (serving issue)."""
