@@ -208,7 +208,7 @@ def validate_events(raw: pd.DataFrame, *, now: pd.Timestamp | None = None) -> Va
     )
     bad = combined.ne("")
 
-    quarantine = raw.loc[bad, list(EVENT_COLUMNS)].astype("object").map(lambda v: None if pd.isna(v) else str(v))
+    quarantine = raw.reindex(columns=list(EVENT_COLUMNS)).loc[bad].astype("object").map(lambda v: None if pd.isna(v) else str(v))
     quarantine["reason"] = combined[bad]
     quarantine["quarantined_at"] = (now or pd.Timestamp.now(tz="UTC")).isoformat()
     valid = typed.loc[~bad].reset_index(drop=True)

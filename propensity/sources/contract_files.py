@@ -35,7 +35,7 @@ SUFFIX_FORMATS = {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".jso
 WIRE_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
-def _check_columns(path: Path, columns: list[str]) -> None:
+def _check_columns(path: Path, columns: list[str], where: str = "") -> None:
     missing = [c for c in EVENT_COLUMNS if c not in columns]
     extra = [c for c in columns if c not in EVENT_COLUMNS]
     repeated = sorted({c for c in columns if columns.count(c) > 1})
@@ -47,7 +47,9 @@ def _check_columns(path: Path, columns: list[str]) -> None:
             problems.append(f"extra columns {extra}")
         if repeated:
             problems.append(f"repeated columns {repeated}")
-        raise ValueError(f"{path}: not event contract columns: {'; '.join(problems)} (expected {list(EVENT_COLUMNS)})")
+        location = f"{path}: {where}" if where else f"{path}"
+        expected = list(EVENT_COLUMNS)
+        raise ValueError(f"{location}: not event contract columns: {'; '.join(problems)} (expected {expected})")
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -70,15 +72,13 @@ def _json_records(path: Path) -> list[dict]:
         records = parse(text, "file")
         located = [(f"record {n}", r) for n, r in enumerate(records, start=1)]
     else:
-        located = [(f"line {n}", parse(line, f"line {n}")) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+        lines = enumerate(text.splitlines(), start=1)
+        located = [(f"line {n}", parse(line, f"line {n}")) for n, line in lines if line.strip()]
     for where, record in located:
         if not isinstance(record, dict):
             raise ValueError(f"{path}: {where}: expected a JSON object, got {type(record).__name__}")
         if set(record) != set(EVENT_COLUMNS):
-            try:
-                _check_columns(path, list(record))
-            except ValueError as error:
-                raise ValueError(f"{error} at {where}") from None
+            _check_columns(path, list(record), where)
     return [record for _, record in located]
 
 
@@ -118,7 +118,8 @@ def contract_files(paths: str | Path | list[str | Path]) -> list[Path]:
             files.extend(found)
         elif entry.is_file():
             if entry.suffix.lower() not in SUFFIX_FORMATS:
-                raise ValueError(f"{entry}: unsupported file type {entry.suffix!r}; expected one of {list(SUFFIX_FORMATS)}")
+                expected = list(SUFFIX_FORMATS)
+                raise ValueError(f"{entry}: unsupported file type {entry.suffix!r}; expected one of {expected}")
             files.append(entry)
         else:
             raise FileNotFoundError(f"{entry}: no such file or directory")

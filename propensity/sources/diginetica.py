@@ -16,8 +16,8 @@ Event time (an approximation; the data hold no absolute time finer than a day):
     - purchases: their timeframe is often days or weeks (up to ~153 days in the full file) because a purchase can
       be logged against a session long after it started, while their `eventdate` is the purchase's own day; the
       naive sum would put such a purchase that many days *after* its own date (65 of the sample's 256 purchase
-      rows land a day or more late). Anchored to the session start, each event lands on its own `eventdate` or the day before (the real
-      session started some time after midnight).
+      rows land a day or more late). Anchored to the session start, each event lands on its own `eventdate` or
+      the day before (the real session started some time after midnight).
     Because every session is anchored at midnight, time of day is not meaningful for this source.
 
 Purchases are kept only for sessions present in the views file (the views file is a sample of sessions).

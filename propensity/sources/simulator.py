@@ -43,10 +43,10 @@ MIN_SESSION_GAP_US = 31 * 60 * 1_000_000  # > 30 min: a 30-minute-gap sessionise
 MAX_EVENT_GAP_S = 15 * 60  # well under the 30-minute sessionisation gap
 
 # Actions, in the column order of the action table. Exit emits no event.
-ACTIONS = ("page_view", "product_view", "search", "favourite", "add_to_cart", "remove_from_cart", "checkout_start", "purchase")
+ACTIONS = (
+    "page_view", "product_view", "search", "favourite", "add_to_cart", "remove_from_cart", "checkout_start", "purchase"
+)
 PV, PROD, SEARCH, FAV, ADD, REMOVE, CHECKOUT, PURCHASE, EXIT = range(9)
-BROWSE = (PV, PROD, SEARCH, FAV)
-CARRIES_PRODUCT = np.array([False, True, False, True, True, True, False, True, False])
 # State kinds: the transition probabilities of cart count n >= 3 are those of C3.
 KIND_B, KIND_C1, KIND_C2, KIND_C3, KIND_K = range(5)
 STATE_K = MAX_CART_LINES + 1  # state codes: 0..MAX_CART_LINES = cart lines, then checkout
@@ -59,7 +59,8 @@ _BROWSE_MIX_C = np.array([0.20, 0.60, 0.10, 0.10])
 
 # Storefront traffic by UTC hour: night trough, evening peak.
 _HOUR_WEIGHTS = np.array(
-    [1.2, 0.7, 0.4, 0.3, 0.3, 0.4, 0.8, 1.5, 2.2, 2.6, 2.8, 3.0, 3.3, 3.1, 2.9, 2.9, 3.1, 3.5, 4.2, 4.9, 5.2, 4.6, 3.3, 2.0]
+    [1.2, 0.7, 0.4, 0.3, 0.3, 0.4, 0.8, 1.5, 2.2, 2.6, 2.8, 3.0,
+     3.3, 3.1, 2.9, 2.9, 3.1, 3.5, 4.2, 4.9, 5.2, 4.6, 3.3, 2.0]
 )
 # Evening visitors are a little more purposeful, late-night ones less (logit shift of the session intent).
 _HOUR_INTENT = np.where(np.arange(24) < 6, -0.20, np.where((np.arange(24) >= 18) & (np.arange(24) <= 22), 0.15, 0.0))
@@ -167,7 +168,8 @@ def _catalogue(rng: np.random.Generator) -> dict[str, np.ndarray]:
     category = rng.choice(N_CATEGORIES, size=N_PRODUCTS, p=category_weight / category_weight.sum())
     popularity = 1.0 / rng.permutation(np.arange(1, N_PRODUCTS + 1)) ** 1.05
     category_price = rng.normal(0.0, 0.4, N_CATEGORIES)
-    price = np.round(np.maximum(np.exp(np.log(30.0) + category_price[category] + rng.normal(0.0, 0.6, N_PRODUCTS)), 0.5), 2)
+    log_price = np.log(30.0) + category_price[category] + rng.normal(0.0, 0.6, N_PRODUCTS)
+    price = np.round(np.maximum(np.exp(log_price), 0.5), 2)
 
     # Within-category sampling by inverse CDF: products ordered by category, one global cumulative weight.
     order = np.argsort(category, kind="stable")
@@ -251,7 +253,8 @@ def simulate_traffic(
     # One chunk of rows per chain step: session, action, product, quantity, µs since session start, chain state
     # right after the event (-1 = purchased). Chunk t holds step t, which the truth needs (steps left = cap-1-t).
     live = np.arange(n_sess)
-    chunks = [(live, np.full(n_sess, PV), np.full(n_sess, -1), np.ones(n_sess, dtype=np.int64), clock.copy(), lines.copy())]
+    ones = np.ones(n_sess, dtype=np.int64)
+    chunks = [(live, np.full(n_sess, PV), np.full(n_sess, -1), ones, clock.copy(), lines.copy())]
 
     for _ in range(1, MAX_STEPS):  # after step MAX_STEPS-1 every live session is forced to exit
         if len(live) == 0:
@@ -335,7 +338,8 @@ def _assemble(seed, n_users, chunks, user, start, table, cat, duration) -> Sourc
 
     # De-overlap a user's sessions: each starts at least MIN_SESSION_GAP after the previous one ended, i.e.
     # start'_i = max(start_i, end'_{i-1} + gap). With D_i = sum_{j<i}(duration_j + gap) inside the user, this is
-    # start'_i = D_i + cummax(start_i - D_i), a grouped cumulative max instead of a Python loop.
+    # start'_i = D_i + cummax(start_i - D_i), a grouped cumulative max instead of a Python loop. Shifts are rare
+    # (two sessions of a user colliding on a day) and keep the intent drawn for the planned start hour.
     order = np.lexsort((start, user))
     u_sorted, s_sorted = user[order], start[order]
     d_sorted = duration[order] + MIN_SESSION_GAP_US
@@ -355,11 +359,11 @@ def _assemble(seed, n_users, chunks, user, start, table, cat, duration) -> Sourc
 
     prefix = f"sim{seed}-"
     n = len(sess)
-    event_id = _format_ids(prefix, np.arange(n), max(9, len(str(n))))
-    session_str = _format_ids(prefix + "s", np.arange(len(start)), max(7, len(str(len(start)))))
+    event_id = _format_ids(prefix, np.arange(n), max(9, len(str(n - 1))))
+    session_str = _format_ids(prefix + "s", np.arange(len(start)), max(7, len(str(len(start) - 1))))
     user_str = _format_ids("u", np.arange(n_users), max(5, len(str(n_users - 1))))
-    product_str = np.append(_format_ids("p", np.arange(N_PRODUCTS), 5), None)  # index -1 -> None
-    category_str = np.append(_format_ids("c", np.arange(N_CATEGORIES), 3), None)
+    product_str = np.array([*_format_ids("p", np.arange(N_PRODUCTS), 5), None], dtype=object)  # index -1 -> None
+    category_str = np.array([*_format_ids("c", np.arange(N_CATEGORIES), 3), None], dtype=object)
     has_product = product >= 0
     category = np.where(has_product, cat["category"][np.maximum(product, 0)], -1)
 

@@ -32,7 +32,10 @@ def large() -> pd.DataFrame:
 
 def sessions_of(events: pd.DataFrame) -> pd.DataFrame:
     return events.groupby("session_id", sort=False).agg(
-        user_id=("user_id", "first"), day=("day", "first"), converted=("converted", "first"), first_truth=("truth", "first")
+        user_id=("user_id", "first"),
+        day=("day", "first"),
+        converted=("converted", "first"),
+        first_truth=("truth", "first"),
     )
 
 
@@ -80,7 +83,8 @@ def test_same_seed_same_frames_other_seed_other_frames():
     pd.testing.assert_frame_equal(a.events, b.events)
     pd.testing.assert_frame_equal(a.truth, b.truth)
     c = simulate_traffic(n_users=200, days=2, seed=4)
-    assert not (len(c.events) == len(a.events) and c.events.drop(columns="event_id").equals(a.events.drop(columns="event_id")))
+    same_rows = len(c.events) == len(a.events)
+    assert not (same_rows and c.events.drop(columns="event_id").equals(a.events.drop(columns="event_id")))
     assert not c.truth["true_propensity"].equals(a.truth["true_propensity"])
 
 
@@ -92,7 +96,8 @@ def test_capped_truth_agrees_with_the_linear_solve():
     intent = np.linspace(0.001, 0.99, 40)
     solved = absorption_probabilities(intent)
     np.testing.assert_allclose(absorption_probabilities(intent, steps_left=3000), solved, atol=1e-12)
-    np.testing.assert_allclose(absorption_probabilities(intent, steps_left=MAX_STEPS - 1)[:, 0], solved[:, 0], atol=1e-4)
+    capped = absorption_probabilities(intent, steps_left=MAX_STEPS - 1)
+    np.testing.assert_allclose(capped[:, 0], solved[:, 0], atol=1e-4)
     assert (np.diff(solved[:, 0]) > 0).all()  # more intent, more purchases
     assert absorption_probabilities(intent, steps_left=0).max() == 0.0  # no steps left: the session exits
 
@@ -156,7 +161,9 @@ def test_session_timing(large):
     by_session = large.sort_values(["session_id", "event_time"])
     gaps = by_session.groupby("session_id")["event_time"].diff().dropna()
     assert gaps.max() < pd.Timedelta(minutes=30)
-    spans = large.groupby("session_id").agg(user_id=("user_id", "first"), start=("event_time", "min"), end=("event_time", "max"))
+    spans = large.groupby("session_id").agg(
+        user_id=("user_id", "first"), start=("event_time", "min"), end=("event_time", "max")
+    )
     spans = spans.sort_values(["user_id", "start"])
     next_start = spans.groupby("user_id")["start"].shift(-1)
     assert ((next_start - spans["end"]).dropna() > pd.Timedelta(minutes=30)).all()  # a 30-min sessioniser agrees
