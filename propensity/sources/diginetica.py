@@ -21,8 +21,10 @@ Event time (an approximation; the data hold no absolute time finer than a day):
     Because every session is anchored at midnight, time of day is not meaningful for this source.
 
 Purchases are kept only for sessions present in the views file (the views file is a sample of sessions).
-An anonymous visitor (`user_id` NA) becomes its own user, `"anon-" + session_id`. Rows where the session has a
-known user elsewhere keep NA -> anon: the adapter does not guess who an anonymous row belongs to.
+A session is one visitor's: every row of a session gets the session's first known `user_id` (views in file order,
+then purchases). The raw data disagree inside 8 sample sessions (NA on some rows, or two ids), and a session with
+two users would break per-user history. A session with no known user is an anonymous visitor, its own user
+`"anon-" + session_id`.
 Price is unknown (null); quantity 1.
 
 Event ids: views `dn-v-{session}-{timeframe}-{item}`, purchases `dn-p-{ordernumber}-{item}`. A purchase of the
@@ -84,9 +86,17 @@ def _event_time(session_start: pd.Series, timeframe: pd.Series, eventdate: pd.Se
     return parsed.astype("object").where(~failed, original)
 
 
-def _user(user_id: pd.Series, session_id: pd.Series) -> pd.Series:
-    anonymous = "anon-" + session_id.fillna("NA")
-    return user_id.where(user_id.notna(), anonymous)
+def _session_users(views: pd.DataFrame, purchases: pd.DataFrame) -> pd.Series:
+    """session_id -> the session's first known user id (views first), else "anon-" + session_id."""
+    rows = pd.concat([views[["session_id", "user_id"]], purchases[["session_id", "user_id"]]], ignore_index=True)
+    known = rows.dropna(subset=["user_id"]).drop_duplicates("session_id", keep="first").set_index("session_id")["user_id"]
+    sessions = pd.Index(rows["session_id"].dropna().unique())
+    anonymous = pd.Series("anon-" + sessions, index=sessions)
+    return known.reindex(sessions).fillna(anonymous)
+
+
+def _user(session_id: pd.Series, session_users: pd.Series) -> pd.Series:
+    return session_id.map(session_users).fillna("anon-NA")
 
 
 def load_diginetica(
@@ -103,13 +113,14 @@ def load_diginetica(
     session_start = view_day.groupby(views["session_id"]).min()  # NaT only if none of a session's dates parse
 
     purchases = purchases[purchases["session_id"].isin(set(views["session_id"].dropna()))]
+    session_users = _session_users(views, purchases)
 
     view_events = pd.DataFrame(
         {
             "event_id": "dn-v-" + views["session_id"].fillna("NA") + "-" + views["timeframe"].fillna("NA") + "-"
             + views["item_id"].fillna("NA"),
             "event_time": _event_time(views["session_id"].map(session_start), views["timeframe"], views["eventdate"]),
-            "user_id": _user(views["user_id"], views["session_id"]),
+            "user_id": _user(views["session_id"], session_users),
             "session_id": views["session_id"],
             "event_type": "product_view",
             "product_id": views["item_id"],
@@ -121,7 +132,7 @@ def load_diginetica(
             "event_time": _event_time(
                 purchases["session_id"].map(session_start), purchases["timeframe"], purchases["eventdate"]
             ),
-            "user_id": _user(purchases["user_id"], purchases["session_id"]),
+            "user_id": _user(purchases["session_id"], session_users),
             "session_id": purchases["session_id"],
             "event_type": "purchase",
             "product_id": purchases["item_id"],

@@ -142,10 +142,18 @@ def test_diginetica_views_match_source_md(diginetica, diginetica_raw):
     assert len(views) == 12_391
     assert views["session_id"].nunique() == 2_986
     assert views["product_id"].nunique() == 7_139
+    known_user = raw_views["user_id"].ne("NA")
+    assert (~known_user).sum() == 7_681  # SOURCE.md
+    # one visitor per session: the session's first known user on every row, anonymous sessions their own user
+    _, raw_purchases = diginetica_raw
+    purchase_users = raw_purchases.rename(columns={"sessionId": "session_id", "userId": "user_id"})
+    candidates = pd.concat([raw_views[known_user], purchase_users[purchase_users["user_id"].ne("NA")]])
+    first_known = candidates.drop_duplicates("session_id").set_index("session_id")["user_id"]
+    expected = raw_views["session_id"].map(first_known).fillna("anon-" + raw_views["session_id"])
+    assert views["user_id"].tolist() == expected.tolist()
+    assert events.groupby("session_id")["user_id"].nunique().max() == 1
     anonymous = views["user_id"].str.startswith("anon-")
-    assert anonymous.sum() == 7_681
-    assert (views.loc[anonymous, "user_id"] == "anon-" + views.loc[anonymous, "session_id"]).all()
-    assert views.loc[~anonymous, "user_id"].nunique() == 1_270
+    assert views.loc[anonymous, "session_id"].nunique() == raw_views.loc[~raw_views["session_id"].isin(first_known.index), "session_id"].nunique()
     assert views["event_id"].is_unique
 
 
