@@ -29,7 +29,7 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 
 demo: install
 	@if [ "$(PROFILE)" = "redis" ]; then $(MAKE) --no-print-directory services; fi
-	$(PY) scripts/demo.py --dataset $(DATASET) --profile $(PROFILE)
+	PYTHONWARNINGS=ignore $(PY) scripts/demo.py --dataset $(DATASET) --profile $(PROFILE)
 
 test: install services
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -12,7 +12,6 @@ from propensity.features.definitions import (
     USER_FEATURE_VIEW,
 )
 from propensity.online_parity import online_mismatches
-from propensity_assets.metadata import sample_rows
 from resources.feast import FeastResource
 from resources.lake import LakeResource
 
@@ -43,6 +42,10 @@ def feast_registry(feast: FeastResource) -> dg.MaterializeResult:
 
 def _offline_table(lake: LakeResource, table: str) -> pd.DataFrame:
     return pd.read_parquet(lake.table_dir(table))
+
+
+def _json_safe(row: dict) -> dict:
+    return {k: (None if pd.isna(v) else v.item() if hasattr(v, "item") else v) for k, v in row.items()}
 
 
 @dg.asset(
@@ -83,7 +86,7 @@ def online_features(feast: FeastResource, lake: LakeResource):
             "materialised_from": str(start),
             "materialised_to": str(end),
             "online_store": store.config.online_store.type,
-            "example_feature_vector": sample_rows(example.T.reset_index().rename(columns={"index": "feature", 0: "value"}), 60),
+            "example_feature_vector": dg.MetadataValue.json(_json_safe(example.iloc[0].to_dict())),
         }
     )
     yield dg.AssetCheckResult(

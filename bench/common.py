@@ -1,0 +1,217 @@
+"""Shared benchmark helpers: a process-tree RSS sampler, stage timing, results under var/bench, a text table.
+
+Every benchmark is a module `bench.<name>` that writes `var/bench/<name>.json` through `write_result`, so
+`python -m bench` can run each one in its own process and memory figures never mix.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import json
+import os
+import platform
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import psutil
+
+from propensity.paths import PROJECT_ROOT
+
+BENCH_DIR = PROJECT_ROOT / "var" / "bench"
+MB = 1024 * 1024
+
+
+def bench_dir() -> Path:
+    BENCH_DIR.mkdir(parents=True, exist_ok=True)
+    return BENCH_DIR
+
+
+def result_path(name: str) -> Path:
+    return bench_dir() / f"{name}.json"
+
+
+def write_result(name: str, payload: dict[str, Any]) -> Path:
+    """Write `var/bench/<name>.json` atomically (a reader never sees half a file)."""
+    path = result_path(name)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def utc_now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def machine_meta() -> dict[str, Any]:
+    return {
+        "cores": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 1024**3, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def release_memory() -> None:
+    """Collect garbage and hand freed heap back to the OS (glibc), so the next stage's RSS starts clean."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
+
+
+def tree_rss_bytes(root: psutil.Process) -> int:
+    """Resident memory of a process and all its descendants (shared pages count once per process)."""
+    try:
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    total = 0
+    for process in processes:
+        try:
+            total += process.memory_info().rss
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue  # a worker that exited between listing and reading
+    return total
+
+
+class RssSampler:
+    """Samples the RSS of a process tree every `interval` seconds in a daemon thread and keeps the peak.
+
+    `reset()` starts a new peak (one per stage); `peak_mb` is the highest tree RSS since the last reset,
+    including a sample taken at the moment of reading, so a stage shorter than the interval still counts.
+    """
+
+    def __init__(self, pid: int | None = None, interval: float = 0.05):
+        self.root = psutil.Process(pid or os.getpid())
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._peak = 0
+        self._samples = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def sample(self) -> int:
+        rss = tree_rss_bytes(self.root)
+        with self._lock:
+            self._peak = max(self._peak, rss)
+            self._samples += 1
+        return rss
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval)
+
+    def start(self) -> "RssSampler":
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def reset(self) -> None:
+        with self._lock:
+            self._peak = 0
+            self._samples = 0
+        self.sample()
+
+    @property
+    def peak_mb(self) -> float:
+        self.sample()
+        with self._lock:
+            return self._peak / MB
+
+    @property
+    def samples(self) -> int:
+        with self._lock:
+            return self._samples
+
+    def current_mb(self) -> float:
+        return tree_rss_bytes(self.root) / MB
+
+    def __enter__(self) -> "RssSampler":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+@dataclass
+class Measurement:
+    """Wall seconds and peak tree RSS of one timed block; `items` is the work done (e.g. input events)."""
+
+    items: int = 0
+    seconds: float = 0.0
+    peak_rss_mb: float = 0.0
+    rss_samples: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def items_per_s(self) -> float:
+        return self.items / self.seconds if self.seconds > 0 else float("nan")
+
+    def as_dict(self, rate_name: str = "events_per_s") -> dict[str, Any]:
+        return {
+            rate_name: round(self.items_per_s, 1),
+            "peak_rss_mb": round(self.peak_rss_mb, 1),
+            "seconds": round(self.seconds, 3),
+            **self.extra,
+        }
+
+
+@contextmanager
+def measure(sampler: RssSampler, items: int = 0) -> Iterator[Measurement]:
+    """Time a block and record the tree's peak RSS during it (the sampler's peak is reset at entry)."""
+    result = Measurement(items=items)
+    sampler.reset()
+    start = time.perf_counter()
+    try:
+        yield result
+    finally:
+        result.seconds = time.perf_counter() - start
+        result.peak_rss_mb = sampler.peak_mb
+        result.rss_samples = sampler.samples
+
+
+@contextmanager
+def stopwatch() -> Iterator[dict[str, float]]:
+    """`with stopwatch() as t: ...` then `t["seconds"]`."""
+    timing = {"seconds": 0.0}
+    start = time.perf_counter()
+    try:
+        yield timing
+    finally:
+        timing["seconds"] = time.perf_counter() - start
+
+
+def parse_sizes(text: str) -> list[int]:
+    """'100000,1e6,5_000_000' -> [100000, 1000000, 5000000]."""
+    return [int(float(part.replace("_", ""))) for part in text.split(",") if part.strip()]
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:,.1f}" if abs(value) >= 100 else f"{value:,.2f}"
+        if isinstance(value, int):
+            return f"{value:,}"
+        return str(value)
+
+    text = [[cell(v) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in text)) if text else len(h) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)), "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(r, widths))) for r in text]
+    return "\n".join(lines)
