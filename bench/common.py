@@ -106,8 +106,9 @@ class RssSampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.sample()
-            self._stop.wait(self.interval)
+            started = time.perf_counter()
+            self.sample()  # listing and reading a large tree takes a few ms: keep the period near `interval`
+            self._stop.wait(max(0.005, self.interval - (time.perf_counter() - started)))
 
     def start(self) -> "RssSampler":
         if self._thread is None:
