@@ -106,6 +106,8 @@ def empty_events() -> pd.DataFrame:
 def _as_optional_str(series: pd.Series) -> pd.Series:
     """Ids arrive as ints, floats or strings depending on the source; the contract stores strings."""
     out = series.astype("object").where(series.notna(), None)
+    if pd.api.types.infer_dtype(out, skipna=True) in ("string", "empty"):
+        return out  # already strings (the common case): no per-value work
     return out.map(lambda v: None if v is None else (str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)))
 
 
@@ -127,8 +129,8 @@ def coerce_events(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     reasons = pd.Series("", index=raw.index, dtype="object")
 
     def note(mask: pd.Series, text: str) -> None:
-        nonlocal reasons
-        reasons = reasons.where(~mask, reasons + (reasons.ne("").map({True: "; ", False: ""})) + text)
+        if mask.any():
+            reasons.loc[mask] = [f"{r}; {text}" if r else text for r in reasons.loc[mask]]
 
     typed = pd.DataFrame(index=raw.index)
     for column in ("event_id", "user_id", "session_id", "event_type", "product_id", "category_id", "source"):
@@ -202,10 +204,10 @@ def validate_events(raw: pd.DataFrame, *, now: pd.Timestamp | None = None) -> Va
     duplicate = typed["event_id"].notna() & typed.duplicated("event_id", keep="first")
     typed, raw, reasons = typed[~duplicate], raw[~duplicate], reasons[~duplicate]
 
-    schema_reasons = _schema_reasons(typed.where(reasons.eq(""), typed).astype(typed.dtypes.to_dict()))
-    combined = pd.Series(
-        [_merge_reasons(parse, schema) for parse, schema in zip(reasons, schema_reasons)], index=reasons.index, dtype="object"
-    )
+    schema_reasons = _schema_reasons(typed)
+    combined = reasons.copy()
+    failing = reasons.ne("") | schema_reasons.ne("")
+    combined.loc[failing] = [_merge_reasons(p, r) for p, r in zip(reasons[failing], schema_reasons[failing])]
     bad = combined.ne("")
 
     quarantine = raw.reindex(columns=list(EVENT_COLUMNS)).loc[bad].astype("object").map(lambda v: None if pd.isna(v) else str(v))
