@@ -47,8 +47,10 @@ services-down:
 bench: install services
 	$(PY) -m bench
 
-lock:
-	$(VENV)/bin/uv pip compile pyproject.toml -o requirements.lock
+lock: install
+	$(VENV)/bin/uv pip install --python $(PY) -q -e .
+	{ echo "# Pinned, resolved together (uv pip freeze). \`make install\` installs exactly these; add a dependency in pyproject.toml, then \`make lock\`."; \
+	  $(VENV)/bin/uv pip freeze --python $(PY) --exclude-editable; } > requirements.lock
 
 clean:
 	rm -rf var $(VENV)

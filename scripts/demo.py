@@ -99,6 +99,15 @@ def main() -> int:
             run_config=QUIET,
         )
         checks |= _checks(spine)
+        print("[demo] training set, baseline, LightGBM, calibration, evaluation, registry, offer policy", flush=True)
+        models = dg.materialize(
+            assets,
+            selection=dg.AssetSelection.groups("models"),
+            resources=resources,
+            instance=instance,
+            run_config=QUIET,
+        )
+        checks |= _checks(models)
 
     example = _metadata_value(spine, "online_features", "example_feature_vector")
     summary = {
@@ -120,6 +129,7 @@ def main() -> int:
             "sessions_written": _metadata_value(spine, "online_features", "sessions_written"),
             "example_feature_vector": example,
         },
+        "model": _model_summary(models),
         "checks": checks,
         "seconds": round(time.monotonic() - started, 1),
     }
@@ -128,6 +138,19 @@ def main() -> int:
     out.write_text(json.dumps(summary, indent=2, default=str))
     _print_summary(summary, out)
     return 0 if all(checks.values()) else 1
+
+
+def _model_summary(models: dg.ExecuteInProcessResult) -> dict:
+    metrics = _metadata_value(models, "model_evaluation", "metrics")
+    headline = ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "ece_vs_truth", "top_decile_lift")
+    return {
+        "version": _metadata_value(models, "registered_model", "version"),
+        "promoted": _metadata_value(models, "registered_model", "promoted"),
+        "calibration": _metadata_value(models, "calibrated_model", "chosen"),
+        "training_rows": _metadata_value(models, "training_dataset", "dagster/row_count"),
+        "offer_threshold": _metadata_value(models, "offer_policy", "threshold"),
+        "test": {name: {k: v for k, v in m.items() if k in headline} for name, m in metrics.items()},
+    }
 
 
 def _print_summary(summary: dict, path: Path) -> None:
@@ -140,6 +163,11 @@ def _print_summary(summary: dict, path: Path) -> None:
     print(f"{'example feature vector':>24}:")
     for name, value in online["example_feature_vector"].items():
         print(f"{'':>26}{name} = {value}")
+    model = summary["model"]
+    print(f"{'model':>24}: {model['version']} (promoted: {model['promoted']}, calibration: {model['calibration']})")
+    for name, m in model["test"].items():
+        print(f"{'':>26}{name:<11} " + "  ".join(f"{k} {v:.4f}" for k, v in m.items()))
+    print(f"{'offer threshold':>24}: {model['offer_threshold']}")
     failed = [name for name, passed in summary["checks"].items() if not passed]
     print(f"{'asset checks':>24}: {len(summary['checks']) - len(failed)} passed, {len(failed)} failed {failed or ''}")
     print(f"{'seconds':>24}: {summary['seconds']}\nsummary written to {path}")

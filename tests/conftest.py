@@ -27,13 +27,18 @@ def shared_data() -> Path:
     return SHARED_DATA_DIR
 
 
-@pytest.fixture
-def propensity_home() -> Path:
-    """The session's state directory, emptied before each test that uses it (the lake, Feast files)."""
+def clear_home() -> Path:
+    """Empty the session's state directory (the lake, Feast files, models), keeping the Dagster home."""
     for child in _TEST_HOME.iterdir():
         if child.name != "dagster":
             shutil.rmtree(child) if child.is_dir() else child.unlink()
     return _TEST_HOME
+
+
+@pytest.fixture
+def propensity_home() -> Path:
+    """The session's state directory, emptied before each test that uses it."""
+    return clear_home()
 
 
 @pytest.fixture(scope="session")

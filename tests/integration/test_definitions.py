@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import dagster as dg
+
 from propensity_assets.definitions import defs
 
 SPINE_ASSETS = {
@@ -16,6 +18,16 @@ SPINE_ASSETS = {
     "feast_registry",
     "online_features",
 }
+MODEL_ASSETS = {
+    "training_dataset",
+    "baseline_model",
+    "propensity_model",
+    "calibrated_model",
+    "model_evaluation",
+    "registered_model",
+    "offer_policy",
+}
+BLOCKING_GATES = {"beats_baseline_log_loss", "ece_within_bound", "not_worse_than_champion"}
 SPINE_CHECKS = {
     "event_quarantine:bad_fraction_within_threshold",
     "raw_events:contract_v1",
@@ -31,14 +43,20 @@ def test_asset_graph_names_the_spine_assets_and_checks():
     graph = defs.resolve_asset_graph()
     assets = {key.to_user_string() for key in graph.get_all_asset_keys()}
     checks = {key.to_user_string() for key in graph.asset_check_keys}
-    assert SPINE_ASSETS <= assets
+    assert SPINE_ASSETS | MODEL_ASSETS <= assets
     assert SPINE_CHECKS <= checks
+    assert {f"model_evaluation:{gate}" for gate in BLOCKING_GATES} <= checks
     # lineage as DESIGN.md draws it
     parents = {key.to_user_string(): {p.to_user_string() for p in graph.get(key).parent_keys} for key in graph.get_all_asset_keys()}
     assert parents["raw_events"] == {"source_events"}
     assert parents["session_prefix_features"] == {"session_events"}
     assert parents["feast_registry"] == {"user_daily_aggregates", "session_prefix_features"}
     assert parents["online_features"] == {"feast_registry"}
+    assert parents["training_dataset"] == {"session_prefix_features", "sessions", "feast_registry"}
+    assert parents["registered_model"] == {"model_evaluation"}
+    evaluation = next(a for a in defs.assets if dg.AssetKey("model_evaluation") in a.keys)
+    gates = {spec.key.name: spec.blocking for spec in evaluation.check_specs}
+    assert all(gates[g] for g in BLOCKING_GATES)
     # every materialisable asset carries the daily freshness policy
     for key in graph.get_all_asset_keys():
         assert graph.get(key).freshness_policy is not None, key

@@ -1,0 +1,184 @@
+"""The model artifact and the local model registry.
+
+An artifact is a directory: LightGBM's text model, the calibrator and the baseline as JSON numbers, the feature list
+with the feature service, the training-data fingerprint, metrics, and MANIFEST.json with every file's sha256.
+Loading checks the manifest first and never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from propensity.models.calibration import apply_calibrator
+from propensity.paths import home
+
+MANIFEST = "MANIFEST.json"
+MODEL_FILE = "model.txt"
+JSON_FILES = ("calibrator.json", "baseline.json", "features.json", "training.json", "metrics.json")
+ARTIFACT_FILES = (MODEL_FILE, *JSON_FILES)
+
+
+class ArtifactIntegrityError(RuntimeError):
+    """The artifact on disk is not the one that was written: refuse to serve it."""
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fingerprint_frame(frame: pd.DataFrame) -> str:
+    """A content hash of the training data (row order included), recorded with the model."""
+    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    return hashlib.sha256(hashed.tobytes() + ",".join(frame.columns).encode()).hexdigest()
+
+
+def write_artifact(directory: Path, *, booster: lgb.Booster, calibrator: dict, baseline: dict, features: dict,
+                   training: dict, metrics: dict) -> Path:
+    directory = Path(directory)
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    (directory / MODEL_FILE).write_text(booster.model_to_string())
+    for name, payload in zip(JSON_FILES, (calibrator, baseline, features, training, metrics)):
+        (directory / name).write_text(json.dumps(payload, indent=2, sort_keys=True, default=_json_default))
+    manifest = {name: sha256_file(directory / name) for name in ARTIFACT_FILES}
+    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    return directory
+
+
+def _json_default(value):
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, (pd.Timestamp, datetime)):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+@dataclass(frozen=True)
+class ModelArtifact:
+    directory: Path
+    booster: lgb.Booster
+    calibrator: dict
+    baseline: dict
+    features: dict
+    training: dict
+    metrics: dict
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.features["features"])
+
+    @property
+    def version(self) -> str:
+        return self.directory.name
+
+    def raw_score(self, X: pd.DataFrame) -> np.ndarray:
+        return self.booster.predict(X[self.feature_names], raw_score=True)
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """Calibrated purchase propensity."""
+        return apply_calibrator(self.calibrator, self.raw_score(X))
+
+
+def verify_manifest(directory: Path) -> dict[str, str]:
+    directory = Path(directory)
+    manifest_path = directory / MANIFEST
+    if not manifest_path.exists():
+        raise ArtifactIntegrityError(f"{directory} has no {MANIFEST}: not a model artifact")
+    manifest = json.loads(manifest_path.read_text())
+    missing = [name for name in ARTIFACT_FILES if name not in manifest]
+    if missing:
+        raise ArtifactIntegrityError(f"{manifest_path} does not list {missing}")
+    for name, expected in manifest.items():
+        path = directory / name
+        if not path.exists():
+            raise ArtifactIntegrityError(f"{path} is listed in the manifest but missing")
+        actual = sha256_file(path)
+        if actual != expected:
+            raise ArtifactIntegrityError(f"{path} has sha256 {actual[:12]}…, the manifest says {expected[:12]}…: tampered or corrupt")
+    return manifest
+
+
+def load_artifact(directory: Path) -> ModelArtifact:
+    directory = Path(directory)
+    verify_manifest(directory)
+    loaded = {name: json.loads((directory / name).read_text()) for name in JSON_FILES}
+    booster = lgb.Booster(model_str=(directory / MODEL_FILE).read_text())
+    return ModelArtifact(
+        directory=directory,
+        booster=booster,
+        calibrator=loaded["calibrator.json"],
+        baseline=loaded["baseline.json"],
+        features=loaded["features.json"],
+        training=loaded["training.json"],
+        metrics=loaded["metrics.json"],
+    )
+
+
+class ModelRegistry:
+    """Versions under $PROPENSITY_HOME/models/registry/<version>/, and registry.json naming the champion."""
+
+    def __init__(self, root: Path | None = None):
+        self.root = Path(root) if root else home() / "models" / "registry"
+        self.index_path = self.root / "registry.json"
+
+    def _index(self) -> dict:
+        if self.index_path.exists():
+            return json.loads(self.index_path.read_text())
+        return {"champion": None, "versions": []}
+
+    def _save(self, index: dict) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.index_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(index, indent=2))
+        os.replace(tmp, self.index_path)  # atomic: a reader never sees half a registry
+
+    def versions(self) -> list[dict]:
+        return self._index()["versions"]
+
+    def champion_version(self) -> str | None:
+        return self._index()["champion"]
+
+    def champion(self) -> ModelArtifact | None:
+        version = self.champion_version()
+        return load_artifact(self.root / version) if version else None
+
+    def register(self, candidate_dir: Path, *, promote: bool, reason: str) -> str:
+        """Copy a verified candidate in as the next version; make it champion only when `promote`."""
+        verify_manifest(candidate_dir)
+        index = self._index()
+        manifest_digest = hashlib.sha256((Path(candidate_dir) / MANIFEST).read_bytes()).hexdigest()[:10]
+        version = f"v{len(index['versions']) + 1:04d}-{manifest_digest}"
+        shutil.copytree(candidate_dir, self.root / version)
+        verify_manifest(self.root / version)
+        metrics = json.loads((Path(candidate_dir) / "metrics.json").read_text())
+        index["versions"].append(
+            {
+                "version": version,
+                "registered_at": datetime.now(timezone.utc).isoformat(),
+                "status": "champion" if promote else "rejected",
+                "reason": reason,
+                "test_metrics": metrics.get("calibrated", {}),
+            }
+        )
+        if promote:
+            for entry in index["versions"][:-1]:
+                if entry["status"] == "champion":
+                    entry["status"] = "retired"
+            index["champion"] = version
+        self._save(index)
+        return version

@@ -1,0 +1,65 @@
+"""Decision points, labels and the time-based split: what a training example is (DESIGN.md).
+
+A decision point is a session prefix: the state just after one of its events (a distinct timestamp), before the
+session's first purchase. Its label is whether the session purchases after that point. Splits are by session start
+time, so one session's prefixes never land in two splits and the model is always tested on a later period.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+SPLITS = ("train", "valid", "test")
+ENTITY_COLUMNS = ("decision_id", "session_id", "user_id", "event_timestamp")
+
+
+@dataclass(frozen=True)
+class SplitBoundaries:
+    valid_start: pd.Timestamp
+    test_start: pd.Timestamp
+
+    def as_dict(self) -> dict[str, str]:
+        return {"valid_start": self.valid_start.isoformat(), "test_start": self.test_start.isoformat()}
+
+
+def split_boundaries(session_starts: pd.Series, valid_fraction: float, test_fraction: float) -> SplitBoundaries:
+    """Cut points in time such that about the last `test_fraction` of sessions (by start) are test, the
+    `valid_fraction` before them validation, and the rest training."""
+    if not (0 < valid_fraction < 1 and 0 < test_fraction < 1 and valid_fraction + test_fraction < 1):
+        raise ValueError(f"valid_fraction {valid_fraction} and test_fraction {test_fraction} must leave room for training")
+    starts = np.sort(session_starts.to_numpy())
+    n = len(starts)
+    test_start = pd.Timestamp(starts[int(np.floor(n * (1 - test_fraction)))])
+    valid_start = pd.Timestamp(starts[int(np.floor(n * (1 - test_fraction - valid_fraction)))])
+    if not valid_start < test_start:
+        raise ValueError("too few distinct session start times to split by time")
+    return SplitBoundaries(valid_start=valid_start.tz_convert("UTC"), test_start=test_start.tz_convert("UTC"))
+
+
+def assign_split(session_start: pd.Series, boundaries: SplitBoundaries) -> pd.Series:
+    return pd.Series(
+        np.where(session_start < boundaries.valid_start, "train", np.where(session_start < boundaries.test_start, "valid", "test")),
+        index=session_start.index,
+    )
+
+
+def decision_points(
+    session_prefix_features: pd.DataFrame, sessions: pd.DataFrame, valid_fraction: float = 0.2, test_fraction: float = 0.2
+) -> tuple[pd.DataFrame, SplitBoundaries]:
+    """The entity frame for the point-in-time join: one row per decision point, with label and split."""
+    points = session_prefix_features.loc[
+        session_prefix_features["purchases_so_far"] == 0, ["session_id", "user_id", "event_timestamp", "decision_event_id"]
+    ]
+    outcome = sessions[["session_id", "session_start", "has_purchase"]]
+    points = points.merge(outcome, on="session_id", how="inner", validate="many_to_one")
+    points["label"] = points["has_purchase"].astype("int64")  # no purchase so far, so any purchase comes after
+    points["decision_id"] = points["session_id"] + "@" + points["event_timestamp"].map(lambda t: t.isoformat())
+    boundaries = split_boundaries(outcome["session_start"], valid_fraction, test_fraction)
+    points["split"] = assign_split(points["session_start"], boundaries)
+    points = points.drop(columns=["has_purchase"]).sort_values(["event_timestamp", "decision_id"]).reset_index(drop=True)
+    if not points["decision_id"].is_unique:
+        raise ValueError("decision ids are not unique: session_prefix_features must have one row per decision point")
+    return points, boundaries

@@ -1,0 +1,374 @@
+"""Models: point-in-time training set, baseline and LightGBM, calibration, evaluation with blocking quality gates,
+the model registry, and the offer threshold."""
+
+import base64
+import json
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+from scipy.special import expit
+
+from propensity.features.definitions import FEATURE_SERVICE_NAME, MODEL_FEATURE_NAMES, SESSION_FEATURE_NAMES
+from propensity.models.artifact import ModelRegistry, fingerprint_frame, load_artifact, write_artifact
+from propensity.models.calibration import apply_calibrator, choose_calibrator
+from propensity.models.dataset import ENTITY_COLUMNS, SPLITS, decision_points
+from propensity.models.gates import quality_gates
+from propensity.models.metrics import calibration_error_vs_truth, evaluate
+from propensity.models.offers import OfferEconomics, expected_gain, hillstrom_relative_lift, intervention_threshold
+from propensity.models.plots import gain_chart, reliability_diagram
+from propensity.models.training import (
+    SEED,
+    LightGBMSettings,
+    fit_logistic_baseline,
+    predict_logistic_baseline,
+    train_lightgbm,
+)
+from propensity.paths import home
+from propensity_assets.ingestion import SIMULATOR_TRUTH
+from resources.feast import FeastResource
+from resources.lake import LakeResource
+
+TRAINING_DATASET = "training_dataset"
+MODEL_NAMES = ("baseline", "lightgbm", "calibrated")
+
+
+def work_dir() -> Path:
+    """Where the model assets hand files to each other before the registry takes a versioned copy."""
+    path = home() / "models" / "work"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _read_lake(lake: LakeResource, table: str) -> pd.DataFrame:
+    path = lake.table_dir(table)
+    if not path.exists():
+        raise dg.Failure(f"lake table {table} is missing at {path}: materialise it first")
+    frame = pd.read_parquet(path)
+    for column in frame.select_dtypes(include=["datetime64"]).columns:
+        frame[column] = frame[column].dt.tz_localize("UTC")
+    return frame
+
+
+def load_training_dataset(lake: LakeResource) -> pd.DataFrame:
+    return _read_lake(lake, TRAINING_DATASET)
+
+
+def _split(dataset: pd.DataFrame, split: str) -> tuple[pd.DataFrame, np.ndarray]:
+    part = dataset[dataset["split"] == split]
+    return part[list(MODEL_FEATURE_NAMES)], part["label"].to_numpy()
+
+
+def _png_markdown(png: bytes, title: str) -> dg.MetadataValue:
+    return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{base64.b64encode(png).decode()})")
+
+
+class TrainingSetConfig(dg.Config):
+    valid_fraction: float = 0.2  # share of sessions (by start time) for early stopping and calibration
+    test_fraction: float = 0.2  # the latest sessions, never seen in training
+
+
+@dg.asset(
+    deps=["session_prefix_features", "sessions", "feast_registry"],
+    group_name="models",
+    kinds={"feast", "pandas"},
+    check_specs=[
+        dg.AssetCheckSpec("one_row_per_decision_point", asset=TRAINING_DATASET),
+        dg.AssetCheckSpec("no_session_in_two_splits", asset=TRAINING_DATASET),
+        dg.AssetCheckSpec("session_features_as_of_decision", asset=TRAINING_DATASET),
+    ],
+    description="Decision points before the first purchase, labelled, joined point-in-time through Feast "
+    f"({FEATURE_SERVICE_NAME}), split by session start time.",
+)
+def training_dataset(config: TrainingSetConfig, feast: FeastResource, lake: LakeResource):
+    prefix = _read_lake(lake, "session_prefix_features")
+    sessions = _read_lake(lake, "sessions")
+    points, boundaries = decision_points(prefix, sessions, config.valid_fraction, config.test_fraction)
+    store = feast.store()
+    joined = store.get_historical_features(
+        entity_df=points[list(ENTITY_COLUMNS)], features=store.get_feature_service(FEATURE_SERVICE_NAME)
+    ).to_df()
+    joined["event_timestamp"] = pd.to_datetime(joined["event_timestamp"], utc=True)
+    dataset = points.merge(joined.drop(columns=["session_id", "user_id", "event_timestamp"]), on="decision_id", how="left")
+    dataset = dataset.sort_values(["event_timestamp", "decision_id"]).reset_index(drop=True)
+    path = lake.replace_dir(TRAINING_DATASET)
+    path.mkdir(parents=True)
+    dataset.to_parquet(path / "data.parquet", index=False)
+
+    splits = {}
+    for split in SPLITS:
+        part = dataset[dataset["split"] == split]
+        splits[split] = {
+            "rows": len(part),
+            "sessions": int(part["session_id"].nunique()),
+            "positive_rate": round(float(part["label"].mean()), 5) if len(part) else None,
+            "from": str(part["event_timestamp"].min()),
+            "to": str(part["event_timestamp"].max()),
+        }
+    yield dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(dataset),
+            "splits": dg.MetadataValue.json(splits),
+            "boundaries": dg.MetadataValue.json(boundaries.as_dict()),
+            "fingerprint": fingerprint_frame(dataset),
+            "feature_service": FEATURE_SERVICE_NAME,
+        }
+    )
+    yield dg.AssetCheckResult(
+        check_name="one_row_per_decision_point",
+        passed=len(joined) == len(points) and joined["decision_id"].is_unique,
+        metadata={"entity_rows": len(points), "joined_rows": len(joined)},
+    )
+    splits_per_session = dataset.groupby("session_id")["split"].nunique()
+    yield dg.AssetCheckResult(
+        check_name="no_session_in_two_splits",
+        passed=bool((splits_per_session == 1).all()),
+        metadata={"sessions_in_several_splits": int((splits_per_session > 1).sum())},
+    )
+    # Every decision point is a row of session_prefix_features: the joined values must be exactly that row's.
+    expected = prefix.set_index(["session_id", "event_timestamp"])[list(SESSION_FEATURE_NAMES)]
+    got = dataset.set_index(["session_id", "event_timestamp"])[list(SESSION_FEATURE_NAMES)]
+    differs = (expected.reindex(got.index).to_numpy(dtype=float) != got.to_numpy(dtype=float)).any(axis=1)
+    yield dg.AssetCheckResult(
+        check_name="session_features_as_of_decision",
+        passed=not differs.any(),
+        metadata={"decision_points_with_other_values": int(differs.sum())},
+    )
+
+
+@dg.asset(deps=[TRAINING_DATASET], group_name="models", kinds={"scikitlearn"},
+          description="Logistic regression with imputation and standardisation: the reference, stored as numbers.")
+def baseline_model(lake: LakeResource) -> dg.MaterializeResult:
+    dataset = load_training_dataset(lake)
+    X, y = _split(dataset, "train")
+    model = fit_logistic_baseline(X, y)
+    (work_dir() / "baseline.json").write_text(json.dumps(model, indent=2))
+    weights = sorted(zip(model["design_columns"], model["coef"]), key=lambda kv: -abs(kv[1]))[:10]
+    return dg.MaterializeResult(
+        metadata={"train_rows": len(X), "largest_weights": dg.MetadataValue.json({k: round(v, 4) for k, v in weights})}
+    )
+
+
+class LightGBMConfig(dg.Config):
+    learning_rate: float = 0.05
+    num_leaves: int = 31
+    min_data_in_leaf: int = 100
+    max_rounds: int = 2000
+    early_stopping_rounds: int = 100
+
+    def settings(self) -> LightGBMSettings:
+        return LightGBMSettings(
+            learning_rate=self.learning_rate,
+            num_leaves=self.num_leaves,
+            min_data_in_leaf=self.min_data_in_leaf,
+            max_rounds=self.max_rounds,
+            early_stopping_rounds=self.early_stopping_rounds,
+        )
+
+
+@dg.asset(deps=[TRAINING_DATASET], group_name="models", kinds={"lightgbm"},
+          description="LightGBM with early stopping on the validation split; no reweighting (see training.py).")
+def propensity_model(config: LightGBMConfig, lake: LakeResource) -> dg.MaterializeResult:
+    dataset = load_training_dataset(lake)
+    X_train, y_train = _split(dataset, "train")
+    X_valid, y_valid = _split(dataset, "valid")
+    settings = config.settings()
+    booster = train_lightgbm(X_train, y_train, X_valid, y_valid, settings)
+    (work_dir() / "model.txt").write_text(booster.model_to_string())
+    (work_dir() / "lightgbm_params.json").write_text(json.dumps(settings.params(), indent=2))
+    importance = dict(zip(booster.feature_name(), booster.feature_importance("gain")))
+    top = dict(sorted(importance.items(), key=lambda kv: -kv[1])[:15])
+    return dg.MaterializeResult(
+        metadata={
+            "best_iteration": booster.best_iteration,
+            "valid_log_loss": float(booster.best_score["valid"]["binary_logloss"]),
+            "feature_importance_gain": dg.MetadataValue.json({k: round(float(v), 1) for k, v in top.items()}),
+            "seed": SEED,
+        }
+    )
+
+
+def _load_booster():
+    import lightgbm as lgb
+
+    return lgb.Booster(model_str=(work_dir() / "model.txt").read_text())
+
+
+@dg.asset(deps=["propensity_model"], group_name="models", kinds={"lightgbm"},
+          description="Sigmoid, isotonic and temperature scaling compared by cross-validated log-loss on validation; "
+          "the best one kept as plain numbers.")
+def calibrated_model(lake: LakeResource) -> dg.MaterializeResult:
+    dataset = load_training_dataset(lake)
+    X_valid, y_valid = _split(dataset, "valid")
+    booster = _load_booster()
+    calibrator, losses = choose_calibrator(booster.predict(X_valid, raw_score=True), y_valid, seed=SEED % 2**31)
+    (work_dir() / "calibrator.json").write_text(json.dumps(calibrator, indent=2))
+    return dg.MaterializeResult(
+        metadata={"chosen": calibrator["method"], "cv_log_loss": dg.MetadataValue.json({k: round(v, 6) for k, v in losses.items()})}
+    )
+
+
+class QualityGateConfig(dg.Config):
+    max_ece: float = 0.02  # expected calibration error bound on the test split
+    champion_tolerance: float = 0.002  # how much worse than the champion (log-loss, same test set) still passes
+
+
+def _truth_for(dataset: pd.DataFrame, lake: LakeResource) -> pd.Series | None:
+    truth_dir = lake.table_dir(SIMULATOR_TRUTH)
+    if not truth_dir.exists():
+        return None
+    truth = pd.read_parquet(truth_dir).drop_duplicates("event_id").set_index("event_id")["true_propensity"]
+    matched = dataset["decision_event_id"].map(truth)
+    return matched if matched.notna().all() else None
+
+
+@dg.asset(
+    deps=["baseline_model", "calibrated_model"],
+    group_name="models",
+    kinds={"lightgbm", "scikitlearn"},
+    check_specs=[
+        dg.AssetCheckSpec("beats_baseline_log_loss", asset="model_evaluation", blocking=True),
+        dg.AssetCheckSpec("ece_within_bound", asset="model_evaluation", blocking=True),
+        dg.AssetCheckSpec("not_worse_than_champion", asset="model_evaluation", blocking=True),
+    ],
+    description="Test-split metrics for baseline, raw and calibrated LightGBM side by side, plots, and the quality "
+    "gates that decide whether the candidate may become champion.",
+)
+def model_evaluation(config: QualityGateConfig, lake: LakeResource):
+    dataset = load_training_dataset(lake)
+    X_test, y_test = _split(dataset, "test")
+    booster = _load_booster()
+    calibrator = json.loads((work_dir() / "calibrator.json").read_text())
+    baseline = json.loads((work_dir() / "baseline.json").read_text())
+    raw = booster.predict(X_test, raw_score=True)
+    predictions = {
+        "baseline": predict_logistic_baseline(baseline, X_test),
+        "lightgbm": expit(raw),
+        "calibrated": apply_calibrator(calibrator, raw),
+    }
+    metrics = {name: evaluate(y_test, p) for name, p in predictions.items()}
+    truth = _truth_for(dataset[dataset["split"] == "test"], lake)
+    if truth is not None:
+        for name, p in predictions.items():
+            metrics[name]["ece_vs_truth"] = calibration_error_vs_truth(truth.to_numpy(), p)
+
+    registry = ModelRegistry()
+    champion = registry.champion()
+    champion_metrics = None
+    if champion is not None and champion.feature_names == list(MODEL_FEATURE_NAMES):
+        champion_metrics = evaluate(y_test, champion.predict(X_test))  # the champion on the challenger's test set
+        metrics["champion"] = champion_metrics | {"version": champion.version}
+    gates = quality_gates(metrics, champion_metrics, config.max_ece, config.champion_tolerance)
+
+    importance = dict(zip(booster.feature_name(), (float(v) for v in booster.feature_importance("gain"))))
+    training_info = {
+        "fingerprint": fingerprint_frame(dataset),
+        "rows": {s: int((dataset["split"] == s).sum()) for s in SPLITS},
+        "positive_rate": {s: float(dataset.loc[dataset["split"] == s, "label"].mean()) for s in SPLITS},
+        "lightgbm_params": json.loads((work_dir() / "lightgbm_params.json").read_text()),
+        "best_iteration": booster.best_iteration,
+        "gates": [g.__dict__ for g in gates],
+    }
+    write_artifact(
+        work_dir() / "candidate",
+        booster=booster,
+        calibrator=calibrator,
+        baseline=baseline,
+        features={"feature_service": FEATURE_SERVICE_NAME, "features": list(MODEL_FEATURE_NAMES)},
+        training=training_info,
+        metrics=metrics | {"feature_importance_gain": importance},
+    )
+    test_rows = dataset[dataset["split"] == "test"][["decision_id", "session_id", "label"]].assign(
+        **{f"p_{name}": p for name, p in predictions.items()}
+    )
+    test_rows.to_parquet(work_dir() / "test_predictions.parquet", index=False)
+
+    table = {name: {k: round(v, 5) for k, v in m.items() if isinstance(v, float)} for name, m in metrics.items()}
+    yield dg.MaterializeResult(
+        metadata={
+            "metrics": dg.MetadataValue.json(table),
+            "calibrated_log_loss": metrics["calibrated"]["log_loss"],
+            "calibrated_roc_auc": metrics["calibrated"]["roc_auc"],
+            "calibrated_ece": metrics["calibrated"]["ece"],
+            "reliability_diagram": _png_markdown(reliability_diagram(y_test, predictions), "reliability"),
+            "gain_chart": _png_markdown(gain_chart(y_test, predictions), "gain"),
+            "feature_importance_gain": dg.MetadataValue.json(
+                {k: round(v, 1) for k, v in sorted(importance.items(), key=lambda kv: -kv[1])[:15]}
+            ),
+        }
+    )
+    for gate in gates:
+        yield dg.AssetCheckResult(
+            asset_key="model_evaluation", check_name=gate.name, passed=gate.passed, description=gate.detail,
+            severity=dg.AssetCheckSeverity.ERROR,
+        )
+
+
+@dg.asset(
+    deps=["model_evaluation"],
+    group_name="models",
+    kinds={"lightgbm"},
+    automation_condition=dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed(),
+    description="The candidate as a new registry version; promoted to champion only when every quality gate passes.",
+)
+def registered_model(config: QualityGateConfig) -> dg.MaterializeResult:
+    candidate = load_artifact(work_dir() / "candidate")
+    registry = ModelRegistry()
+    champion = registry.champion()
+    champion_metrics = candidate.metrics.get("champion") if champion is not None else None
+    gates = quality_gates(candidate.metrics, champion_metrics, config.max_ece, config.champion_tolerance)
+    failed = [g for g in gates if not g.passed]
+    reason = "all quality gates passed" if not failed else "; ".join(f"{g.name}: {g.detail}" for g in failed)
+    version = registry.register(candidate.directory, promote=not failed, reason=reason)
+    return dg.MaterializeResult(
+        metadata={
+            "version": version,
+            "promoted": not failed,
+            "reason": reason,
+            "champion": registry.champion_version() or "none",
+            "versions": dg.MetadataValue.json(registry.versions()[-10:]),
+        }
+    )
+
+
+class OfferConfig(dg.Config):
+    margin: float = 20.0  # contribution of an average order
+    discount: float = 5.0  # given away on each order placed with the offer
+    contact_cost: float = 0.10  # cost of showing the offer
+    hillstrom_arm: str = "Womens E-Mail"  # the randomised arm whose lift over control sizes the offer's effect
+
+
+@dg.asset(
+    deps=["model_evaluation"],
+    group_name="models",
+    kinds={"pandas"},
+    description="Expected-value threshold on calibrated propensity for showing an offer; lift measured on the "
+    "randomised Hillstrom e-mail experiment.",
+)
+def offer_policy(config: OfferConfig) -> dg.MaterializeResult:
+    lift = hillstrom_relative_lift(arm=config.hillstrom_arm)
+    economics = OfferEconomics(config.margin, config.discount, config.contact_cost, lift["relative_lift"])
+    threshold = intervention_threshold(economics)
+    test = pd.read_parquet(work_dir() / "test_predictions.parquet")
+    gain = expected_gain(test["p_calibrated"], economics)
+    targeted = test["p_calibrated"] >= threshold if threshold is not None else np.zeros(len(test), dtype=bool)
+    policy = {
+        "threshold": threshold,
+        "economics": economics.__dict__,
+        "hillstrom": lift,
+        "share_targeted": float(np.mean(targeted)),
+        "expected_gain_policy": float(gain[targeted].sum()),
+        "expected_gain_offer_to_all": float(gain.sum()),
+        "test_decision_points": len(test),
+    }
+    (work_dir() / "offer_policy.json").write_text(json.dumps(policy, indent=2))
+    return dg.MaterializeResult(
+        metadata={
+            "threshold": threshold if threshold is not None else "never",
+            "relative_lift": lift["relative_lift"],
+            "share_targeted": policy["share_targeted"],
+            "expected_gain_policy": policy["expected_gain_policy"],
+            "expected_gain_offer_to_all": policy["expected_gain_offer_to_all"],
+        }
+    )

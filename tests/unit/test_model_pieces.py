@@ -1,0 +1,168 @@
+"""Metrics, calibration, the artifact's integrity, deterministic training, the time split and offer thresholds."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.special import expit
+
+from propensity.models.artifact import ArtifactIntegrityError, ModelRegistry, load_artifact, write_artifact
+from propensity.models.calibration import METHODS, apply_calibrator, choose_calibrator, fit_calibrator
+from propensity.models.dataset import decision_points
+from propensity.models.metrics import expected_calibration_error, top_decile
+from propensity.models.offers import OfferEconomics, expected_gain, hillstrom_relative_lift, intervention_threshold
+from propensity.models.training import LightGBMSettings, fit_logistic_baseline, predict_logistic_baseline, train_lightgbm
+
+
+def test_ece_matches_a_hand_computation():
+    # 6 predictions, 3 equal-mass bins of 2 (sorted by p):
+    # bin 1: p 0.1, 0.2 -> mean 0.15, outcomes 0, 1 -> rate 0.5, gap 0.35
+    # bin 2: p 0.4, 0.5 -> mean 0.45, outcomes 0, 0 -> rate 0.0, gap 0.45
+    # bin 3: p 0.8, 0.9 -> mean 0.85, outcomes 1, 1 -> rate 1.0, gap 0.15
+    # ECE = (2*0.35 + 2*0.45 + 2*0.15) / 6 = 0.31666...
+    p = [0.9, 0.1, 0.5, 0.2, 0.8, 0.4]
+    y = [1, 0, 0, 1, 1, 0]
+    assert expected_calibration_error(y, p, bins=3) == pytest.approx(0.95 / 3)
+    assert expected_calibration_error([0, 1, 0, 1], [0.5, 0.5, 0.5, 0.5], bins=2) == pytest.approx(0.0)
+
+
+def test_top_decile_lift_and_capture():
+    y = np.array([1] * 5 + [0] * 95)
+    p = np.linspace(1, 0, 100)  # the 5 buyers score highest
+    lift, captured = top_decile(y, p)
+    assert lift == pytest.approx((5 / 10) / 0.05)
+    assert captured == 1.0
+
+
+def _miscalibrated(n=20_000, seed=0):
+    rng = np.random.default_rng(seed)
+    true_logit = rng.normal(-2.5, 1.2, n)
+    y = (rng.random(n) < expit(true_logit)).astype(int)
+    return 2.0 * true_logit, y  # overconfident raw scores (twice the true log-odds)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_each_calibrator_fixes_an_overconfident_score_and_survives_json(method):
+    raw, y = _miscalibrated()
+    calibrator = json.loads(json.dumps(fit_calibrator(method, raw, y)))
+    calibrated = apply_calibrator(calibrator, raw)
+    assert expected_calibration_error(y, calibrated) < 0.01 < expected_calibration_error(y, expit(raw))
+    assert calibrated.min() > 0 and calibrated.max() < 1  # never a certain 0 or 1
+
+
+def test_choice_is_by_cross_validated_log_loss():
+    raw, y = _miscalibrated(seed=1)
+    calibrator, losses = choose_calibrator(raw, y)
+    assert calibrator["method"] == min(METHODS, key=losses.__getitem__)
+    assert losses[calibrator["method"]] < losses["uncalibrated"]
+
+
+def _frame(n=4000, seed=3):
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n), "c": rng.integers(0, 5, n).astype(float)})
+    X.loc[rng.random(n) < 0.1, "b"] = np.nan
+    y = (rng.random(n) < expit(-2 + X["a"] - 0.5 * X["c"] + np.nan_to_num(X["b"]))).astype(int).to_numpy()
+    return X, y
+
+
+def test_training_is_deterministic():
+    X, y = _frame()
+    settings = LightGBMSettings(min_data_in_leaf=20, max_rounds=200, early_stopping_rounds=20)
+    first = train_lightgbm(X[:3000], y[:3000], X[3000:], y[3000:], settings)
+    second = train_lightgbm(X[:3000], y[:3000], X[3000:], y[3000:], settings)
+    assert first.model_to_string() == second.model_to_string()
+    assert fit_logistic_baseline(X, y) == fit_logistic_baseline(X, y)
+
+
+def test_baseline_from_numbers_equals_its_fit():
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = _frame()
+    model = json.loads(json.dumps(fit_logistic_baseline(X, y)))
+    assert "b__missing" in model["design_columns"]
+    design = X.fillna(X.median()).assign(b__missing=X["b"].isna().astype(float))
+    standardised = (design - design.mean()) / design.std(ddof=0)
+    reference = LogisticRegression(C=1.0, max_iter=2000).fit(standardised.to_numpy(), y)
+    expected = reference.predict_proba(standardised.to_numpy())[:, 1]
+    assert np.allclose(predict_logistic_baseline(model, X), expected, atol=1e-6)
+
+
+def _artifact(tmp_path, X, y):
+    booster = train_lightgbm(X[:3000], y[:3000], X[3000:], y[3000:], LightGBMSettings(min_data_in_leaf=20, max_rounds=50))
+    return write_artifact(
+        tmp_path / "candidate",
+        booster=booster,
+        calibrator={"method": "temperature", "temperature": 1.1},
+        baseline=fit_logistic_baseline(X, y),
+        features={"feature_service": "purchase_propensity_v1", "features": list(X.columns)},
+        training={"fingerprint": "abc"},
+        metrics={"calibrated": {"log_loss": 0.2}},
+    )
+
+
+def test_artifact_round_trip_and_tampering_is_refused(tmp_path):
+    X, y = _frame()
+    directory = _artifact(tmp_path, X, y)
+    loaded = load_artifact(directory)
+    assert np.allclose(loaded.predict(X), expit(loaded.booster.predict(X, raw_score=True) / 1.1))
+    assert not list(directory.glob("*.pkl")) and not list(directory.glob("*.pickle"))
+
+    calibrator = directory / "calibrator.json"
+    calibrator.write_text(calibrator.read_text().replace("1.1", "0.2"))
+    with pytest.raises(ArtifactIntegrityError, match="calibrator.json"):
+        load_artifact(directory)
+
+
+def test_registry_promotes_only_what_passed(tmp_path):
+    X, y = _frame()
+    registry = ModelRegistry(tmp_path / "registry")
+    first = registry.register(_artifact(tmp_path, X, y), promote=True, reason="all quality gates passed")
+    second = registry.register(_artifact(tmp_path, X, y), promote=False, reason="beats_baseline_log_loss failed")
+    assert registry.champion_version() == first != second
+    statuses = {v["version"]: v["status"] for v in registry.versions()}
+    assert statuses == {first: "champion", second: "rejected"}
+
+
+def test_splits_are_by_time_and_never_share_a_session():
+    t0 = pd.Timestamp("2026-11-02", tz="UTC")
+    sessions = pd.DataFrame(
+        {
+            "session_id": [f"s{i}" for i in range(10)],
+            "session_start": [t0 + pd.Timedelta(hours=i) for i in range(10)],
+            "has_purchase": [i % 3 == 0 for i in range(10)],
+        }
+    )
+    rows = []
+    for i in range(10):
+        for k in range(3):
+            rows.append({"session_id": f"s{i}", "user_id": "u", "event_timestamp": t0 + pd.Timedelta(hours=i, minutes=k),
+                         "decision_event_id": f"e{i}{k}", "purchases_so_far": 1 if (i % 3 == 0 and k == 2) else 0})
+    points, boundaries = decision_points(pd.DataFrame(rows), sessions, valid_fraction=0.2, test_fraction=0.2)
+    assert (points.groupby("session_id")["split"].nunique() == 1).all()
+    order = {"train": 0, "valid": 1, "test": 2}
+    by_session = points.groupby("session_id").agg(split=("split", "first"), start=("session_start", "first"))
+    ranked = by_session.sort_values("start")["split"].map(order).to_numpy()
+    assert (np.diff(ranked) >= 0).all() and set(by_session["split"]) == {"train", "valid", "test"}
+    # the decision point at (or after) the first purchase is not a training example
+    assert "e02" not in set(points["decision_event_id"])
+    assert points.loc[points["session_id"] == "s0", "label"].eq(1).all()
+    assert points["decision_id"].is_unique
+
+
+def test_offer_threshold_is_where_expected_gain_turns_positive():
+    economics = OfferEconomics(margin=20.0, discount=5.0, contact_cost=0.1, relative_lift=0.5)
+    threshold = intervention_threshold(economics)
+    assert threshold == pytest.approx(0.1 / (1.5 * 15 - 20))
+    p = np.array([threshold * 0.9, threshold * 1.1])
+    gain = expected_gain(p, economics)
+    assert gain[0] < 0 < gain[1]
+    assert intervention_threshold(OfferEconomics(20.0, 10.0, 0.1, 0.5)) is None  # the discount eats the lift
+
+
+def test_hillstrom_lift_is_measured_on_the_randomised_arms(shared_data):
+    lift = hillstrom_relative_lift(shared_data / "hillstrom_email_uplift" / "hillstrom.csv")
+    # SOURCE.md: Womens 0.00884 vs No E-Mail 0.00573
+    assert lift["treated_conversion"] == pytest.approx(0.00884, abs=5e-5)
+    assert lift["control_conversion"] == pytest.approx(0.00573, abs=5e-5)
+    assert lift["relative_lift"] == pytest.approx(0.00884 / 0.00573 - 1, rel=0.02)
