@@ -46,6 +46,7 @@ services-down:
 
 bench: install services
 	$(PY) -m bench
+	$(PY) -m bench.report
 
 lock: install
 	$(VENV)/bin/uv pip install --python $(PY) -q -e .

@@ -15,7 +15,7 @@ import time
 from propensity.paths import PROJECT_ROOT
 
 # In run order. Later issues add serving_latency, model_quality, streaming_freshness.
-BENCHMARKS: tuple[str, ...] = ("batch_features",)
+BENCHMARKS: tuple[str, ...] = ("batch_features", "model_quality")
 
 
 def main(argv: list[str] | None = None) -> int:

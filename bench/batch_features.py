@@ -49,9 +49,13 @@ RSS_NOTE = (
     "peak_rss_mb = peak of the summed RSS of the process tree (psutil, every 50 ms, reset at each stage start). "
     "Spark stages: the Python driver + the Spark JVM (driver and local executors, so it includes the JVM's resident "
     "heap, which once committed is rarely returned, so later stages and sizes carry earlier high-water marks) + the "
-    "PySpark Python workers (forked, so pages they share with their daemon are counted per process). raw_events and "
+    "PySpark Python workers (forked, so pages they share with their daemon are counted per process); children under 1 s "
+    "old that still run their parent's command line (the JVM forks a `chmod` per file Hadoop writes) are skipped: they "
+    "would count the JVM's pages twice. raw_events and "
     "the pandas baseline run in a fresh child process per size (no JVM), with the simulator output already in memory "
-    "for raw_events."
+    "for raw_events. A thread samples less often while pandas holds the GIL (rss_samples says how many were taken), so "
+    "each entry also has hwm_rss_mb: the kernel's peak RSS (VmHWM, reset per stage via /proc/<pid>/clear_refs) summed "
+    "over the tree's processes, exact for the single-process pandas stages and an upper bound for the Spark tree."
 )
 
 
@@ -114,7 +118,7 @@ def worker_prepare(args: argparse.Namespace) -> dict[str, Any]:
         "events_per_user_day_pilot": round(rate, 4),
         "simulate_s": round(simulate["seconds"], 3),
         "simulator_sessions": simulator_sessions,
-        "raw_events": stage.as_dict() | {"rss_samples": stage.rss_samples},
+        "raw_events": stage.as_dict(),
     }
 
 
@@ -212,7 +216,7 @@ def worker_baseline(args: argparse.Namespace) -> dict[str, Any]:
         spark_events.set_index("session_id")["events"].sort_index().equals(sessions.set_index("session_id")["events"].sort_index())
     )
     return {
-        "sessions": stage.as_dict() | {"rss_samples": stage.rss_samples},
+        "sessions": stage.as_dict(),
         "pandas_sessions": len(sessions),
         "session_ids_equal_spark": spark_ids == pandas_ids,
         "session_sizes_equal_spark": same_sizes,
@@ -336,7 +340,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
                     spark_results, rows = run_spark_stages(spark, home, n, sampler)
                     for stage, measurement in spark_results.items():
-                        stages[stage][key] = measurement.as_dict() | {"rss_samples": measurement.rss_samples}
+                        stages[stage][key] = measurement.as_dict()
                         print(f"{stage} {measurement.seconds:.1f} s, peak {measurement.peak_rss_mb:,.0f} MB", flush=True)
 
                     base = _run_worker("baseline", home, events=n)
@@ -411,11 +415,13 @@ def print_summary(result: dict[str, Any]) -> None:
     for stage, by_size in result["stages"].items():
         for key, m in by_size.items():
             engine = "pandas" if stage == "raw_events" else "spark"
-            rows.append([stage, engine, int(key), m["seconds"], m["events_per_s"], m["peak_rss_mb"]])
+            rows.append([stage, engine, int(key), m["seconds"], m["events_per_s"], m["peak_rss_mb"], m.get("hwm_rss_mb", "-")])
         if stage == "sessions":
             for key, m in result["pandas_baseline"]["sessions"].items():
-                rows.append(["sessions (baseline)", "pandas", int(key), m["seconds"], m["events_per_s"], m["peak_rss_mb"]])
-    print(format_table(["stage", "engine", "events", "seconds", "events/s", "peak RSS MB"], rows))
+                rows.append(
+                    ["sessions (baseline)", "pandas", int(key), m["seconds"], m["events_per_s"], m["peak_rss_mb"], m.get("hwm_rss_mb", "-")]
+                )
+    print(format_table(["stage", "engine", "events", "seconds", "events/s", "peak RSS MB", "kernel HWM MB"], rows))
     meta = result["meta"]
     print(f"spark start-up {meta['spark_startup_s']:.1f} s, driver memory {meta['driver_memory']}, {meta['cores']} cores, "
           f"master {meta['spark_master']}; whole run {meta['wall_s']:.0f} s")

@@ -66,18 +66,69 @@ def release_memory() -> None:
         pass
 
 
-def tree_rss_bytes(root: psutil.Process) -> int:
-    """Resident memory of a process and all its descendants (shared pages count once per process)."""
+def _tree(root: psutil.Process) -> list[psutil.Process]:
     try:
-        processes = [root, *root.children(recursive=True)]
+        return [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0
+        return []
+
+
+FORK_GRACE_S = 1.0
+
+
+def _is_unexeced_fork(process: psutil.Process, now: float) -> bool:
+    """A child seconds old that still runs its parent's command line: a fork on its way to exec (the JVM spawns a
+    `chmod` per file Hadoop writes). Its RSS is the parent's pages counted a second time, so it is skipped."""
+    try:
+        if now - process.create_time() > FORK_GRACE_S:
+            return False
+        return process.cmdline() == psutil.Process(process.ppid()).cmdline()
+    except psutil.Error:
+        return True  # already gone
+
+
+def tree_rss_bytes(root: psutil.Process) -> int:
+    """Resident memory of a process and all its descendants (shared pages count once per process), skipping
+    momentary forks that have not exec'd yet (see `_is_unexeced_fork`)."""
     total = 0
-    for process in processes:
+    now = time.time()
+    for process in _tree(root):
+        if process.pid != root.pid and _is_unexeced_fork(process, now):
+            continue
         try:
             total += process.memory_info().rss
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue  # a worker that exited between listing and reading
+    return total
+
+
+def reset_hwm(processes: Sequence[psutil.Process]) -> bool:
+    """Reset the kernel's peak-RSS counter (VmHWM) of each process (Linux: `5` into /proc/<pid>/clear_refs).
+    Returns whether it worked for the first process."""
+    ok = []
+    for process in processes:
+        try:
+            with open(f"/proc/{process.pid}/clear_refs", "w") as handle:
+                handle.write("5")
+            ok.append(True)
+        except OSError:
+            ok.append(False)
+    return bool(ok and ok[0])
+
+
+def hwm_bytes(processes: Sequence[psutil.Process]) -> int:
+    """Sum of the kernel's peak RSS (VmHWM) of the processes: exact for one process, an upper bound for a tree
+    (its processes peak at different moments)."""
+    total = 0
+    for process in processes:
+        try:
+            with open(f"/proc/{process.pid}/status") as handle:
+                for line in handle:
+                    if line.startswith("VmHWM:"):
+                        total += int(line.split()[1]) * 1024
+                        break
+        except (OSError, ValueError):
+            continue
     return total
 
 
@@ -127,7 +178,15 @@ class RssSampler:
         with self._lock:
             self._peak = 0
             self._samples = 0
+        self._hwm_ok = reset_hwm(_tree(self.root))
         self.sample()
+
+    @property
+    def hwm_mb(self) -> float | None:
+        """Kernel peak RSS since the last reset, summed over the live tree (None where it cannot be reset)."""
+        if not getattr(self, "_hwm_ok", False):
+            return None
+        return hwm_bytes(_tree(self.root)) / MB
 
     @property
     def peak_mb(self) -> float:
@@ -158,6 +217,7 @@ class Measurement:
     seconds: float = 0.0
     peak_rss_mb: float = 0.0
     rss_samples: int = 0
+    hwm_rss_mb: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -169,6 +229,8 @@ class Measurement:
             rate_name: round(self.items_per_s, 1),
             "peak_rss_mb": round(self.peak_rss_mb, 1),
             "seconds": round(self.seconds, 3),
+            **({} if self.hwm_rss_mb is None else {"hwm_rss_mb": round(self.hwm_rss_mb, 1)}),
+            "rss_samples": self.rss_samples,
             **self.extra,
         }
 
@@ -185,6 +247,7 @@ def measure(sampler: RssSampler, items: int = 0) -> Iterator[Measurement]:
         result.seconds = time.perf_counter() - start
         result.peak_rss_mb = sampler.peak_mb
         result.rss_samples = sampler.samples
+        result.hwm_rss_mb = sampler.hwm_mb
 
 
 @contextmanager

@@ -13,7 +13,7 @@ from scipy.special import expit
 from propensity.features.definitions import FEATURE_SERVICE_NAME, MODEL_FEATURE_NAMES, SESSION_FEATURE_NAMES
 from propensity.models.artifact import ModelRegistry, fingerprint_frame, load_artifact, write_artifact
 from propensity.models.calibration import apply_calibrator, choose_calibrator
-from propensity.models.dataset import ENTITY_COLUMNS, SPLITS, decision_points
+from propensity.models.dataset import ENTITY_COLUMNS, SPLITS, complete_sessions, decision_points
 from propensity.models.gates import quality_gates
 from propensity.models.metrics import calibration_error_vs_truth, evaluate
 from propensity.models.offers import OfferEconomics, expected_gain, hillstrom_relative_lift, intervention_threshold
@@ -113,6 +113,7 @@ def training_dataset(config: TrainingSetConfig, feast: FeastResource, lake: Lake
             "boundaries": dg.MetadataValue.json(boundaries.as_dict()),
             "fingerprint": fingerprint_frame(dataset),
             "feature_service": FEATURE_SERVICE_NAME,
+            "sessions_cut_by_data_edges": int((~complete_sessions(sessions)).sum()),
         }
     )
     yield dg.AssetCheckResult(
@@ -267,7 +268,7 @@ def model_evaluation(config: QualityGateConfig, lake: LakeResource):
         "rows": {s: int((dataset["split"] == s).sum()) for s in SPLITS},
         "positive_rate": {s: float(dataset.loc[dataset["split"] == s, "label"].mean()) for s in SPLITS},
         "lightgbm_params": json.loads((work_dir() / "lightgbm_params.json").read_text()),
-        "best_iteration": booster.best_iteration,
+        "trees": booster.current_iteration(),  # the saved model keeps the early-stopping best iteration only
         "gates": [g.__dict__ for g in gates],
     }
     write_artifact(

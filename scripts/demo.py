@@ -106,6 +106,7 @@ def main() -> int:
             resources=resources,
             instance=instance,
             run_config=QUIET,
+            raise_on_error=False,  # a challenger failing a quality gate is an outcome to report, not a crash
         )
         checks |= _checks(models)
 
@@ -137,18 +138,30 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=2, default=str))
     _print_summary(summary, out)
-    return 0 if all(checks.values()) else 1
+    # A rejected challenger is a normal outcome (the champion stays); any other failed check is a broken pipeline.
+    broken = [name for name, passed in checks.items() if not passed and name.split(":")[-1] not in QUALITY_GATES]
+    return 1 if broken or not models_ran(summary) else 0
+
+
+def models_ran(summary: dict) -> bool:
+    return summary["model"]["training_rows"] > 0
+
+
+QUALITY_GATES = {"beats_baseline_log_loss", "ece_within_bound", "not_worse_than_champion"}
 
 
 def _model_summary(models: dg.ExecuteInProcessResult) -> dict:
     metrics = _metadata_value(models, "model_evaluation", "metrics")
     headline = ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "ece_vs_truth", "top_decile_lift")
+    failed_gates = [e.check_name for e in models.get_asset_check_evaluations() if e.check_name in QUALITY_GATES and not e.passed]
+    blocked = bool(failed_gates)
     return {
-        "version": _metadata_value(models, "registered_model", "version"),
-        "promoted": _metadata_value(models, "registered_model", "promoted"),
+        "version": None if blocked else _metadata_value(models, "registered_model", "version"),
+        "promoted": False if blocked else _metadata_value(models, "registered_model", "promoted"),
+        "failed_quality_gates": failed_gates,
         "calibration": _metadata_value(models, "calibrated_model", "chosen"),
         "training_rows": _metadata_value(models, "training_dataset", "dagster/row_count"),
-        "offer_threshold": _metadata_value(models, "offer_policy", "threshold"),
+        "offer_threshold": None if blocked else _metadata_value(models, "offer_policy", "threshold"),
         "test": {name: {k: v for k, v in m.items() if k in headline} for name, m in metrics.items()},
     }
 
@@ -164,7 +177,8 @@ def _print_summary(summary: dict, path: Path) -> None:
     for name, value in online["example_feature_vector"].items():
         print(f"{'':>26}{name} = {value}")
     model = summary["model"]
-    print(f"{'model':>24}: {model['version']} (promoted: {model['promoted']}, calibration: {model['calibration']})")
+    verdict = f"promoted: {model['promoted']}" if not model["failed_quality_gates"] else f"NOT promoted, failed {model['failed_quality_gates']}"
+    print(f"{'model':>24}: {model['version'] or 'candidate'} ({verdict}, calibration: {model['calibration']})")
     for name, m in model["test"].items():
         print(f"{'':>26}{name:<11} " + "  ".join(f"{k} {v:.4f}" for k, v in m.items()))
     print(f"{'offer threshold':>24}: {model['offer_threshold']}")

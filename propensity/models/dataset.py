@@ -3,6 +3,11 @@
 A decision point is a session prefix: the state just after one of its events (a distinct timestamp), before the
 session's first purchase. Its label is whether the session purchases after that point. Splits are by session start
 time, so one session's prefixes never land in two splits and the model is always tested on a later period.
+
+A session is only an example when the data show it whole: one that starts within a gap of the data's first event
+may have begun earlier (its features would undercount), and one still active within a gap of the data's last event
+may purchase later (its label is unknown). A short window such as the Taobao sample is dominated by such sessions
+at its edges; keeping them would test on truncated sessions with artificially few purchases.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+from propensity.features.definitions import SESSION_GAP_MINUTES
 
 SPLITS = ("train", "valid", "test")
 ENTITY_COLUMNS = ("decision_id", "session_id", "user_id", "event_timestamp")
@@ -46,10 +53,18 @@ def assign_split(session_start: pd.Series, boundaries: SplitBoundaries) -> pd.Se
     )
 
 
+def complete_sessions(sessions: pd.DataFrame, gap_minutes: int = SESSION_GAP_MINUTES) -> pd.Series:
+    """True for sessions the data show whole (see the module docstring)."""
+    gap = pd.Timedelta(minutes=gap_minutes)
+    data_start, data_end = sessions["session_start"].min(), sessions["session_end"].max()
+    return (sessions["session_start"] >= data_start + gap) & (sessions["session_end"] <= data_end - gap)
+
+
 def decision_points(
     session_prefix_features: pd.DataFrame, sessions: pd.DataFrame, valid_fraction: float = 0.2, test_fraction: float = 0.2
 ) -> tuple[pd.DataFrame, SplitBoundaries]:
     """The entity frame for the point-in-time join: one row per decision point, with label and split."""
+    sessions = sessions[complete_sessions(sessions)]
     points = session_prefix_features.loc[
         session_prefix_features["purchases_so_far"] == 0, ["session_id", "user_id", "event_timestamp", "decision_event_id"]
     ]
