@@ -45,6 +45,7 @@ PILOT_USERS = 3_000
 DEFAULT_DRIVER_MEMORY = "8g"  # local mode: the driver JVM is also the executor; 5M events need more than the 4g default
 SPARK_STAGES = ("sessions", "user_daily_aggregates", "session_prefix_features")
 STAGES = ("raw_events", *SPARK_STAGES)
+CONTENDED_PCT = 10.0  # foreign_cpu_pct above this: another workload competed with the stage
 RSS_NOTE = (
     "peak_rss_mb = peak of the summed RSS of the process tree (psutil, every 50 ms, reset at each stage start). "
     "Spark stages: the Python driver + the Spark JVM (driver and local executors, so it includes the JVM's resident "
@@ -341,11 +342,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     spark_results, rows = run_spark_stages(spark, home, n, sampler)
                     for stage, measurement in spark_results.items():
                         stages[stage][key] = measurement.as_dict()
-                        print(f"{stage} {measurement.seconds:.1f} s, peak {measurement.peak_rss_mb:,.0f} MB", flush=True)
+                        print(f"{stage} {measurement.seconds:.1f} s, peak {measurement.peak_rss_mb:,.0f} MB, "
+                              f"foreign CPU {measurement.foreign_cpu_pct:.0f} %", flush=True)
 
                     base = _run_worker("baseline", home, events=n)
                     baseline[key] = base["sessions"]
-                    print(f"pandas sessions {base['sessions']['seconds']:.1f} s", flush=True)
+                    print(f"pandas sessions {base['sessions']['seconds']:.1f} s, foreign CPU {base['sessions']['foreign_cpu_pct']:.0f} %",
+                          flush=True)
 
                     checks = {
                         "target_events": target,
@@ -386,6 +389,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "spark_startup_s": round(startup_s, 3),
                 "spark_warmup_s": round(warmup_s, 3),
                 "rss_note": RSS_NOTE,
+                "foreign_cpu_note": "foreign_cpu_pct: share of the machine's CPU (all cores) used during the stage by "
+                "processes outside the measured tree; near 0 on a quiet machine",
+                "contended": contended(stages, baseline),
                 "events_per_s_note": "input (raw) events / wall seconds of the stage, parquet read and write included; "
                 "simulation and Spark start-up excluded",
                 "workload": f"simulator seed {args.seed}, {args.days} days from {START_DATE}, users scaled to the target; "
@@ -408,6 +414,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {"stages": stages, "pandas_baseline": {"sessions": baseline}, "meta": meta}
 
 
+def contended(stages: dict[str, dict[str, Any]], baseline: dict[str, Any]) -> list[str]:
+    """Entries another workload competed with (their figures are pessimistic): 'stage@events'."""
+    entries = [(stage, key, m) for stage, by_size in stages.items() for key, m in by_size.items()]
+    entries += [("pandas_baseline.sessions", key, m) for key, m in baseline.items()]
+    return [f"{stage}@{key}" for stage, key, m in entries if m.get("foreign_cpu_pct", 0.0) > CONTENDED_PCT]
+
+
 def print_summary(result: dict[str, Any]) -> None:
     from bench.common import format_table
 
@@ -415,16 +428,23 @@ def print_summary(result: dict[str, Any]) -> None:
     for stage, by_size in result["stages"].items():
         for key, m in by_size.items():
             engine = "pandas" if stage == "raw_events" else "spark"
-            rows.append([stage, engine, int(key), m["seconds"], m["events_per_s"], m["peak_rss_mb"], m.get("hwm_rss_mb", "-")])
+            rows.append(
+                [stage, engine, int(key), m["seconds"], m["events_per_s"], m["peak_rss_mb"], m.get("hwm_rss_mb", "-"), m.get("foreign_cpu_pct", "-")]
+            )
         if stage == "sessions":
             for key, m in result["pandas_baseline"]["sessions"].items():
                 rows.append(
-                    ["sessions (baseline)", "pandas", int(key), m["seconds"], m["events_per_s"], m["peak_rss_mb"], m.get("hwm_rss_mb", "-")]
+                    [
+                        "sessions (baseline)", "pandas", int(key), m["seconds"], m["events_per_s"], m["peak_rss_mb"],
+                        m.get("hwm_rss_mb", "-"), m.get("foreign_cpu_pct", "-"),
+                    ]
                 )
-    print(format_table(["stage", "engine", "events", "seconds", "events/s", "peak RSS MB", "kernel HWM MB"], rows))
+    print(format_table(["stage", "engine", "events", "seconds", "events/s", "peak RSS MB", "kernel HWM MB", "foreign CPU %"], rows))
     meta = result["meta"]
     print(f"spark start-up {meta['spark_startup_s']:.1f} s, driver memory {meta['driver_memory']}, {meta['cores']} cores, "
           f"master {meta['spark_master']}; whole run {meta['wall_s']:.0f} s")
+    if meta.get("contended"):
+        print(f"WARNING: another workload used > {CONTENDED_PCT:.0f} % of the CPU during: {', '.join(meta['contended'])}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -73,33 +73,69 @@ def _tree(root: psutil.Process) -> list[psutil.Process]:
         return []
 
 
-FORK_GRACE_S = 1.0
+FORK_GRACE_S = 2.0  # psutil's create_time is whole seconds in some sandboxes: age is judged by first sighting
 
 
-def _is_unexeced_fork(process: psutil.Process, now: float) -> bool:
-    """A child seconds old that still runs its parent's command line: a fork on its way to exec (the JVM spawns a
-    `chmod` per file Hadoop writes). Its RSS is the parent's pages counted a second time, so it is skipped."""
+def _cmdline(pid: int) -> list[str] | None:
     try:
-        if now - process.create_time() > FORK_GRACE_S:
-            return False
-        return process.cmdline() == psutil.Process(process.ppid()).cmdline()
+        return psutil.Process(pid).cmdline()
+    except psutil.Error:
+        return None
+
+
+def _is_unexeced_fork(process: psutil.Process, age_s: float) -> bool:
+    """A child seconds old that still runs its parent's command line: a fork on its way to exec (the JVM spawns a
+    `chmod` per file Hadoop writes). Its RSS is the parent's pages counted a second time, so it is skipped.
+    (Checked before its RSS is read: once the command line has changed, the exec has replaced the memory too.)"""
+    if age_s > FORK_GRACE_S:
+        return False
+    try:
+        own = process.cmdline()
     except psutil.Error:
         return True  # already gone
+    return own == _cmdline(process.ppid()) if own else True
+
+
+@dataclass
+class TreeSample:
+    rss: int = 0
+    cpu_s: dict[tuple[int, float], float] = field(default_factory=dict)  # (pid, create_time) -> user+system s
+
+
+def sample_tree(root: psutil.Process, first_seen: dict[tuple[int, float], float] | None = None) -> TreeSample:
+    """RSS (summed, shared pages once per process, momentary forks skipped) and per-process CPU seconds of a
+    process and all its descendants. `first_seen` remembers when each process was first listed (monotonic)."""
+    out = TreeSample()
+    now = time.monotonic()
+    for process in _tree(root):
+        try:
+            key = (process.pid, process.create_time())
+        except psutil.Error:
+            continue
+        if process.pid != root.pid:
+            age = now - first_seen.setdefault(key, now) if first_seen is not None else time.time() - key[1]
+            if _is_unexeced_fork(process, age):
+                continue
+        try:
+            with process.oneshot():
+                out.rss += process.memory_info().rss
+                times = process.cpu_times()
+                out.cpu_s[key] = times.user + times.system
+        except psutil.Error:
+            continue  # a worker that exited between listing and reading
+    return out
 
 
 def tree_rss_bytes(root: psutil.Process) -> int:
-    """Resident memory of a process and all its descendants (shared pages count once per process), skipping
-    momentary forks that have not exec'd yet (see `_is_unexeced_fork`)."""
-    total = 0
-    now = time.time()
-    for process in _tree(root):
-        if process.pid != root.pid and _is_unexeced_fork(process, now):
-            continue
-        try:
-            total += process.memory_info().rss
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue  # a worker that exited between listing and reading
-    return total
+    """Resident memory of a process and all its descendants (see `sample_tree`)."""
+    return sample_tree(root).rss
+
+
+def system_busy_cpu_s() -> float:
+    """CPU seconds the whole machine has spent busy (all cores) since boot."""
+    t = psutil.cpu_times()
+    total = sum(getattr(t, name) for name in t._fields if name not in ("guest", "guest_nice"))
+    return total - t.idle - getattr(t, "iowait", 0.0)
 
 
 def reset_hwm(processes: Sequence[psutil.Process]) -> bool:
@@ -147,13 +183,21 @@ class RssSampler:
         self._samples = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._first_seen: dict[tuple[int, float], float] = {}
+        self._cpu: dict[tuple[int, float], float] = {}  # latest CPU seconds of each process seen since reset
+        self._cpu0: dict[tuple[int, float], float] = {}  # their CPU seconds at reset (absent: started after it)
+        self._busy0 = system_busy_cpu_s()
+        self._wall0 = time.monotonic()
 
     def sample(self) -> int:
-        rss = tree_rss_bytes(self.root)
+        tree = sample_tree(self.root, self._first_seen)
         with self._lock:
-            self._peak = max(self._peak, rss)
+            self._peak = max(self._peak, tree.rss)
             self._samples += 1
-        return rss
+            self._cpu.update(tree.cpu_s)
+            if len(self._first_seen) > 4096:  # forget processes long gone
+                self._first_seen = {k: v for k, v in self._first_seen.items() if k in tree.cpu_s}
+        return tree.rss
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -175,11 +219,25 @@ class RssSampler:
             self._thread = None
 
     def reset(self) -> None:
-        with self._lock:
-            self._peak = 0
-            self._samples = 0
         self._hwm_ok = reset_hwm(_tree(self.root))
+        tree = sample_tree(self.root, self._first_seen)
+        with self._lock:
+            self._peak = tree.rss
+            self._samples = 1
+            self._cpu = dict(tree.cpu_s)
+            self._cpu0 = dict(tree.cpu_s)
+            self._busy0 = system_busy_cpu_s()
+            self._wall0 = time.monotonic()
+
+    def foreign_cpu_pct(self) -> float:
+        """Share of the machine's CPU (all cores) used since the last reset by processes outside the tree: 0 on a
+        quiet machine; well above 0 means something else competed with the measurement."""
         self.sample()
+        with self._lock:
+            own = sum(cpu - self._cpu0.get(key, 0.0) for key, cpu in self._cpu.items())
+            busy = system_busy_cpu_s() - self._busy0
+            capacity = (time.monotonic() - self._wall0) * (psutil.cpu_count() or 1)
+        return max(0.0, 100.0 * (busy - own) / capacity) if capacity > 0 else 0.0
 
     @property
     def hwm_mb(self) -> float | None:
@@ -218,6 +276,7 @@ class Measurement:
     peak_rss_mb: float = 0.0
     rss_samples: int = 0
     hwm_rss_mb: float | None = None
+    foreign_cpu_pct: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -231,6 +290,7 @@ class Measurement:
             "seconds": round(self.seconds, 3),
             **({} if self.hwm_rss_mb is None else {"hwm_rss_mb": round(self.hwm_rss_mb, 1)}),
             "rss_samples": self.rss_samples,
+            **({} if self.foreign_cpu_pct is None else {"foreign_cpu_pct": round(self.foreign_cpu_pct, 1)}),
             **self.extra,
         }
 
@@ -248,6 +308,7 @@ def measure(sampler: RssSampler, items: int = 0) -> Iterator[Measurement]:
         result.peak_rss_mb = sampler.peak_mb
         result.rss_samples = sampler.samples
         result.hwm_rss_mb = sampler.hwm_mb
+        result.foreign_cpu_pct = sampler.foreign_cpu_pct()
 
 
 @contextmanager

@@ -71,11 +71,18 @@ def train_lightgbm(
 
 
 def fit_logistic_baseline(X: pd.DataFrame, y, C: float = 1.0) -> dict:
-    """Median imputation with missing-indicators, standardisation, L2 logistic regression; exported as numbers."""
+    """Signed-log compression, clipping to the training range, median imputation with missing-indicators,
+    standardisation, L2 logistic regression; exported as numbers.
+
+    Compression and clipping keep the linear model from extrapolating: counts such as 30-day activity keep growing
+    after the training period, and an unclipped linear term turns that drift into confident nonsense on later days.
+    """
     features = list(X.columns)
-    medians = X.median().fillna(0.0)
+    compressed = _compress(X[features])
+    low, high = compressed.min().fillna(0.0), compressed.max().fillna(0.0)
+    medians = compressed.median().fillna(0.0)
     with_missing = [f for f in features if X[f].isna().any()]
-    design = _baseline_design(X, features, medians, with_missing)
+    design = _baseline_design(compressed, features, medians, with_missing)
     means = design.mean()
     scales = design.std(ddof=0).replace(0.0, 1.0)
     model = LogisticRegression(C=C, max_iter=2000, random_state=SEED)
@@ -84,6 +91,8 @@ def fit_logistic_baseline(X: pd.DataFrame, y, C: float = 1.0) -> dict:
         "kind": "logistic_regression",
         "features": features,
         "medians": {f: float(medians[f]) for f in features},
+        "clip_low": {f: float(low[f]) for f in features},
+        "clip_high": {f: float(high[f]) for f in features},
         "missing_indicators": with_missing,
         "design_columns": list(design.columns),
         "means": [float(v) for v in means],
@@ -94,6 +103,11 @@ def fit_logistic_baseline(X: pd.DataFrame, y, C: float = 1.0) -> dict:
     }
 
 
+def _compress(X: pd.DataFrame) -> pd.DataFrame:
+    values = X.astype("float64")
+    return np.sign(values) * np.log1p(values.abs())
+
+
 def _baseline_design(X: pd.DataFrame, features: list[str], medians, with_missing: list[str]) -> pd.DataFrame:
     design = X[features].astype("float64").fillna(medians)
     for f in with_missing:
@@ -102,7 +116,9 @@ def _baseline_design(X: pd.DataFrame, features: list[str], medians, with_missing
 
 
 def predict_logistic_baseline(model: dict, X: pd.DataFrame) -> np.ndarray:
+    features = model["features"]
+    compressed = _compress(X[features]).clip(pd.Series(model["clip_low"]), pd.Series(model["clip_high"]), axis=1)
     medians = pd.Series(model["medians"])
-    design = _baseline_design(X, model["features"], medians, model["missing_indicators"])[model["design_columns"]]
+    design = _baseline_design(compressed, features, medians, model["missing_indicators"])[model["design_columns"]]
     z = ((design.to_numpy() - np.asarray(model["means"])) / np.asarray(model["scales"])) @ np.asarray(model["coef"])
     return expit(z + model["intercept"])

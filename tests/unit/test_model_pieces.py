@@ -81,11 +81,16 @@ def test_baseline_from_numbers_equals_its_fit():
     X, y = _frame()
     model = json.loads(json.dumps(fit_logistic_baseline(X, y)))
     assert "b__missing" in model["design_columns"]
-    design = X.fillna(X.median()).assign(b__missing=X["b"].isna().astype(float))
+    compressed = np.sign(X) * np.log1p(X.abs())
+    design = compressed.fillna(compressed.median()).assign(b__missing=X["b"].isna().astype(float))
     standardised = (design - design.mean()) / design.std(ddof=0)
     reference = LogisticRegression(C=1.0, max_iter=2000).fit(standardised.to_numpy(), y)
     expected = reference.predict_proba(standardised.to_numpy())[:, 1]
     assert np.allclose(predict_logistic_baseline(model, X), expected, atol=1e-6)
+    # beyond the training range the baseline holds its edge value instead of extrapolating
+    far = X.head(1).assign(a=1e6)
+    edge = X.head(1).assign(a=X["a"].max())
+    assert predict_logistic_baseline(model, far) == pytest.approx(predict_logistic_baseline(model, edge))
 
 
 def _artifact(tmp_path, X, y):
@@ -130,6 +135,7 @@ def test_splits_are_by_time_and_never_share_a_session():
         {
             "session_id": [f"s{i}" for i in range(10)],
             "session_start": [t0 + pd.Timedelta(hours=i) for i in range(10)],
+            "session_end": [t0 + pd.Timedelta(hours=i, minutes=2) for i in range(10)],
             "has_purchase": [i % 3 == 0 for i in range(10)],
         }
     )
@@ -145,9 +151,11 @@ def test_splits_are_by_time_and_never_share_a_session():
     ranked = by_session.sort_values("start")["split"].map(order).to_numpy()
     assert (np.diff(ranked) >= 0).all() and set(by_session["split"]) == {"train", "valid", "test"}
     # the decision point at (or after) the first purchase is not a training example
-    assert "e02" not in set(points["decision_event_id"])
-    assert points.loc[points["session_id"] == "s0", "label"].eq(1).all()
+    assert "e32" not in set(points["decision_event_id"]) and "e31" in set(points["decision_event_id"])
+    assert points.loc[points["session_id"] == "s3", "label"].eq(1).all()
     assert points["decision_id"].is_unique
+    # the first and last sessions touch the data's edges: maybe begun earlier, maybe not over: no examples
+    assert {"s0", "s9"}.isdisjoint(points["session_id"])
 
 
 def test_offer_threshold_is_where_expected_gain_turns_positive():
@@ -166,3 +174,24 @@ def test_hillstrom_lift_is_measured_on_the_randomised_arms(shared_data):
     assert lift["treated_conversion"] == pytest.approx(0.00884, abs=5e-5)
     assert lift["control_conversion"] == pytest.approx(0.00573, abs=5e-5)
     assert lift["relative_lift"] == pytest.approx(0.00884 / 0.00573 - 1, rel=0.02)
+
+
+def _metrics(log_loss, ece=0.01):
+    return {"log_loss": log_loss, "ece": ece}
+
+
+@pytest.mark.parametrize(
+    ("calibrated", "baseline", "champion", "failing"),
+    [
+        (_metrics(0.20), _metrics(0.25), _metrics(0.201), set()),
+        (_metrics(0.26), _metrics(0.25), None, {"beats_baseline_log_loss"}),
+        (_metrics(0.20, ece=0.05), _metrics(0.25), None, {"ece_within_bound"}),
+        (_metrics(0.21), _metrics(0.25), _metrics(0.20), {"not_worse_than_champion"}),
+    ],
+)
+def test_quality_gates_fail_exactly_where_the_challenger_falls_short(calibrated, baseline, champion, failing):
+    from propensity.models.gates import quality_gates
+
+    gates = quality_gates({"calibrated": calibrated, "baseline": baseline}, champion, max_ece=0.02, champion_tolerance=0.002)
+    assert {g.name for g in gates if not g.passed} == failing
+    assert {g.name for g in gates} == {"beats_baseline_log_loss", "ece_within_bound", "not_worse_than_champion"}
