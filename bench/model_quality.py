@@ -421,6 +421,10 @@ def run_pipeline_dataset(dataset: str, home: Path, scratch: Path, users: int | N
     y = test["label"].to_numpy()
     metrics = {m: evaluate(y, test[f"p_{m}"].to_numpy()) for m in MODELS}
 
+    metrics["calibrated"]["log_loss_minus_baseline"], metrics["calibrated"]["log_loss_minus_baseline_ci95"] = (
+        log_loss_difference_ci(test, "p_calibrated", "p_baseline")
+    )
+
     truth_dir = home / "lake" / "simulator_truth"
     truth_info = None
     if truth_dir.exists():
@@ -442,8 +446,7 @@ def run_pipeline_dataset(dataset: str, home: Path, scratch: Path, users: int | N
             if theirs is not None and ours is not None and abs(theirs - ours) > 1e-9:
                 disagreements[f"{m}.{key}"] = {"bench": ours, "pipeline": theirs}
     calibrator = json.loads((work / "calibrator.json").read_text()) if (work / "calibrator.json").exists() else {}
-    # training.json's best_iteration comes from a booster re-read from model.txt (-1 there); the file holds the
-    # best iteration's trees, one per round for a binary objective.
+    # model.txt holds the best iteration's trees, one per round for a binary objective.
     pipeline_trees = (work / "model.txt").read_text().count("\nTree=") if (work / "model.txt").exists() else None
 
     fits = time_fits(["--source", "pipeline", "--data", str(dataset_path)], _child_env(), scratch, dataset)
@@ -459,6 +462,9 @@ def run_pipeline_dataset(dataset: str, home: Path, scratch: Path, users: int | N
         if "ece_vs_truth" in metrics[m]:
             entry["ece_vs_truth"] = metrics[m]["ece_vs_truth"]
         entry["top_decile_lift"] = metrics[m]["top_decile_lift"]
+        for key in ("log_loss_minus_baseline", "log_loss_minus_baseline_ci95"):
+            if key in metrics[m]:
+                entry[key] = metrics[m][key]
         entry["train_s"] = fits[m]["train_s"]
         entry["peak_rss_mb"] = fits[m]["peak_rss_mb"]
         entry["rss_at_fit_start_mb"] = fits[m]["rss_at_fit_start_mb"]
@@ -489,7 +495,7 @@ def run_pipeline_dataset(dataset: str, home: Path, scratch: Path, users: int | N
         "splits": splits,
         "test_rows": int(len(test)),
         "best_iteration": pipeline_trees,
-        "best_iteration_in_training_json": pipeline_training.get("best_iteration"),
+        "trees_in_training_json": pipeline_training.get("trees"),
         "calibrator": calibrator.get("method"),
         "gates": pipeline_training.get("gates"),
         "truth_match": truth_info,
@@ -590,6 +596,24 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
     meta["budgets"] = budget_verdicts(result)
     ordered = {d: result[d] for d in DATASETS if d in result}
     return _round({**ordered, "meta": meta}), errors
+
+
+def log_loss_difference_ci(test: pd.DataFrame, a: str, b: str, draws: int = 2000, seed: int = 0) -> tuple[float, list[float]]:
+    """log-loss(a) - log-loss(b) on the test split with a 95 % bootstrap interval over sessions (a session's decision
+    points are not independent). An interval that straddles 0 means the data cannot tell the two models apart."""
+    floor = 1e-7
+    y = test["label"].to_numpy()
+
+    def losses(column: str) -> np.ndarray:
+        p = np.clip(test[column].to_numpy(), floor, 1 - floor)
+        return -(y * np.log(p) + (1 - y) * np.log(1 - p))
+
+    per_session = pd.DataFrame({"session": test["session_id"].to_numpy(), "diff": losses(a) - losses(b)}).groupby("session")["diff"].agg(["sum", "count"])
+    sums, counts = per_session["sum"].to_numpy(), per_session["count"].to_numpy()
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(sums), size=(draws, len(sums)))
+    boot = sums[picks].sum(axis=1) / counts[picks].sum(axis=1)
+    return float(sums.sum() / counts.sum()), [float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))]
 
 
 def budget_verdicts(result: dict[str, Any]) -> dict[str, Any]:

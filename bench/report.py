@@ -67,6 +67,16 @@ def model_quality(data: dict) -> str:
                     cells.append(f"{value:.4f}" + (f" ± {std:.4f}" if std is not None else ""))
             truth = m.get("ece_vs_truth")
             lines.append(f"| {dataset} | {model} | " + " | ".join(cells) + f" | {'' if truth is None else f'{truth:.4f}'} |")
+    lines.append("")
+    for dataset in ("taobao", "simulator"):
+        calibrated = data.get(dataset, {}).get("calibrated", {})
+        if "log_loss_minus_baseline_ci95" in calibrated:
+            low, high = calibrated["log_loss_minus_baseline_ci95"]
+            verdict = "calibrated LightGBM is better" if high < 0 else "worse" if low > 0 else "no detectable difference"
+            lines.append(
+                f"- {dataset}: calibrated minus baseline log-loss {calibrated['log_loss_minus_baseline']:+.5f}, "
+                f"95 % bootstrap interval over test sessions [{low:+.5f}, {high:+.5f}]: {verdict}."
+            )
     meta = data.get("meta", {})
     lines += ["", f"Generated {meta.get('generated_at', '?')} by `{meta.get('command', 'make bench')}`."]
     return "\n".join(lines)
