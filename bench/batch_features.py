@@ -299,11 +299,9 @@ def run_spark_stages(spark, home: Path, n_events: int, sampler) -> tuple[dict[st
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from bench.common import RssSampler, machine_meta, stopwatch, utc_now_iso
+    from bench.common import RssSampler, bench_dir, machine_meta, stopwatch, utc_now_iso
 
     sizes = list(QUICK_SIZES) if args.quick else args.sizes
-    from bench.common import bench_dir
-
     scratch = Path(args.scratch) if args.scratch else bench_dir() / "scratch" / f"{NAME}-{os.getpid()}"
     stages: dict[str, dict[str, Any]] = {stage: {} for stage in STAGES}
     baseline: dict[str, Any] = {}
