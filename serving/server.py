@@ -1,0 +1,169 @@
+"""The inference server: SageMaker's container contract (`GET /ping`, `POST /invocations`, port 8080, `serve`).
+
+A plain ASGI app on uvicorn: no framework layer between the socket and the scorer, because the budget is a 2 ms p99.
+Bad input is a 4xx with a reason; an unexpected error is a 500 with a reason and never takes the server down.
+Every scored row goes to the inference log (JSON lines, written by a background thread off the request path).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from propensity.paths import home
+from serving.contract import BadRequest, parse_request
+from serving.scorer import Scorer
+
+LOG = logging.getLogger("propensity.serving")
+DEFAULT_PORT = 8080
+
+
+class InferenceLog:
+    """Appends one JSON line per scored row; the request path only enqueues."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=self._drain, name="inference-log", daemon=True).start()
+
+    def append(self, record: dict) -> None:
+        self._queue.put(record)
+
+    def _drain(self) -> None:
+        with open(self.path, "a", buffering=1) as handle:
+            while True:
+                record = self._queue.get()
+                handle.write(json.dumps(record, separators=(",", ":")) + "\n")
+
+    def flush(self, timeout_s: float = 2.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not self._queue.empty() and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+
+class Metrics:
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        self.latency = Histogram(
+            "propensity_request_seconds", "invocation latency", ["variant"], registry=self.registry,
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5),
+        )
+        self.fallbacks = Counter("propensity_fallbacks_total", "rows scored without all features", ["variant"], registry=self.registry)
+        self.errors = Counter("propensity_errors_total", "requests answered with an error", ["variant", "status"], registry=self.registry)
+        self.scores = Histogram(
+            "propensity_score", "calibrated propensity served", ["variant"], registry=self.registry,
+            buckets=(0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0),
+        )
+
+
+def _json_response(status: int, payload) -> tuple[int, bytes, bytes]:
+    return status, json.dumps(payload, separators=(",", ":")).encode(), b"application/json"
+
+
+class InferenceApp:
+    """ASGI application around one Scorer."""
+
+    def __init__(self, scorer: Scorer, inference_log: InferenceLog | None = None):
+        self.scorer = scorer
+        self.metrics = Metrics()
+        self.log = inference_log or InferenceLog(home() / "serving" / "inference.log")
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        status, payload, content_type = self.handle(scope["method"], scope["path"], body, dict(scope["headers"]))
+        await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", content_type)]})
+        await send({"type": "http.response.body", "body": payload})
+
+    def handle(self, method: str, path: str, body: bytes, headers: dict[bytes, bytes]) -> tuple[int, bytes, bytes]:
+        if path == "/ping" and method == "GET":
+            return 200, b"", b"text/plain"
+        if path == "/metrics" and method == "GET":
+            return 200, generate_latest(self.metrics.registry), CONTENT_TYPE_LATEST.encode()
+        if path == "/invocations":
+            if method != "POST":
+                return _json_response(405, {"error": "use POST /invocations"})
+            return self.invoke(body, headers)
+        return _json_response(404, {"error": f"no route {method} {path}: use GET /ping or POST /invocations"})
+
+    def invoke(self, body: bytes, headers: dict[bytes, bytes]) -> tuple[int, bytes, bytes]:
+        started = time.perf_counter()
+        variant = self.scorer.variant
+        content_type = headers.get(b"content-type")
+        try:
+            requests, is_batch = parse_request(body, content_type.decode("latin-1") if content_type else None)
+            predictions = self.scorer.score(requests)
+        except BadRequest as error:
+            self.metrics.errors.labels(variant, str(error.status)).inc()
+            return _json_response(error.status, {"error": error.message})
+        except Exception as error:  # noqa: BLE001 - answered, counted and logged; the server stays up
+            LOG.exception("scoring failed")
+            self.metrics.errors.labels(variant, "500").inc()
+            return _json_response(500, {"error": f"scoring failed: {type(error).__name__}: {error}"})
+        elapsed = time.perf_counter() - started
+        request_id = str(uuid.uuid4())
+        self.metrics.latency.labels(variant).observe(elapsed)
+        for prediction in predictions:
+            self.metrics.scores.labels(variant).observe(prediction["propensity"])
+            if prediction["fallback"]:
+                self.metrics.fallbacks.labels(variant).inc()
+            self.log.append({"request_id": request_id, "ts": time.time(), "latency_ms": round(elapsed * 1000, 3), **prediction})
+        return _json_response(200, {"predictions": predictions} if is_batch else predictions[0])
+
+
+def build_app(model_dir: str | None = None, profile: str | None = None, variant: str | None = None) -> InferenceApp:
+    """Load the artifact (SageMaker mounts it at /opt/ml/model; locally the registry's champion) and the reader."""
+    from propensity.models.artifact import ModelRegistry, load_artifact
+    from resources.profiles import current_profile
+    from serving.online_features import open_online_feature_reader
+
+    model_dir = model_dir or os.environ.get("PROPENSITY_MODEL_DIR")
+    if model_dir is None and Path("/opt/ml/model/MANIFEST.json").exists():
+        model_dir = "/opt/ml/model"
+    if model_dir is not None:
+        artifact = load_artifact(Path(model_dir))
+    else:
+        artifact = ModelRegistry().champion()
+        if artifact is None:
+            raise SystemExit("no model to serve: run `make demo` (it registers a champion) or set PROPENSITY_MODEL_DIR")
+    reader = open_online_feature_reader(profile or current_profile())
+    return InferenceApp(Scorer(artifact, reader, variant or os.environ.get("PROPENSITY_VARIANT", "champion")))
+
+
+def main() -> None:
+    """`serve`: what SageMaker runs in the container, and what the local endpoint runtime starts."""
+    import uvicorn
+
+    logging.basicConfig(level=logging.INFO)
+    app = build_app()
+    host = os.environ.get("SERVING_HOST", "127.0.0.1")  # the container sets 0.0.0.0
+    port = int(os.environ.get("SERVING_PORT", DEFAULT_PORT))
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, loop="uvloop", http="httptools")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""The inference server over real HTTP: SageMaker contract, parity with the model, fallbacks, 4xx on bad input."""
+
+import json
+import socket
+import threading
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+import uvicorn
+
+from feature_repo import FEAST_OBJECTS
+from propensity.features.definitions import FEATURE_SERVICE_NAME, MODEL_FEATURE_NAMES
+from propensity.models.artifact import load_artifact, write_artifact
+from propensity.models.calibration import choose_calibrator
+from propensity.models.training import LightGBMSettings, fit_logistic_baseline, train_lightgbm
+from resources.feast import open_feature_store
+from serving.online_features import open_online_feature_reader
+from serving.scorer import Scorer
+from serving.server import InferenceApp, InferenceLog
+from tests.integration.test_feast import feature_lake  # noqa: F401 - the fixture: simulated traffic through Spark
+
+pytestmark = pytest.mark.spark
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve(app) -> tuple[str, uvicorn.Server]:
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    threading.Thread(target=server.run, daemon=True).start()
+    for _ in range(200):
+        if server.started:
+            return f"http://127.0.0.1:{port}", server
+        time.sleep(0.025)
+    raise RuntimeError("the server did not start")
+
+
+@pytest.fixture
+def served(feature_lake, tmp_path):  # noqa: F811
+    users, sessions = feature_lake
+    store = open_feature_store("local")
+    store.apply(FEAST_OBJECTS)
+    start = min(users["feature_timestamp"].min(), sessions["event_timestamp"].min()).to_pydatetime()
+    store.materialize(start_date=start, end_date=(sessions["event_timestamp"].max() + pd.Timedelta(days=2)).to_pydatetime())
+    # a small real model on the point-in-time features of every decision point
+    entities = sessions[["session_id", "user_id", "event_timestamp"]].copy()
+    entities["label"] = sessions.groupby("session_id")["purchases_so_far"].transform("max").gt(0).astype(int)
+    frame = store.get_historical_features(entity_df=entities, features=store.get_feature_service(FEATURE_SERVICE_NAME)).to_df()
+    X, y = frame[list(MODEL_FEATURE_NAMES)], frame["label"].to_numpy()
+    half = len(X) // 2
+    booster = train_lightgbm(X[:half], y[:half], X[half:], y[half:], LightGBMSettings(min_data_in_leaf=20, max_rounds=60))
+    calibrator, _ = choose_calibrator(booster.predict(X[half:], raw_score=True), y[half:])
+    artifact = load_artifact(write_artifact(
+        tmp_path / "model", booster=booster, calibrator=calibrator, baseline=fit_logistic_baseline(X, y),
+        features={"feature_service": FEATURE_SERVICE_NAME, "features": list(MODEL_FEATURE_NAMES)},
+        training={"rows": len(X)}, metrics={},
+    ))
+    log = InferenceLog(tmp_path / "inference.log")
+    app = InferenceApp(Scorer(artifact, open_online_feature_reader("local")), log)
+    url, server = _serve(app)
+    yield url, artifact, store, sessions, log
+    server.should_exit = True
+
+
+def test_ping_single_and_batch_scores_equal_the_model_on_feast_features(served):
+    url, artifact, store, sessions, log = served
+    assert requests.get(f"{url}/ping", timeout=5).status_code == 200
+    pairs = sessions.drop_duplicates("session_id")[["user_id", "session_id"]].head(25)
+    expected_features = store.get_online_features(
+        features=store.get_feature_service(FEATURE_SERVICE_NAME), entity_rows=pairs.to_dict("records")
+    ).to_df()
+    expected = artifact.predict(expected_features[list(MODEL_FEATURE_NAMES)].astype("float64"))
+
+    one = requests.post(f"{url}/invocations", json=pairs.iloc[0].to_dict(), timeout=5)
+    assert one.status_code == 200
+    body = one.json()
+    assert body["propensity"] == pytest.approx(expected[0], abs=1e-9)
+    assert body["fallback"] is False and body["model_version"] == artifact.version and body["variant"] == "champion"
+    assert set(body["feature_age_s"]) == {"user_history", "session_activity"}
+
+    batch = requests.post(f"{url}/invocations", json={"instances": pairs.to_dict("records")}, timeout=5).json()["predictions"]
+    assert np.allclose([p["propensity"] for p in batch], expected, atol=1e-9, rtol=0)
+
+    unknown = requests.post(f"{url}/invocations", json={"session_id": "never-seen", "user_id": pairs.iloc[0]["user_id"]}, timeout=5).json()
+    assert unknown["fallback"] is True and "session_activity" in unknown["fallback_reason"]
+    assert 0 < unknown["propensity"] < 1
+
+    metrics = requests.get(f"{url}/metrics", timeout=5).text
+    assert "propensity_request_seconds_bucket" in metrics and "propensity_fallbacks_total" in metrics
+    log.flush()
+    lines = [json.loads(line) for line in log.path.read_text().splitlines()]
+    assert len(lines) == 1 + len(pairs) + 1 and all("request_id" in line and "propensity" in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status"),
+    [
+        (b"{not json", {"content-type": "application/json"}, 400),
+        (b'{"session_id": 1, "user_id": "u"}', {"content-type": "application/json"}, 422),
+        (b'{"session_id": "s", "user_id": "u", "extra": true}', {"content-type": "application/json"}, 422),
+        (json.dumps({"instances": [{"session_id": "s", "user_id": "u"}] * 101}).encode(), {"content-type": "application/json"}, 413),
+        (b"s,u", {"content-type": "text/csv"}, 415),
+    ],
+)
+def test_bad_input_gets_a_4xx_with_a_message(served, body, headers, status):
+    url = served[0]
+    response = requests.post(f"{url}/invocations", data=body, headers=headers, timeout=5)
+    assert response.status_code == status
+    assert response.json()["error"]
+    assert requests.get(f"{url}/ping", timeout=5).status_code == 200  # still up
+
+
+def test_online_store_down_degrades_to_a_fallback_not_an_error(served, monkeypatch):
+    _, artifact, _, sessions, log = served
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6390/15")  # nothing listens there
+    app = InferenceApp(Scorer(artifact, open_online_feature_reader("redis")), log)
+    url, server = _serve(app)
+    try:
+        pair = sessions.iloc[0][["user_id", "session_id"]].to_dict()
+        response = requests.post(f"{url}/invocations", json=pair, timeout=5)
+        assert response.status_code == 200
+        body = response.json()
+        assert body["fallback"] is True and "online store unavailable" in body["fallback_reason"]
+        assert 0 < body["propensity"] < 1
+    finally:
+        server.should_exit = True
