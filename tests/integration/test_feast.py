@@ -40,6 +40,11 @@ def _naive_to_utc(frame: pd.DataFrame, column: str) -> pd.DataFrame:
 @pytest.fixture
 def feature_lake(spark, propensity_home):
     """Simulated traffic through the Spark jobs into the lake, as the assets write it."""
+    return build_feature_lake(spark)
+
+
+def build_feature_lake(spark) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Write user_daily_aggregates and session_prefix_features for simulated traffic; return them as pandas."""
     events = validate_events(simulate_traffic(n_users=120, days=4, seed=3).events).valid
     session_events = to_spark(spark, events)
     users = user_daily_aggregates(session_events, summarise_sessions(session_events))

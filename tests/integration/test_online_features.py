@@ -8,8 +8,6 @@ import pytest
 import redis
 
 from feature_repo import FEAST_OBJECTS
-from propensity.contract import validate_events
-from propensity.features.batch import session_prefix_features, user_daily_aggregates
 from propensity.features.definitions import (
     FEATURE_SERVICE_NAME,
     MODEL_FEATURE_NAMES,
@@ -19,14 +17,10 @@ from propensity.features.definitions import (
     USER_FEATURE_VIEW,
 )
 from propensity.online_parity import latest_rows
-from propensity.paths import table_dir
-from propensity.sessions import summarise_sessions
-from propensity.sources.simulator import simulate_traffic
 from resources.feast import open_feature_store
 from serving.online_features import OnlineFeatureReader, OnlineStoreUnavailable
 from tests.conftest import REDIS_URL, clear_home
-from tests.integration.test_feast import _naive_to_utc
-from tests.integration.test_spark_jobs import to_spark
+from tests.integration.test_feast import build_feature_lake
 
 pytestmark = pytest.mark.spark
 
@@ -38,14 +32,7 @@ PROFILES = ["local", "redis"]
 def materialised(spark):
     """Simulated traffic through the Spark jobs into the lake, materialised into SQLite and into Redis (db 15)."""
     clear_home()
-    events = validate_events(simulate_traffic(n_users=120, days=4, seed=3).events).valid
-    session_events = to_spark(spark, events)
-    users = user_daily_aggregates(session_events, summarise_sessions(session_events))
-    sessions = session_prefix_features(session_events)
-    users.write.mode("overwrite").parquet(str(table_dir("user_daily_aggregates")))
-    sessions.write.mode("overwrite").parquet(str(table_dir("session_prefix_features")))
-    users_pd = _naive_to_utc(pd.read_parquet(table_dir("user_daily_aggregates")), "feature_timestamp")
-    sessions_pd = _naive_to_utc(pd.read_parquet(table_dir("session_prefix_features")), "event_timestamp")
+    users_pd, sessions_pd = build_feature_lake(spark)
 
     start = min(users_pd["feature_timestamp"].min(), sessions_pd["event_timestamp"].min()).to_pydatetime()
     end = (sessions_pd["event_timestamp"].max() + pd.Timedelta(days=2)).to_pydatetime()
