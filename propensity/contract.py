@@ -39,8 +39,6 @@ EVENT_COLUMNS = (
     "source",
 )
 
-QUARANTINE_COLUMNS = (*EVENT_COLUMNS, "reason", "quarantined_at")
-
 # The lake's physical schema for contract events: explicit, so an all-null column (Taobao has no session ids)
 # is still a string column to Spark and DuckDB.
 EVENT_ARROW_SCHEMA = pa_arrow.schema(
@@ -97,10 +95,6 @@ class ValidatedEvents:
 
 def events_to_arrow(events: pd.DataFrame) -> pa_arrow.Table:
     return pa_arrow.Table.from_pandas(events[list(EVENT_COLUMNS)], schema=EVENT_ARROW_SCHEMA, preserve_index=False)
-
-
-def empty_events() -> pd.DataFrame:
-    return coerce_events(pd.DataFrame({c: pd.Series(dtype="object") for c in EVENT_COLUMNS}))[0]
 
 
 def _as_optional_str(series: pd.Series) -> pd.Series:

@@ -40,10 +40,6 @@ def feast_registry(feast: FeastResource) -> dg.MaterializeResult:
     )
 
 
-def _offline_table(lake: LakeResource, table: str) -> pd.DataFrame:
-    return pd.read_parquet(lake.table_dir(table))
-
-
 def _json_safe(row: dict) -> dict:
     return {k: (None if pd.isna(v) else v.item() if hasattr(v, "item") else v) for k, v in row.items()}
 
@@ -63,8 +59,8 @@ def _json_safe(row: dict) -> dict:
 )
 def online_features(feast: FeastResource, lake: LakeResource):
     store = feast.store()
-    users = _offline_table(lake, "user_daily_aggregates")
-    sessions = _offline_table(lake, "session_prefix_features")
+    users = lake.read_frame("user_daily_aggregates")
+    sessions = lake.read_frame("session_prefix_features")
     start = min(users["feature_timestamp"].min(), sessions["event_timestamp"].min())
     end = max(users["feature_timestamp"].max(), sessions["event_timestamp"].max()) + pd.Timedelta(seconds=1)
     store.materialize(start_date=start.to_pydatetime(), end_date=end.to_pydatetime())

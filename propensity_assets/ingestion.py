@@ -100,9 +100,10 @@ def source_events(context: dg.AssetExecutionContext, config: SourceConfig, lake:
     landing = lake.table_dir(LANDING)
     for stale in landing.glob(f"event_date=*/{batch_id}.parquet"):
         stale.unlink()
-    days = sorted(valid["event_time"].dt.strftime("%Y-%m-%d").unique())
-    event_day = valid["event_time"].dt.strftime("%Y-%m-%d")
-    for day, rows in valid.groupby(event_day, sort=True):
+    days = []
+    for day_start, rows in valid.groupby(valid["event_time"].dt.floor("D"), sort=True):
+        day = day_start.strftime("%Y-%m-%d")  # format the few days, not every event
+        days.append(day)
         _write_events(rows, landing / f"event_date={day}" / f"{batch_id}.parquet")
     context.instance.add_dynamic_partitions(event_date_partitions.name, days)
 

@@ -41,18 +41,8 @@ def work_dir() -> Path:
     return path
 
 
-def _read_lake(lake: LakeResource, table: str) -> pd.DataFrame:
-    path = lake.table_dir(table)
-    if not path.exists():
-        raise dg.Failure(f"lake table {table} is missing at {path}: materialise it first")
-    frame = pd.read_parquet(path)
-    for column in frame.select_dtypes(include=["datetime64"]).columns:
-        frame[column] = frame[column].dt.tz_localize("UTC")
-    return frame
-
-
 def load_training_dataset(lake: LakeResource) -> pd.DataFrame:
-    return _read_lake(lake, TRAINING_DATASET)
+    return lake.read_frame(TRAINING_DATASET)
 
 
 def _split(dataset: pd.DataFrame, split: str) -> tuple[pd.DataFrame, np.ndarray]:
@@ -82,8 +72,8 @@ class TrainingSetConfig(dg.Config):
     f"({FEATURE_SERVICE_NAME}), split by session start time.",
 )
 def training_dataset(config: TrainingSetConfig, feast: FeastResource, lake: LakeResource):
-    prefix = _read_lake(lake, "session_prefix_features")
-    sessions = _read_lake(lake, "sessions")
+    prefix = lake.read_frame("session_prefix_features")
+    sessions = lake.read_frame("sessions")
     points, boundaries = decision_points(prefix, sessions, config.valid_fraction, config.test_fraction)
     store = feast.store()
     joined = store.get_historical_features(

@@ -8,31 +8,14 @@ default branch) and the answer says so: `fallback` with a reason.
 
 from __future__ import annotations
 
-import math
 from datetime import datetime, timezone
-
-import numpy as np
 
 from propensity.features.definitions import MODEL_FEATURE_NAMES
 from propensity.models.artifact import ModelArtifact
-from propensity.models.calibration import apply_calibrator
+from propensity.models.calibration import calibrator_function
 from serving.contract import ScoringRequest
 from serving.online_features import OnlineFeatureReader, OnlineStoreUnavailable
 from serving.predictor import TreeEnsemblePredictor
-
-
-def scalar_calibrator(calibrator: dict):
-    """A per-row function equal to apply_calibrator for one score, without numpy's per-call overhead."""
-    method = calibrator["method"]
-    if method == "sigmoid":
-        a, b = calibrator["a"], calibrator["b"]
-        return lambda z: 1.0 / (1.0 + math.exp(-(a * z + b)))
-    if method == "temperature":
-        t = calibrator["temperature"]
-        return lambda z: 1.0 / (1.0 + math.exp(-z / t))
-    if method == "identity":
-        return lambda z: 1.0 / (1.0 + math.exp(-z))
-    return lambda z: float(apply_calibrator(calibrator, np.array([z]))[0])  # isotonic: np.interp
 
 
 class Scorer:
@@ -44,7 +27,7 @@ class Scorer:
         self.variant = variant
         self.model_version = artifact.version
         self.predictor = TreeEnsemblePredictor.from_booster(artifact.booster)
-        self.calibrate = scalar_calibrator(artifact.calibrator)
+        self.calibrate = calibrator_function(artifact.calibrator)
         self._missing_row = [float("nan")] * len(MODEL_FEATURE_NAMES)
 
     def score(self, requests: list[ScoringRequest]) -> list[dict]:

@@ -24,6 +24,7 @@ class Feature:
     name: str
     dtype: str  # "int64" or "float64"
     description: str
+    nullable: bool = False  # null means "does not apply" (never ordered), not "unknown"
 
 
 SESSION_FEATURES: tuple[Feature, ...] = (
@@ -59,8 +60,8 @@ def _user_features() -> tuple[Feature, ...]:
         Feature("user_conversion_rate_30d", "float64", "orders / sessions over 30 days (0 without sessions)"),
         Feature("user_cart_add_rate_30d", "float64", "cart adds / events over 30 days (0 without events)"),
         Feature("user_days_since_last_event", "float64", "days from the last active day to yesterday"),
-        Feature("user_days_since_last_order", "float64", "days from the last order to yesterday (null: never ordered)"),
-        Feature("user_avg_order_value_30d", "float64", "mean priced order value over 30 days (null: no priced order)"),
+        Feature("user_days_since_last_order", "float64", "days from the last order to yesterday (null: never ordered)", nullable=True),
+        Feature("user_avg_order_value_30d", "float64", "mean priced order value over 30 days (null: no priced order)", nullable=True),
         Feature("user_tenure_days", "float64", "days from the first active day to yesterday"),
     ]
     return tuple(features)

@@ -11,9 +11,8 @@ from propensity.features.definitions import SESSION_FEATURES, USER_FEATURES, Fea
 def _feature_columns(features: tuple[Feature, ...]) -> dict[str, pa.Column]:
     columns = {}
     for f in features:
-        nullable = f.dtype == "float64" and ("null" in f.description)
         checks = [] if f.name in ("session_weekday", "session_hour_utc") else [pa.Check.ge(0)]
-        columns[f.name] = pa.Column(f.dtype, checks=checks, nullable=nullable)
+        columns[f.name] = pa.Column(f.dtype, checks=checks, nullable=f.nullable)
     return columns
 
 

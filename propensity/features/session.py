@@ -149,11 +149,13 @@ def fold_session_events(
     first_time = by_session["event_timestamp"].transform("min")
     previous_time = by_session["event_timestamp"].shift(1)
     if carried.any():
-        first_time = first_time.where(~carried, session_ids.map(lambda sid: states[sid].first_time if sid in states else pd.NaT))
+        first_time = first_time.astype("object")
+        first_time[carried] = [states[sid].first_time for sid in session_ids[carried]]
         first_of_batch = previous_time.isna().to_numpy() & carried
-        previous_time = previous_time.where(
-            ~first_of_batch, [_time_before(states.get(sid), ts) for sid, ts in zip(session_ids, timestamps)]
-        )
+        previous_time = previous_time.astype("object")
+        previous_time[first_of_batch] = [
+            _time_before(states[sid], ts) for sid, ts in zip(session_ids[first_of_batch], timestamps[first_of_batch])
+        ]
     rows["session_duration_s"] = (timestamps - first_time.astype(EVENT_TIME_DTYPE)).dt.total_seconds().astype("float64")
     rows["session_seconds_since_previous_event"] = (
         (timestamps - previous_time.astype(EVENT_TIME_DTYPE)).dt.total_seconds().fillna(0.0).astype("float64")
@@ -165,10 +167,8 @@ def fold_session_events(
     return rows, _next_states(events, rows, states, keep_state_for)
 
 
-def _time_before(state: SessionState | None, timestamp: pd.Timestamp) -> pd.Timestamp | None:
+def _time_before(state: SessionState, timestamp: pd.Timestamp) -> pd.Timestamp | None:
     """The decision point before `timestamp` for a carried session (a repeat of last_time continues that point)."""
-    if state is None:
-        return None
     return state.previous_time if timestamp == state.last_time else state.last_time
 
 
