@@ -9,7 +9,11 @@ Generative story
 - A session's effective intent p = sigmoid(logit(q_u) + N(0, 0.5) + hour/weekday effect), fixed for the session.
 - Inside a session an absorbing Markov chain runs over B (cart empty), C1, C2, C3+ (cart lines), K (checkout)
   and absorbing P (purchase) / X (exit). Every non-exit step emits one event; a purchase emits one row per
-  cart line. Transition probabilities are functions of p only (`_action_table`).
+  cart line. Transition probabilities are functions of p and of the session's hour (`_action_table`):
+  late-night (00-05 UTC) shoppers fill carts but put checkout off (checkout starts x0.35), evening (18-22)
+  shoppers start checkout more (x1.25). The effect acts only on carts, so the funnel is not additive in the
+  log-odds, as real funnels are not; with transitions linear in p alone the logistic baseline was near-Bayes-
+  optimal on simulated data while gradient boosting wins clearly on real sessions (UCI, README).
 
 Ground truth
 `true_propensity` is P(reach P | state right after the event, p, steps left before the cap), solved exactly by
@@ -64,6 +68,8 @@ _HOUR_WEIGHTS = np.array(
 )
 # Evening visitors are a little more purposeful, late-night ones less (logit shift of the session intent).
 _HOUR_INTENT = np.where(np.arange(24) < 6, -0.20, np.where((np.arange(24) >= 18) & (np.arange(24) <= 22), 0.15, 0.0))
+# Checkout-start multiplier by UTC hour (module docstring).
+_HOUR_CHECKOUT = np.where(np.arange(24) < 6, 0.35, np.where((np.arange(24) >= 18) & (np.arange(24) <= 22), 1.25, 1.0))
 # Monday..Sunday: weekends are busier and slightly more purchase-minded.
 _WEEKDAY_TRAFFIC = np.array([0.90, 0.85, 0.90, 0.95, 1.05, 1.30, 1.25])
 _WEEKDAY_INTENT = np.array([0.0, 0.0, 0.0, 0.0, 0.05, 0.10, 0.10])
@@ -77,11 +83,12 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p) - np.log1p(-p)
 
 
-def _action_table(intent: np.ndarray) -> np.ndarray:
+def _action_table(intent: np.ndarray, checkout_factor=1.0) -> np.ndarray:
     """Action probabilities, shape (n, 5 kinds, 9 actions), each row summing to 1. Higher intent means fewer
-    exits, more cart adds and checkouts, fewer removals, more completed checkouts; tuned for ~5 % session
-    conversion and ~7 events per session."""
+    exits, more cart adds and checkouts, fewer removals, more completed checkouts; `checkout_factor` (per session,
+    from its hour) scales checkout starts. Tuned for ~5 % session conversion and ~7 events per session."""
     p = np.asarray(intent, dtype=np.float64)[:, None]
+    checkout_factor = np.broadcast_to(np.asarray(checkout_factor, dtype=np.float64), p.shape[:1])[:, None]
     table = np.zeros((len(p), 5, 9))
 
     exit_b = 0.15 - 0.06 * p
@@ -94,7 +101,7 @@ def _action_table(intent: np.ndarray) -> np.ndarray:
         exit_c = 0.14 - 0.06 * p
         add_c = (0.10 + 0.15 * p) * (1.0, 0.8, 0.6)[n]
         remove_c = 0.08 * (1.0 - p)
-        checkout_c = (0.04 + 0.45 * p) * (1.0, 1.1, 1.2)[n]
+        checkout_c = (0.04 + 0.45 * p) * (1.0, 1.1, 1.2)[n] * checkout_factor
         table[:, kind, EXIT] = exit_c[:, 0]
         table[:, kind, ADD] = add_c[:, 0]
         table[:, kind, REMOVE] = remove_c[:, 0]
@@ -136,11 +143,11 @@ def _bellman_step(h: np.ndarray, parts: dict[str, np.ndarray]) -> np.ndarray:
     return out
 
 
-def absorption_probabilities(intent: np.ndarray, steps_left: int | None = None) -> np.ndarray:
+def absorption_probabilities(intent: np.ndarray, steps_left: int | None = None, checkout_factor=1.0) -> np.ndarray:
     """P(session ends in a purchase) from every transient state, shape (n, N_STATES) (columns: cart lines
     0..MAX_CART_LINES, then checkout). `steps_left=None` solves the uncapped chain exactly with a batch of
     np.linalg.solve calls; an int gives the exact value when at most that many further steps are allowed."""
-    table = _action_table(np.asarray(intent, dtype=np.float64))
+    table = _action_table(np.asarray(intent, dtype=np.float64), checkout_factor)
     parts = _transition_parts(table)
     n = len(table)
     if steps_left is not None:
@@ -201,7 +208,7 @@ def _draw_products(rng: np.random.Generator, cat: dict[str, np.ndarray], focus: 
 
 
 def _sessions(rng, n_users, days, start_date, rate):
-    """Session starts (µs since epoch, before de-overlapping), users and effective intents."""
+    """Session starts (µs since epoch, before de-overlapping), users, effective intents and checkout factors."""
     intent_u = np.clip(rng.beta(1.2, 8.0, n_users), 1e-6, 1 - 1e-6)
     activity_u = rng.gamma(1.5, 1.0 / 1.5, n_users)
     day0 = pd.Timestamp(start_date, tz="UTC").normalize()
@@ -215,7 +222,7 @@ def _sessions(rng, n_users, days, start_date, rate):
     offset = (rng.random(n) * 3_600_000_000).astype(np.int64)
     start = day0.value // 1000 + day * 86_400_000_000 + hour * 3_600_000_000 + offset
     z = _logit(intent_u[user]) + rng.normal(0.0, 0.5, n) + _HOUR_INTENT[hour] + _WEEKDAY_INTENT[weekday[day]]
-    return user, start.astype(np.int64), _sigmoid(z)
+    return user, start.astype(np.int64), _sigmoid(z), _HOUR_CHECKOUT[hour]
 
 
 def _format_ids(prefix: str, numbers: np.ndarray, width: int) -> np.ndarray:
@@ -236,9 +243,9 @@ def simulate_traffic(
     """
     rng = np.random.default_rng(seed)
     cat = _catalogue(rng)
-    user, start, intent = _sessions(rng, n_users, days, start_date, sessions_per_user_day)
+    user, start, intent, checkout_factor = _sessions(rng, n_users, days, start_date, sessions_per_user_day)
     n_sess = len(user)
-    table = _action_table(intent)
+    table = _action_table(intent, checkout_factor)
     cdf = np.cumsum(table, axis=2)
     cdf[:, :, -1] = 1.0  # guard against rounding: u < 1 always lands on a defined action
     focus = np.minimum(np.searchsorted(cat["category_cdf"], rng.random(n_sess), side="right"), N_CATEGORIES - 1)

@@ -100,6 +100,20 @@ def test_capped_truth_agrees_with_the_linear_solve():
     np.testing.assert_allclose(capped[:, 0], solved[:, 0], atol=1e-4)
     assert (np.diff(solved[:, 0]) > 0).all()  # more intent, more purchases
     assert absorption_probabilities(intent, steps_left=0).max() == 0.0  # no steps left: the session exits
+    night = np.full(len(intent), 0.35)  # the late-night checkout factor: still two agreeing solutions
+    np.testing.assert_allclose(
+        absorption_probabilities(intent, steps_left=3000, checkout_factor=night),
+        absorption_probabilities(intent, checkout_factor=night),
+        atol=1e-12,
+    )
+
+
+def test_night_carts_convert_less_but_checkouts_do_not():
+    """The hour acts on carts only (checkout starts), not at checkout: a non-additive funnel effect."""
+    intent = np.linspace(0.01, 0.9, 20)
+    day, night = absorption_probabilities(intent), absorption_probabilities(intent, checkout_factor=0.35)
+    assert (night[:, 1:4] < day[:, 1:4] - 1e-3).all()  # one to three cart lines
+    np.testing.assert_array_equal(night[:, -1], day[:, -1])  # at checkout the hour no longer matters
 
 
 def test_mean_truth_at_session_start_matches_conversion(large):
