@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import dagster as dg
 
-from propensity_assets import feature_store, features, ingestion, models, sessions
+from propensity_assets import deployment, feature_store, features, ingestion, models, sessions
 from resources import build_resources
 
 # Every materialisable table is expected at least daily: the storefront's features go stale otherwise.
@@ -17,7 +17,7 @@ spine_job = dg.define_asset_job(
 )
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([ingestion, sessions, features, feature_store, models]),
+    assets=dg.load_assets_from_modules([ingestion, sessions, features, feature_store, models, deployment]),
     resources=build_resources(),
     jobs=[spine_job],
 ).map_asset_specs(func=lambda spec: spec.replace_attributes(freshness_policy=DAILY_FRESHNESS))

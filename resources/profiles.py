@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from resources.deployers import LocalEndpointDeployer, current_deployer
 from resources.feast import FeastResource
 from resources.lake import LakeResource
 from resources.spark import spark_resource
@@ -24,4 +25,13 @@ def build_resources(profile: str | None = None) -> dict:
         "spark": spark_resource(),
         "lake": LakeResource(),
         "feast": FeastResource(profile=profile),
+        "deployer": deployer_resource(profile),
     }
+
+
+def deployer_resource(profile: str):
+    if current_deployer() == "sagemaker":
+        from resources.sagemaker_deployer import SageMakerDeployer
+
+        return SageMakerDeployer.from_env()
+    return LocalEndpointDeployer(profile=profile)

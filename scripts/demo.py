@@ -109,6 +109,13 @@ def main() -> int:
             raise_on_error=False,  # a challenger failing a quality gate is an outcome to report, not a crash
         )
         checks |= _checks(models)
+        endpoint = None
+        from propensity.models.artifact import ModelRegistry
+
+        if ModelRegistry().champion_version() is not None:
+            print("[demo] deploying the champion to the local endpoint and scoring live sessions", flush=True)
+            endpoint = deploy_and_score(assets, resources, instance, args.profile)
+            checks |= endpoint.pop("checks")
 
     example = _metadata_value(spine, "online_features", "example_feature_vector")
     summary = {
@@ -131,6 +138,7 @@ def main() -> int:
             "example_feature_vector": example,
         },
         "model": _model_summary(models),
+        "endpoint": endpoint,
         "checks": checks,
         "seconds": round(time.monotonic() - started, 1),
     }
@@ -141,6 +149,69 @@ def main() -> int:
     # A rejected challenger is a normal outcome (the champion stays); any other failed check is a broken pipeline.
     broken = [name for name, passed in checks.items() if not passed and name.split(":")[-1] not in QUALITY_GATES]
     return 1 if broken or not models_ran(summary) else 0
+
+
+DEMO_ENDPOINT = "propensity"
+DEMO_BAKING_S = 8.0  # a short bake so a re-run shows a real canary without a long wait
+
+
+def deploy_and_score(assets, resources, instance, profile: str, live_sessions: int = 5) -> dict:
+    """Deploy the champion through `propensity_endpoint`, with storefront traffic flowing while a canary bakes,
+    then score a few of the latest sessions through the storefront client and stop the endpoint's server."""
+    import threading
+
+    import pandas as pd
+
+    from propensity.paths import table_dir
+    from serving.client import PropensityClient
+    from serving.endpoint import EndpointFiles, start_server, stop_server
+
+    files = EndpointFiles(DEMO_ENDPOINT)
+    sessions = pd.read_parquet(table_dir("sessions"), columns=["session_id", "user_id", "session_start"])
+    sessions = sessions.sort_values("session_start")
+    traffic_pairs = list(zip(sessions["session_id"], sessions["user_id"]))[-2000:]
+    stop = threading.Event()
+    traffic = None
+    if files.read_variants():  # an endpoint already serves: the new champion arrives as a canary on live traffic
+        client = PropensityClient.local(start_server(files, profile), timeout_s=1.0)
+
+        def storefront():
+            i = 0
+            while not stop.is_set():
+                client.score(*traffic_pairs[i % len(traffic_pairs)])
+                i += 1
+
+        traffic = threading.Thread(target=storefront, daemon=True)
+        traffic.start()
+    try:
+        result = dg.materialize(
+            assets,
+            selection=["propensity_endpoint"],
+            resources=resources,
+            instance=instance,
+            run_config={"ops": {"propensity_endpoint": {"config": {"endpoint": DEMO_ENDPOINT, "baking_s": DEMO_BAKING_S}}}, **QUIET},
+            raise_on_error=False,
+        )
+        stop.set()
+        if traffic is not None:
+            traffic.join(timeout=5)
+        client = PropensityClient.local(start_server(files, profile), timeout_s=1.0)
+        scored = [client.score(s, u) for s, u in traffic_pairs[-live_sessions:]]
+        return {
+            "name": DEMO_ENDPOINT,
+            "outcome": _metadata_value(result, "propensity_endpoint", "outcome"),
+            "reason": _metadata_value(result, "propensity_endpoint", "reason"),
+            "variants": _metadata_value(result, "propensity_endpoint", "variants"),
+            "live_scores": [
+                {"session_id": x.session_id, "propensity": round(x.propensity, 5), "variant": x.variant,
+                 "model_version": x.model_version, "fallback": x.fallback, "fallback_reason": x.reason}
+                for x in scored
+            ],
+            "checks": _checks(result),
+        }
+    finally:
+        stop.set()
+        stop_server(files)  # the demo leaves nothing running; `python -m serving.endpoint start propensity` serves it
 
 
 def models_ran(summary: dict) -> bool:
@@ -182,6 +253,13 @@ def _print_summary(summary: dict, path: Path) -> None:
     for name, m in model["test"].items():
         print(f"{'':>26}{name:<11} " + "  ".join(f"{k} {v:.4f}" for k, v in m.items()))
     print(f"{'offer threshold':>24}: {model['offer_threshold']}")
+    endpoint = summary["endpoint"]
+    if endpoint is None:
+        print(f"{'endpoint':>24}: not deployed (no champion in the registry)")
+    else:
+        print(f"{'endpoint':>24}: {endpoint['name']} {endpoint['outcome']} ({endpoint['reason']})")
+        for x in endpoint["live_scores"]:
+            print(f"{'':>26}{x['session_id']}  propensity {x['propensity']:.4f}  {x['variant']}" + (f"  fallback: {x['fallback_reason']}" if x["fallback"] else ""))
     failed = [name for name, passed in summary["checks"].items() if not passed]
     print(f"{'asset checks':>24}: {len(summary['checks']) - len(failed)} passed, {len(failed)} failed {failed or ''}")
     print(f"{'seconds':>24}: {summary['seconds']}\nsummary written to {path}")

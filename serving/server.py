@@ -70,13 +70,9 @@ def _json_response(status: int, payload) -> tuple[int, bytes, bytes]:
     return status, json.dumps(payload, separators=(",", ":")).encode(), b"application/json"
 
 
-class InferenceApp:
-    """ASGI application around one Scorer."""
-
-    def __init__(self, scorer: Scorer, inference_log: InferenceLog | None = None):
-        self.scorer = scorer
-        self.metrics = Metrics()
-        self.log = inference_log or InferenceLog(home() / "serving" / "inference.log")
+class AsgiApp:
+    """The ASGI plumbing shared by one-model servers and the endpoint runtime's variant router: subclasses answer
+    `handle(method, path, body, headers) -> (status, body, content type)`."""
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
@@ -100,6 +96,18 @@ class InferenceApp:
         await send({"type": "http.response.body", "body": payload})
 
     def handle(self, method: str, path: str, body: bytes, headers: dict[bytes, bytes]) -> tuple[int, bytes, bytes]:
+        raise NotImplementedError
+
+
+class InferenceApp(AsgiApp):
+    """One Scorer behind the SageMaker contract. `metrics` and `inference_log` may be shared by several variants."""
+
+    def __init__(self, scorer: Scorer, inference_log: InferenceLog | None = None, metrics: Metrics | None = None):
+        self.scorer = scorer
+        self.metrics = metrics or Metrics()
+        self.log = inference_log or InferenceLog(home() / "serving" / "inference.log")
+
+    def handle(self, method: str, path: str, body: bytes, headers: dict[bytes, bytes]) -> tuple[int, bytes, bytes]:
         if path == "/ping" and method == "GET":
             return 200, b"", b"text/plain"
         if path == "/metrics" and method == "GET":
@@ -118,12 +126,10 @@ class InferenceApp:
             requests, is_batch = parse_request(body, content_type.decode("latin-1") if content_type else None)
             predictions = self.scorer.score(requests)
         except BadRequest as error:
-            self.metrics.errors.labels(variant, str(error.status)).inc()
-            return _json_response(error.status, {"error": error.message})
+            return self._error(error.status, error.message, started)
         except Exception as error:  # noqa: BLE001 - answered, counted and logged; the server stays up
             LOG.exception("scoring failed")
-            self.metrics.errors.labels(variant, "500").inc()
-            return _json_response(500, {"error": f"scoring failed: {type(error).__name__}: {error}"})
+            return self._error(500, f"scoring failed: {type(error).__name__}: {error}", started)
         elapsed = time.perf_counter() - started
         request_id = str(uuid.uuid4())
         self.metrics.latency.labels(variant).observe(elapsed)
@@ -131,8 +137,21 @@ class InferenceApp:
             self.metrics.scores.labels(variant).observe(prediction["propensity"])
             if prediction["fallback"]:
                 self.metrics.fallbacks.labels(variant).inc()
-            self.log.append({"request_id": request_id, "ts": time.time(), "latency_ms": round(elapsed * 1000, 3), **prediction})
+            self.log.append(
+                {"request_id": request_id, "ts": time.time(), "status": 200, "latency_ms": round(elapsed * 1000, 3), **prediction}
+            )
         return _json_response(200, {"predictions": predictions} if is_batch else predictions[0])
+
+    def _error(self, status: int, message: str, started: float) -> tuple[int, bytes, bytes]:
+        """Errors are counted and logged too: the canary's error-rate alarm reads them from the inference log."""
+        variant = self.scorer.variant
+        self.metrics.errors.labels(variant, str(status)).inc()
+        self.log.append(
+            {"request_id": str(uuid.uuid4()), "ts": time.time(), "status": status, "variant": variant,
+             "model_version": self.scorer.model_version, "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+             "error": message[:300]}
+        )
+        return _json_response(status, {"error": message})
 
 
 def build_app(model_dir: str | None = None, profile: str | None = None, variant: str | None = None) -> InferenceApp:

@@ -182,3 +182,14 @@ class ModelRegistry:
             index["champion"] = version
         self._save(index)
         return version
+
+    def roll_back(self, version: str, *, to_version: str, reason: str) -> None:
+        """The endpoint rolled `version` back: `to_version` (still serving) is champion again."""
+        index = self._index()
+        known = {entry["version"]: entry for entry in index["versions"]}
+        if version not in known or to_version not in known:
+            raise KeyError(f"unknown registry version: {version if version not in known else to_version}")
+        known[version].update(status="rolled_back", reason=reason)
+        known[to_version]["status"] = "champion"
+        index["champion"] = to_version
+        self._save(index)
