@@ -123,7 +123,7 @@ def fit_and_predict(X_fit, y_fit, X_valid, y_valid, X_test) -> tuple[dict[str, n
 
     baseline = fit_logistic_baseline(X_fit, y_fit)
     booster = train_lightgbm(X_fit, y_fit, X_valid, y_valid, LightGBMSettings())
-    calibrator, losses = choose_calibrator(booster.predict(X_valid, raw_score=True), y_valid, seed=SEED % 2**31)
+    calibrator, evidence = choose_calibrator(booster.predict(X_valid, raw_score=True), y_valid, seed=SEED % 2**31)
     raw = booster.predict(X_test, raw_score=True)
     predictions = {
         "baseline": predict_logistic_baseline(baseline, X_test),
@@ -133,7 +133,7 @@ def fit_and_predict(X_fit, y_fit, X_valid, y_valid, X_test) -> tuple[dict[str, n
     info = {
         "best_iteration": int(booster.best_iteration),
         "calibrator": calibrator["method"],
-        "calibrator_cv_log_loss": {k: round(v, 6) for k, v in losses.items()},
+        "calibrator_cv_log_loss": {k: round(v, 6) for k, v in evidence["cv_log_loss"].items()},
     }
     return predictions, info
 

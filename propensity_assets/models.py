@@ -187,16 +187,22 @@ def _load_booster():
 
 
 @dg.asset(deps=["propensity_model"], group_name="models", kinds={"lightgbm"},
-          description="Sigmoid, isotonic and temperature scaling compared by cross-validated log-loss on validation; "
-          "the best one kept as plain numbers.")
+          description="Identity, temperature, sigmoid and isotonic maps compared by cross-validated log-loss on "
+          "validation; the simplest within one standard error of the best kept as plain numbers.")
 def calibrated_model(lake: LakeResource) -> dg.MaterializeResult:
     dataset = load_training_dataset(lake)
     X_valid, y_valid = _split(dataset, "valid")
     booster = _load_booster()
-    calibrator, losses = choose_calibrator(booster.predict(X_valid, raw_score=True), y_valid, seed=SEED % 2**31)
+    calibrator, evidence = choose_calibrator(booster.predict(X_valid, raw_score=True), y_valid, seed=SEED % 2**31)
     (work_dir() / "calibrator.json").write_text(json.dumps(calibrator, indent=2))
     return dg.MaterializeResult(
-        metadata={"chosen": calibrator["method"], "cv_log_loss": dg.MetadataValue.json({k: round(v, 6) for k, v in losses.items()})}
+        metadata={
+            "chosen": calibrator["method"],
+            "best_by_cv_log_loss": evidence["best"],
+            "cv_log_loss": dg.MetadataValue.json({k: round(v, 6) for k, v in evidence["cv_log_loss"].items()}),
+            "paired_se_vs_best": dg.MetadataValue.json({k: round(v, 6) for k, v in evidence["paired_se_vs_best"].items()}),
+            "rule": evidence["rule"],
+        }
     )
 
 

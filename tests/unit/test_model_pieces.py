@@ -53,9 +53,19 @@ def test_each_calibrator_fixes_an_overconfident_score_and_survives_json(method):
 
 def test_choice_is_by_cross_validated_log_loss():
     raw, y = _miscalibrated(seed=1)
-    calibrator, losses = choose_calibrator(raw, y)
-    assert calibrator["method"] == min(METHODS, key=losses.__getitem__)
-    assert losses[calibrator["method"]] < losses["uncalibrated"]
+    calibrator, evidence = choose_calibrator(raw, y)
+    losses = evidence["cv_log_loss"]
+    assert calibrator["method"] != "identity" and losses[calibrator["method"]] < losses["identity"]
+    assert losses[calibrator["method"]] - losses[evidence["best"]] <= evidence["paired_se_vs_best"][calibrator["method"]]
+
+
+def test_an_already_calibrated_score_is_left_alone():
+    """Every map fits noise a little; none is better than leaving a calibrated score alone by more than its SE."""
+    rng = np.random.default_rng(5)
+    true_logit = rng.normal(-2.5, 1.2, 20_000)
+    y = (rng.random(len(true_logit)) < expit(true_logit)).astype(int)
+    calibrator, evidence = choose_calibrator(true_logit, y)
+    assert calibrator["method"] == "identity", evidence
 
 
 def _frame(n=4000, seed=3):
