@@ -54,6 +54,10 @@ def test_asset_graph_names_the_spine_assets_and_checks():
     assert parents["online_features"] == {"feast_registry"}
     assert parents["training_dataset"] == {"session_prefix_features", "sessions", "feast_registry"}
     assert parents["registered_model"] == {"model_evaluation"}
+    assert parents["propensity_endpoint"] == {"registered_model", "model_evaluation"}
+    assert "propensity_endpoint:deployment_not_rolled_back" in checks
+    # the endpoint is deployed only when every blocking quality gate on its parents has passed
+    assert "all_deps_blocking_checks_passed" in str(graph.get(dg.AssetKey("propensity_endpoint")).automation_condition)
     evaluation = next(a for a in defs.assets if dg.AssetKey("model_evaluation") in a.keys)
     gates = {spec.key.name: spec.blocking for spec in evaluation.check_specs}
     assert all(gates[g] for g in BLOCKING_GATES)
