@@ -38,11 +38,13 @@ dev: install
 	@mkdir -p $(DAGSTER_HOME)
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
+# Redis, a one-node Apache Kafka (KRaft; jars from Maven Central, fetched once) and Spark's Kafka connector jars,
+# all under var/services. KAFKA_VERSION, KAFKA_PORT, REDIS_PORT etc. are read from the environment (scripts/services.sh).
 services:
-	@bash scripts/services.sh up
+	@VENV=$(VENV) bash scripts/services.sh up
 
 services-down:
-	@bash scripts/services.sh down
+	@VENV=$(VENV) bash scripts/services.sh down
 
 bench: install services
 	$(PY) -m bench
