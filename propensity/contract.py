@@ -7,7 +7,7 @@ every row that fails to the quarantine with a reason per row. Nothing is silentl
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 import pandera.pandas as pa
@@ -83,6 +83,7 @@ class ValidatedEvents:
     valid: pd.DataFrame
     quarantine: pd.DataFrame
     duplicates_dropped: int
+    quarantine_positions: list[int] = field(default_factory=list)  # row numbers of the quarantined rows in the input
 
     @property
     def rows_in(self) -> int:
@@ -208,4 +209,7 @@ def validate_events(raw: pd.DataFrame, *, now: pd.Timestamp | None = None) -> Va
     quarantine["reason"] = combined[bad]
     quarantine["quarantined_at"] = (now or pd.Timestamp.now(tz="UTC")).isoformat()
     valid = typed.loc[~bad].reset_index(drop=True)
-    return ValidatedEvents(valid=valid, quarantine=quarantine.reset_index(drop=True), duplicates_dropped=int(duplicate.sum()))
+    return ValidatedEvents(
+        valid=valid, quarantine=quarantine.reset_index(drop=True), duplicates_dropped=int(duplicate.sum()),
+        quarantine_positions=[int(i) for i in quarantine.index],
+    )

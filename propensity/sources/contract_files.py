@@ -169,15 +169,12 @@ def _wire_value(value) -> object:
     return value
 
 
-def write_contract_jsonl(events: pd.DataFrame, path: str | Path) -> Path:
-    """Write contract events as JSON lines (the Kafka / archive wire format), atomically. Returns the path.
+def contract_json_lines(events: pd.DataFrame) -> list[str]:
+    """Contract events as JSON strings, one per row: the wire format of the Kafka topic and of JSON-lines files.
 
     `event_time` becomes ISO-8601 UTC (`2017-11-26T01:00:00.000000Z`; a naive time is taken as UTC); floats are
-    written in Python's shortest round-trip form, so `validate_events(load_contract_files(path).events).valid`
-    equals the validated frame that was written.
+    written in Python's shortest round-trip form, so validating the parsed lines gives back the validated frame.
     """
-    path = Path(path)
-    _check_columns(path, [str(c) for c in events.columns])
     frame = events[list(EVENT_COLUMNS)]
     if pd.api.types.is_datetime64_any_dtype(frame["event_time"]):
         times = frame["event_time"]
@@ -187,14 +184,23 @@ def write_contract_jsonl(events: pd.DataFrame, path: str | Path) -> Path:
         wire_times = [_wire_time(v) for v in frame["event_time"].astype("object")]
     columns = {c: frame[c].astype("object").tolist() for c in EVENT_COLUMNS if c != "event_time"}
     columns["event_time"] = wire_times
+    return [
+        json.dumps({c: _wire_value(columns[c][row]) for c in EVENT_COLUMNS}, ensure_ascii=False, allow_nan=False)
+        for row in range(len(frame))
+    ]
 
+
+def write_contract_jsonl(events: pd.DataFrame, path: str | Path) -> Path:
+    """Write contract events as JSON lines (`contract_json_lines`), atomically. Returns the path.
+    `validate_events(load_contract_files(path).events).valid` equals the validated frame that was written."""
+    path = Path(path)
+    _check_columns(path, [str(c) for c in events.columns])
+    lines = contract_json_lines(events)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
-            for row in range(len(frame)):
-                record = {c: _wire_value(columns[c][row]) for c in EVENT_COLUMNS}
-                out.write(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
+            out.writelines(line + "\n" for line in lines)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

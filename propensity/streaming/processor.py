@@ -1,0 +1,271 @@
+"""One micro-batch of the stream: messages in, in-session features online, events archived, bad input quarantined.
+
+Spark Structured Streaming drives this (`propensity.streaming.job`) through `foreachBatch`; everything here is plain
+pandas so it is tested without Spark. Per batch:
+1. parse: each message's value must be a JSON object with exactly the contract's fields; anything else is
+   quarantined as `malformed` with the parser's message;
+2. validate with the event contract (`validate_events`): failures are quarantined with the contract's reasons;
+3. drop replays: an event id already folded for its session (a producer retry, a re-sent batch) is counted, not
+   folded again;
+4. late events: an event older than its session's last folded event cannot join the running fold (features move
+   forward in time). It is quarantined as `late` and not archived, so the batch path, which reads the archive,
+   computes exactly what the stream served. Out-of-order events inside one micro-batch are simply sorted;
+5. fold onto the carried session states with `fold_session_events`, the function the batch job uses, and push
+   each session's newest feature row to the online store;
+6. archive the folded events to the lake (`stream_events`, one parquet file per batch id) and the quarantine to
+   `stream_quarantine` (and to the dead-letter topic when there is one);
+7. expire sessions idle for longer than the session gap plus the allowed lateness (in event time) and write the
+   state snapshot for this batch id.
+
+Exactly once, with Spark's checkpoint: Spark replays a batch whose commit it did not record, with the same batch id
+and the same messages. Batch N always starts from the snapshot of the batch before it, and every write is keyed by
+the batch id (archive and quarantine files are replaced, online rows are upserts of the same values), so a replayed
+batch has the same effect as one run: no loss, no double count.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from propensity.contract import EVENT_COLUMNS, EVENT_TIME_DTYPE, events_to_arrow, validate_events
+from propensity.features.definitions import SESSION_FEATURE_NAMES, SESSION_GAP_MINUTES
+from propensity.features.session import SessionState, fold_session_events
+
+MESSAGE_COLUMNS = ("key", "value", "partition", "offset", "timestamp")
+QUARANTINE_COLUMNS = ("partition", "offset", "message", "reason", "quarantined_at", "batch_id")
+ALLOWED_LATENESS = pd.Timedelta(minutes=10)
+SNAPSHOTS_KEPT = 3
+
+OnlineWriter = Callable[[pd.DataFrame], None]  # newest feature row per session -> the online store
+DeadLetter = Callable[[pd.DataFrame], None]  # quarantined messages -> a dead-letter topic
+
+
+@dataclass
+class BatchReport:
+    batch_id: int
+    messages: int = 0
+    folded: int = 0
+    sessions_written: int = 0
+    quarantined: int = 0
+    replays_dropped: int = 0
+    late: int = 0
+    active_sessions: int = 0
+    max_event_time: str | None = None
+    seconds: float = 0.0
+    reasons: dict = field(default_factory=dict)
+
+
+class StreamState:
+    """Per-session fold state plus the event ids already folded, persisted as one JSON snapshot per batch id."""
+
+    def __init__(self, sessions: dict[str, SessionState] | None = None, seen: dict[str, set[str]] | None = None,
+                 max_event_time: pd.Timestamp | None = None):
+        self.sessions = sessions or {}
+        self.seen = seen or {}
+        self.max_event_time = max_event_time
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "max_event_time": None if self.max_event_time is None else self.max_event_time.isoformat(),
+                "sessions": {
+                    sid: {
+                        "user_id": s.user_id,
+                        "first_time": s.first_time.isoformat(),
+                        "last_time": s.last_time.isoformat(),
+                        "previous_time": None if s.previous_time is None else s.previous_time.isoformat(),
+                        "counts": s.counts,
+                        "cart_value": s.cart_value,
+                        "products": sorted(s.products),
+                        "categories": sorted(s.categories),
+                        "seen": sorted(self.seen.get(sid, ())),
+                    }
+                    for sid, s in self.sessions.items()
+                },
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> "StreamState":
+        payload = json.loads(text)
+        ts = lambda v: None if v is None else pd.Timestamp(v)  # noqa: E731
+        sessions, seen = {}, {}
+        for sid, s in payload["sessions"].items():
+            sessions[sid] = SessionState(
+                user_id=s["user_id"], first_time=ts(s["first_time"]), last_time=ts(s["last_time"]),
+                previous_time=ts(s["previous_time"]), counts=s["counts"], cart_value=s["cart_value"],
+                products=frozenset(s["products"]), categories=frozenset(s["categories"]),
+            )
+            seen[sid] = set(s["seen"])
+        return cls(sessions, seen, ts(payload["max_event_time"]))
+
+
+class SnapshotStore:
+    """`state-<batch id>.json` files; batch N reads the newest snapshot before N (a replayed N never sees itself)."""
+
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def _ids(self) -> list[int]:
+        return sorted(int(p.stem.split("-")[1]) for p in self.directory.glob("state-*.json"))
+
+    def before(self, batch_id: int) -> StreamState:
+        earlier = [i for i in self._ids() if i < batch_id]
+        return StreamState.from_json((self.directory / f"state-{earlier[-1]}.json").read_text()) if earlier else StreamState()
+
+    def write(self, batch_id: int, state: StreamState) -> None:
+        path = self.directory / f"state-{batch_id}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(state.to_json())
+        os.replace(tmp, path)
+        for old in self._ids()[:-SNAPSHOTS_KEPT]:
+            (self.directory / f"state-{old}.json").unlink(missing_ok=True)
+
+
+def parse_messages(messages: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """JSON values -> (raw contract rows with their message positions, malformed messages with reasons)."""
+    rows, positions, bad = [], [], []
+    for position, value in enumerate(messages["value"].tolist()):
+        text = value.decode("utf-8", errors="replace") if isinstance(value, (bytes, bytearray)) else value
+        try:
+            record = json.loads(text)
+        except (TypeError, ValueError) as error:
+            bad.append((position, f"malformed: not JSON ({error})"))
+            continue
+        if not isinstance(record, dict):
+            bad.append((position, f"malformed: a JSON {type(record).__name__}, not an object"))
+            continue
+        missing = [c for c in EVENT_COLUMNS if c not in record]
+        unknown = sorted(set(record) - set(EVENT_COLUMNS))
+        if missing or unknown:
+            bad.append((position, f"malformed: missing fields {missing}" if missing else f"malformed: unknown fields {unknown}"))
+            continue
+        rows.append(record)
+        positions.append(position)
+    raw = pd.DataFrame(rows, columns=list(EVENT_COLUMNS)).astype("object")
+    raw.index = positions
+    malformed = pd.DataFrame(bad, columns=["position", "reason"])
+    return raw, malformed
+
+
+class SessionStreamProcessor:
+    def __init__(self, state_dir: Path, archive_dir: Path, quarantine_dir: Path, write_online: OnlineWriter,
+                 dead_letter: DeadLetter | None = None, allowed_lateness: pd.Timedelta = ALLOWED_LATENESS):
+        self.snapshots = SnapshotStore(state_dir)
+        self.archive_dir = Path(archive_dir)
+        self.quarantine_dir = Path(quarantine_dir)
+        self.write_online = write_online
+        self.dead_letter = dead_letter
+        self.expiry = pd.Timedelta(minutes=SESSION_GAP_MINUTES) + allowed_lateness
+
+    def process(self, batch_id: int, messages: pd.DataFrame) -> BatchReport:
+        started = time.perf_counter()
+        report = BatchReport(batch_id=batch_id, messages=len(messages))
+        state = self.snapshots.before(batch_id)
+        messages = messages.reset_index(drop=True)
+        now = pd.Timestamp.now(tz="UTC")
+        quarantine: list[pd.DataFrame] = []
+
+        raw, malformed = parse_messages(messages)
+        if len(malformed):
+            quarantine.append(self._quarantine_rows(messages, malformed["position"], malformed["reason"], now, batch_id))
+        validated = validate_events(raw.reset_index(drop=True), now=now) if len(raw) else None
+        events = pd.DataFrame()
+        if validated is not None:
+            if len(validated.quarantine):
+                positions = raw.index.to_numpy()[validated.quarantine_positions]  # back to the messages
+                reasons = validated.quarantine["reason"].map(lambda r: f"contract: {r}")
+                quarantine.append(self._quarantine_rows(messages, pd.Series(positions), reasons, now, batch_id))
+            report.replays_dropped += validated.duplicates_dropped
+            events = validated.valid
+
+        if len(events):
+            seen = pd.Series(False, index=events.index)
+            carried = events["session_id"].isin(state.seen.keys())
+            if carried.any():
+                seen[carried] = [e in state.seen[s] for s, e in zip(events.loc[carried, "session_id"], events.loc[carried, "event_id"])]
+            report.replays_dropped += int(seen.sum())
+            events = events[~seen]
+        if len(events):
+            last = events["session_id"].map({sid: s.last_time for sid, s in state.sessions.items()})
+            late = last.notna() & (events["event_time"] < last.astype(EVENT_TIME_DTYPE))
+            if late.any():
+                behind = (last[late].astype(EVENT_TIME_DTYPE) - events.loc[late, "event_time"]).dt.total_seconds()
+                late_rows = events[late]
+                quarantine.append(self._quarantine_events(
+                    late_rows, [f"late: {b:.0f} s older than its session's last processed event" for b in behind], now, batch_id))
+                report.late = int(late.sum())
+                events = events[~late]
+
+        if len(events):
+            events = events.sort_values(["session_id", "event_time", "event_id"], kind="stable").reset_index(drop=True)
+            rows, new_states = fold_session_events(events, state.sessions)
+            newest = rows.groupby("session_id", sort=False).tail(1)
+            self.write_online(newest[["session_id", "user_id", "event_timestamp", *SESSION_FEATURE_NAMES]].reset_index(drop=True))
+            state.sessions.update(new_states)
+            for sid, ids in events.groupby("session_id")["event_id"]:
+                state.seen.setdefault(sid, set()).update(ids)
+            batch_max = events["event_time"].max()
+            state.max_event_time = batch_max if state.max_event_time is None else max(state.max_event_time, batch_max)
+            self._write_parquet(self.archive_dir, batch_id, events_to_arrow(events[list(EVENT_COLUMNS)]))
+            report.folded, report.sessions_written = len(events), len(newest)
+
+        if quarantine:
+            bad = pd.concat(quarantine, ignore_index=True)
+            self._write_parquet(self.quarantine_dir, batch_id, bad)
+            if self.dead_letter is not None:
+                self.dead_letter(bad)
+            report.quarantined = len(bad)
+            report.reasons = bad["reason"].str.split(":").str[0].value_counts().to_dict()
+
+        if state.max_event_time is not None:
+            horizon = state.max_event_time - self.expiry
+            expired = [sid for sid, s in state.sessions.items() if s.last_time < horizon]
+            for sid in expired:
+                state.sessions.pop(sid)
+                state.seen.pop(sid, None)
+        self.snapshots.write(batch_id, state)
+        report.active_sessions = len(state.sessions)
+        report.max_event_time = None if state.max_event_time is None else state.max_event_time.isoformat()
+        report.seconds = round(time.perf_counter() - started, 4)
+        return report
+
+    @staticmethod
+    def _quarantine_rows(messages, positions: pd.Series, reasons: pd.Series, now, batch_id) -> pd.DataFrame:
+        picked = messages.iloc[positions.to_numpy()]
+        values = [v.decode("utf-8", errors="replace") if isinstance(v, (bytes, bytearray)) else str(v) for v in picked["value"]]
+        return pd.DataFrame({
+            "partition": picked["partition"].astype("int64").to_numpy() if "partition" in picked else -1,
+            "offset": picked["offset"].astype("int64").to_numpy() if "offset" in picked else -1,
+            "message": values, "reason": reasons.to_numpy(), "quarantined_at": now.isoformat(), "batch_id": batch_id,
+        })
+
+    @staticmethod
+    def _quarantine_events(events: pd.DataFrame, reasons: list[str], now, batch_id) -> pd.DataFrame:
+        from propensity.sources.contract_files import contract_json_lines
+
+        return pd.DataFrame({
+            "partition": -1, "offset": -1, "message": contract_json_lines(events), "reason": reasons,
+            "quarantined_at": now.isoformat(), "batch_id": batch_id,
+        })
+
+    @staticmethod
+    def _write_parquet(directory: Path, batch_id: int, table) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        directory.mkdir(parents=True, exist_ok=True)
+        if isinstance(table, pd.DataFrame):
+            table = pa.Table.from_pandas(table, preserve_index=False)
+        path = directory / f"batch-{batch_id:09d}.parquet"
+        tmp = directory / f".batch-{batch_id:09d}.parquet.tmp"
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)  # a replayed batch replaces its own file
