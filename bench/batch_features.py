@@ -124,32 +124,10 @@ def worker_prepare(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def pandas_sessionize(events, gap_minutes: int):
-    """Plain-pandas twin of propensity.sessions.sessionize: keep given session ids, cut the rest at the gap with
-    the same deterministic id, "s-{user_id}-{session start epoch ms}"."""
-    import numpy as np
-    import pandas as pd
+    """The plain-pandas twin of propensity.sessions.sessionize (the storefront replayer uses it too)."""
+    from propensity.session_ids import assign_session_ids
 
-    from propensity.contract import EVENT_COLUMNS
-
-    given = events[events["session_id"].notna()]
-    missing = events[events["session_id"].isna()]
-    if missing.empty:
-        return given[list(EVENT_COLUMNS)].reset_index(drop=True)
-    user_codes, users = pd.factorize(missing["user_id"], sort=False)
-    time_us = missing["event_time"].dt.tz_localize(None).to_numpy().astype("datetime64[us]").view("int64")
-    order = np.lexsort((time_us, user_codes))  # by user, then time (ties cannot start a session)
-    codes, times = user_codes[order], time_us[order]
-    starts = np.ones(len(order), dtype=bool)
-    starts[1:] = (codes[1:] != codes[:-1]) | ((times[1:] - times[:-1]) > gap_minutes * 60 * 1_000_000)
-    session_of_row = np.cumsum(starts) - 1
-    start_rows = np.flatnonzero(starts)
-    start_ms = times[start_rows] // 1000  # floor, as Spark's unix_millis
-    session_ids = ("s-" + pd.Series(np.asarray(users)[codes[start_rows]], dtype=object) + "-" + pd.Series(start_ms).astype(str)).to_numpy(
-        dtype=object
-    )
-    cut = missing.iloc[order].copy()
-    cut["session_id"] = session_ids[session_of_row]
-    return pd.concat([given, cut], ignore_index=True)[list(EVENT_COLUMNS)]
+    return assign_session_ids(events, gap_minutes)
 
 
 def pandas_summarise_sessions(session_events):

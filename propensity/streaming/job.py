@@ -30,17 +30,25 @@ from propensity.paths import PROJECT_ROOT, home, table_dir
 from propensity.streaming.processor import SessionStreamProcessor
 
 LOG = logging.getLogger("propensity.streaming")
-TOPIC = "storefront.events"
-DEAD_LETTER_TOPIC = "storefront.events.dlq"
+DEFAULT_TOPIC = "storefront.events"
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 SPARK_JARS_DIR = PROJECT_ROOT / "var" / "services" / "spark-jars"  # `make services` fetches the Kafka connector here
-KAFKA_CONNECTOR = "org.apache.spark:spark-sql-kafka-0-10_2.13:4.2.1"
+KAFKA_CONNECTOR = "org.apache.spark:spark-sql-kafka-0-10_2.13:4.2.0"  # 4.2.1 is not on Maven Central; patch releases interchange
 ARCHIVE_TABLE = "stream_events"
 QUARANTINE_TABLE = "stream_quarantine"
 
 
 def bootstrap_servers() -> str:
     return os.environ.get("KAFKA_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP)
+
+
+def topic() -> str:
+    """The events topic (STOREFRONT_TOPIC, default storefront.events); rejects go to `<topic>.dlq`."""
+    return os.environ.get("STOREFRONT_TOPIC", DEFAULT_TOPIC)
+
+
+def dead_letter_topic() -> str:
+    return f"{topic()}.dlq"
 
 
 def stream_dir(source: str) -> Path:
@@ -100,10 +108,10 @@ def dead_letter_producer(bootstrap: str):
 
     def send(bad: pd.DataFrame) -> None:
         for message, reason in zip(bad["message"], bad["reason"]):
-            producer.produce(DEAD_LETTER_TOPIC, value=message.encode(), headers={"reason": reason.encode()})
+            producer.produce(dead_letter_topic(), value=message.encode(), headers={"reason": reason.encode()})
         remaining = producer.flush(10.0)
         if remaining:
-            raise RuntimeError(f"{remaining} dead-letter messages not delivered to {DEAD_LETTER_TOPIC} within 10 s")
+            raise RuntimeError(f"{remaining} dead-letter messages not delivered to {dead_letter_topic()} within 10 s")
 
     return send
 
@@ -135,7 +143,7 @@ def start_query(spark, source: str, profile: str, max_per_batch: int | None = No
         reader = (
             spark.readStream.format("kafka")
             .option("kafka.bootstrap.servers", bootstrap_servers())
-            .option("subscribe", TOPIC)
+            .option("subscribe", topic())
             .option("startingOffsets", "earliest")
             .option("failOnDataLoss", "false")
         )
@@ -171,7 +179,7 @@ def start_query(spark, source: str, profile: str, max_per_batch: int | None = No
         merged = {str(k): v for k, v in previous.get("offsets", {}).items()} | {str(k): v for k, v in offsets.items()}
         _write_progress(progress_path, {
             "source": source, "batch_id": batch_id, "offsets": merged, "processed_at": time.time(),
-            "report": report.__dict__, "topic": TOPIC if source == "kafka" else str(inbox_dir()),
+            "report": report.__dict__, "topic": topic() if source == "kafka" else str(inbox_dir()),
         })
         LOG.info("batch %s: %s messages, %s folded, %s quarantined in %.3f s", batch_id, report.messages, report.folded,
                  report.quarantined, report.seconds)
