@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import dagster as dg
 
-from propensity_assets import deployment, feature_store, features, ingestion, models, sessions
+from propensity_assets import deployment, feature_store, features, ingestion, models, sessions, streaming
 from resources import build_resources
 
 # Every materialisable table is expected at least daily: the storefront's features go stale otherwise.
@@ -16,8 +16,14 @@ spine_job = dg.define_asset_job(
     description="From the clean event log to the online store (run after ingestion).",
 )
 
+materialisable = dg.map_asset_specs(
+    lambda spec: spec.replace_attributes(freshness_policy=DAILY_FRESHNESS),
+    dg.load_assets_from_modules([ingestion, sessions, features, feature_store, models, deployment]),
+)
+
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([ingestion, sessions, features, feature_store, models, deployment]),
+    assets=[*materialisable, streaming.storefront_stream],  # the stream has its own check, not a daily policy
+    asset_checks=[streaming.stream_keeps_up],
     resources=build_resources(),
     jobs=[spine_job],
-).map_asset_specs(func=lambda spec: spec.replace_attributes(freshness_policy=DAILY_FRESHNESS))
+)

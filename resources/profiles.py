@@ -6,6 +6,7 @@ import os
 
 from resources.deployers import LocalEndpointDeployer, current_deployer
 from resources.feast import FeastResource
+from resources.kafka import KafkaResource
 from resources.lake import LakeResource
 from resources.spark import spark_resource
 
@@ -26,6 +27,7 @@ def build_resources(profile: str | None = None) -> dict:
         "lake": LakeResource(),
         "feast": FeastResource(profile=profile),
         "deployer": deployer_resource(profile),
+        "kafka": KafkaResource.from_env(),
     }
 
 

@@ -1,0 +1,80 @@
+"""The stream in the UI: an observable source asset for the storefront topic as the stream job sees it, and a
+freshness check that fails when the job falls behind.
+
+The stream job (`propensity.streaming.job`) runs outside Dagster, like any long-running service; it leaves
+`progress.json` after every micro-batch. Observing `storefront_stream` compares that with the topic's end offsets:
+lag in messages per partition, the last processed offset, when the last batch finished and the newest event time
+folded into the online session features. `stream_keeps_up` fails when messages wait while the job has not finished
+a batch for `max_stall_s`, i.e. the job is stopped, stuck, or slower than the storefront.
+"""
+
+import json
+import time
+
+import dagster as dg
+
+from propensity.streaming.job import stream_dir
+from resources.kafka import KafkaResource
+
+MAX_STALL_S = 60.0
+
+
+def stream_status(kafka: KafkaResource, max_stall_s: float = MAX_STALL_S) -> dict:
+    progress_path = stream_dir("kafka") / "progress.json"
+    progress = json.loads(progress_path.read_text()) if progress_path.exists() else {}
+    if progress and progress.get("topic") != kafka.topic:
+        progress = {}  # the job was consuming another topic: nothing is known about this one
+    end = kafka.end_offsets()
+    processed = {int(p): int(o) for p, o in progress.get("offsets", {}).items()}
+    lag = {p: max(0, end_offset - (processed[p] + 1 if p in processed else 0)) for p, end_offset in end.items()}
+    processed_at = progress.get("processed_at")
+    since = None if processed_at is None else time.time() - processed_at
+    total_lag = sum(lag.values())
+    behind = total_lag > 0 and (since is None or since > max_stall_s)
+    return {
+        "topic": kafka.topic,
+        "lag_messages": total_lag,
+        "lag_by_partition": {str(p): v for p, v in lag.items()},
+        "last_offsets": {str(p): v for p, v in processed.items()},
+        "last_batch_id": progress.get("batch_id"),
+        "seconds_since_last_batch": None if since is None else round(since, 1),
+        "newest_event_time_online": (progress.get("report") or {}).get("max_event_time"),
+        "behind": behind,
+    }
+
+
+@dg.observable_source_asset(
+    group_name="streaming",
+    description="Storefront events on Kafka as the stream job has consumed them: lag, offsets, freshness.",
+)
+def storefront_stream(kafka: KafkaResource) -> dg.ObserveResult:
+    status = stream_status(kafka)
+    return dg.ObserveResult(
+        data_version=dg.DataVersion(json.dumps(status["last_offsets"], sort_keys=True)),
+        metadata={
+            "lag_messages": status["lag_messages"],
+            "last_batch_id": status["last_batch_id"] if status["last_batch_id"] is not None else -1,
+            "seconds_since_last_batch": status["seconds_since_last_batch"] if status["seconds_since_last_batch"] is not None else -1.0,
+            "newest_event_time_online": status["newest_event_time_online"] or "none",
+            "last_offsets": dg.MetadataValue.json(status["last_offsets"]),
+            "lag_by_partition": dg.MetadataValue.json(status["lag_by_partition"]),
+        },
+    )
+
+
+class StreamFreshnessConfig(dg.Config):
+    max_stall_s: float = MAX_STALL_S
+
+
+@dg.asset_check(asset=storefront_stream, description="Fails when messages wait and the job has not finished a batch for max_stall_s.")
+def stream_keeps_up(config: StreamFreshnessConfig, kafka: KafkaResource) -> dg.AssetCheckResult:
+    status = stream_status(kafka, config.max_stall_s)
+    if status["behind"]:
+        last = "never ran" if status["seconds_since_last_batch"] is None else f"last batch {status['seconds_since_last_batch']:.0f} s ago"
+        description = f"{status['lag_messages']} messages waiting on {status['topic']}; {last}"
+    else:
+        description = f"caught up: lag {status['lag_messages']}"
+    return dg.AssetCheckResult(
+        passed=not status["behind"], description=description, severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"lag_messages": status["lag_messages"], "seconds_since_last_batch": status["seconds_since_last_batch"] or -1.0},
+    )
