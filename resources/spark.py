@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import sys
+from pathlib import Path
 
 from dagster_pyspark import LazyPySparkResource
 
@@ -29,6 +31,17 @@ def spark_config() -> dict[str, str]:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     return config
+
+
+KAFKA_CONNECTOR_JARS = Path(__file__).resolve().parent.parent / "var" / "services" / "spark-jars"  # from `make services`
+# 4.2.1 is not on Maven Central; the connector of a patch release works with the others of its minor version.
+KAFKA_CONNECTOR_PACKAGE = "org.apache.spark:spark-sql-kafka-0-10_2.13:4.2.0"
+
+
+def kafka_connector_config() -> dict[str, str]:
+    """Spark's Kafka source: the jars `make services` fetched with Maven, else Spark's own resolver (Ivy)."""
+    jars = sorted(glob.glob(str(KAFKA_CONNECTOR_JARS / "*.jar")))
+    return {"spark.jars": ",".join(jars)} if jars else {"spark.jars.packages": KAFKA_CONNECTOR_PACKAGE}
 
 
 def spark_resource() -> LazyPySparkResource:

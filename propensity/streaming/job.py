@@ -15,7 +15,6 @@ Micro-batches run back to back (no fixed trigger interval): on 2 cores that is w
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import logging
 import os
@@ -26,15 +25,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from propensity.paths import PROJECT_ROOT, home, table_dir
+from propensity.paths import home, table_dir
 from propensity.streaming.processor import SessionStreamProcessor
 
 LOG = logging.getLogger("propensity.streaming")
 DEFAULT_TOPIC = "storefront.events"
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
-SPARK_JARS_DIR = PROJECT_ROOT / "var" / "services" / "spark-jars"  # `make services` fetches the Kafka connector here
-KAFKA_CONNECTOR = "org.apache.spark:spark-sql-kafka-0-10_2.13:4.2.0"  # 4.2.1 is not on Maven Central; patch releases interchange
 ARCHIVE_TABLE = "stream_events"
+STREAMING_SPARK_CONFIG = {"spark.sql.shuffle.partitions": "2", "spark.sql.streaming.noDataMicroBatches.enabled": "false"}
 QUARANTINE_TABLE = "stream_quarantine"
 
 
@@ -69,17 +67,10 @@ def kafka_options() -> dict[str, str]:
 def spark_session(app_name: str = "propensity-stream"):
     from pyspark.sql import SparkSession
 
-    from resources.spark import spark_config
+    from resources.spark import kafka_connector_config, spark_config
 
     builder = SparkSession.builder.appName(app_name)
-    config = spark_config()
-    config["spark.sql.shuffle.partitions"] = "2"
-    config["spark.sql.streaming.noDataMicroBatches.enabled"] = "false"
-    jars = sorted(glob.glob(str(SPARK_JARS_DIR / "*.jar")))
-    if jars:
-        config["spark.jars"] = ",".join(jars)
-    else:
-        config["spark.jars.packages"] = KAFKA_CONNECTOR
+    config = spark_config() | kafka_connector_config() | STREAMING_SPARK_CONFIG
     for key, value in config.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()

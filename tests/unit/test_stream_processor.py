@@ -1,0 +1,115 @@
+"""The stream's micro-batch logic without Spark: quarantine reasons, replays, late events, idempotent batches."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from propensity.features.session import fold_session_events
+from propensity.sources.contract_files import contract_json_lines
+from propensity.sources.simulator import simulate_traffic
+from propensity.streaming.processor import SessionStreamProcessor, StreamState
+from tests.conftest import contract_events
+
+
+def messages(lines: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({"key": None, "value": [line.encode() for line in lines], "partition": 0,
+                         "offset": range(len(lines)), "timestamp": None})
+
+
+class OnlineStore:
+    """What the processor pushed, newest row per session (an upsert, like the real store)."""
+
+    def __init__(self):
+        self.rows: dict[str, dict] = {}
+
+    def write(self, frame: pd.DataFrame) -> None:
+        for row in frame.to_dict("records"):
+            self.rows[row["session_id"]] = row
+
+
+@pytest.fixture
+def processor(tmp_path):
+    store = OnlineStore()
+    dead = []
+    proc = SessionStreamProcessor(tmp_path / "state", tmp_path / "archive", tmp_path / "quarantine", store.write, dead.append)
+    return proc, store, dead, tmp_path
+
+
+def test_online_rows_equal_the_batch_fold_whatever_the_batching(processor):
+    proc, store, _, tmp_path = processor
+    events = simulate_traffic(n_users=150, days=1, seed=5).events
+    lines = contract_json_lines(events)
+    for batch_id, start in enumerate(range(0, len(lines), 97)):
+        proc.process(batch_id, messages(lines[start:start + 97]))
+    expected = fold_session_events(events.sort_values(["session_id", "event_time", "event_id"]))[0]
+    expected = expected.groupby("session_id").tail(1).set_index("session_id")
+    assert set(store.rows) == set(expected.index)
+    for sid, row in store.rows.items():
+        for feature in ("session_events", "session_cart_value", "session_distinct_products", "session_duration_s",
+                        "session_seconds_since_previous_event"):
+            assert row[feature] == expected.loc[sid, feature], (sid, feature)
+    assert len(pd.read_parquet(tmp_path / "archive")) == len(events)
+
+
+def test_bad_messages_are_quarantined_with_reasons_and_sent_to_the_dead_letter_topic(processor):
+    proc, store, dead, tmp_path = processor
+    good = contract_events([{"event_id": "e1", "event_time": "2026-11-02T10:00:00Z", "user_id": "u1", "session_id": "s1",
+                             "event_type": "page_view"}])
+    line = contract_json_lines(good)[0]
+    negative = json.dumps({**json.loads(line), "event_id": "e2", "price": -1.0})
+    unknown_type = json.dumps({**json.loads(line), "event_id": "e3", "event_type": "teleport"})
+    extra = json.dumps({**json.loads(line), "event_id": "e4", "coupon": "X"})
+    report = proc.process(0, messages([line, "{not json", "[1, 2]", negative, unknown_type, extra]))
+    assert report.folded == 1 and report.quarantined == 5
+    quarantine = pd.read_parquet(tmp_path / "quarantine").sort_values("offset")
+    assert quarantine["offset"].tolist() == [1, 2, 3, 4, 5]  # each reject points at its message
+    reasons = quarantine["reason"].tolist()
+    assert reasons[0].startswith("malformed: not JSON") and reasons[1] == "malformed: a JSON list, not an object"
+    assert reasons[2].startswith("contract: price") and reasons[3].startswith("contract: event_type")
+    assert reasons[4] == "malformed: unknown fields ['coupon']"
+    assert len(dead) == 1 and len(dead[0]) == 5 and store.rows["s1"]["session_events"] == 1
+
+
+def test_replayed_batch_and_replayed_events_change_nothing(processor):
+    proc, store, _, tmp_path = processor
+    rows = [{"event_id": f"e{i}", "event_time": f"2026-11-02T10:0{i}:00Z", "user_id": "u1", "session_id": "s1",
+             "event_type": "add_to_cart", "price": 10.0} for i in range(4)]
+    lines = contract_json_lines(contract_events(rows))
+    proc.process(0, messages(lines[:2]))
+    proc.process(1, messages(lines[2:]))
+    first = dict(store.rows["s1"])
+    proc.process(1, messages(lines[2:]))  # Spark replays batch 1 after a crash before its commit
+    assert store.rows["s1"] == first and first["session_events"] == 4 and first["session_cart_value"] == 40.0
+    report = proc.process(2, messages(lines[1:3]))  # a producer retry re-sends events already folded
+    assert report.replays_dropped == 2 and report.folded == 0 and store.rows["s1"]["session_events"] == 4
+    assert len(pd.read_parquet(tmp_path / "archive")) == 4
+
+
+def test_late_event_is_quarantined_and_not_archived_but_in_batch_disorder_is_sorted(processor):
+    proc, store, _, tmp_path = processor
+    rows = [{"event_id": f"e{i}", "event_time": f"2026-11-02T10:0{i}:00Z", "user_id": "u1", "session_id": "s1",
+             "event_type": "page_view"} for i in range(5)]
+    lines = contract_json_lines(contract_events(rows))
+    proc.process(0, messages([lines[2], lines[0], lines[1]]))  # out of order within one batch: sorted, folded
+    assert store.rows["s1"]["session_events"] == 3 and store.rows["s1"]["session_duration_s"] == 120.0
+    late = contract_json_lines(contract_events([{**rows[0], "event_id": "e-late", "event_time": "2026-11-02T10:01:30Z"}]))[0]
+    report = proc.process(1, messages([late, lines[3]]))
+    assert report.late == 1 and report.folded == 1
+    quarantine = pd.read_parquet(tmp_path / "quarantine")
+    assert quarantine["reason"].tolist() == ["late: 30 s older than its session's last processed event"]
+    assert "e-late" not in set(pd.read_parquet(tmp_path / "archive")["event_id"])
+
+
+def test_state_survives_its_json_snapshot_and_idle_sessions_expire(processor):
+    proc, _, _, tmp_path = processor
+    rows = [
+        {"event_id": "a", "event_time": "2026-11-02T10:00:00Z", "user_id": "u1", "session_id": "s1", "event_type": "product_view", "product_id": "p1", "category_id": "c1"},
+        {"event_id": "b", "event_time": "2026-11-02T12:00:00Z", "user_id": "u2", "session_id": "s2", "event_type": "page_view"},
+    ]
+    proc.process(0, messages(contract_json_lines(contract_events(rows[:1]))))
+    state = proc.snapshots.before(1)
+    again = StreamState.from_json(state.to_json())
+    assert again.sessions["s1"] == state.sessions["s1"] and again.seen == {"s1": {"a"}}
+    proc.process(1, messages(contract_json_lines(contract_events(rows[1:]))))  # two hours later in event time
+    assert set(proc.snapshots.before(2).sessions) == {"s2"}  # s1 idle beyond the gap plus lateness
