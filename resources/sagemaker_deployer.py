@@ -1,0 +1,526 @@
+"""The SageMaker side of the `Deployer` interface: a registered artifact onto a SageMaker real-time endpoint.
+
+The artifact directory (manifest verified first) becomes `s3://{bucket}/{prefix}/{version}/model.tar.gz` with its
+files at the archive root, because SageMaker extracts that archive into /opt/ml/model, where `serve` (the Dockerfile
+at the repo root) looks for MANIFEST.json. Each deployment creates a SageMaker model and an endpoint config named
+after the endpoint, the version and a UTC stamp; variant names are derived from the model version, so CloudWatch
+metrics and alarms per variant name exactly one model.
+
+- No endpoint yet: create it with one variant and wait until it is InService ("deployed").
+- `strategy="blue_green"`: SageMaker's own deployment guardrails. The new config has one variant; `update_endpoint`
+  shifts traffic CANARY (`canary_share` for `baking_s`, then all) or LINEAR (`linear_step_share` per step, each baked
+  `linear_step_baking_s`), watched by CloudWatch alarms on the new variant (5XX error rate, p99 model latency) that
+  roll it back by themselves. The record says "in_progress": SageMaker finishes the bake, `describe_endpoint` tells.
+  Canary and step sizes are shares of the new fleet's instances (SageMaker allows at most 50%), so a canary needs an
+  endpoint of more than one instance (`initial_instance_count`).
+  SageMaker rolls back on CloudWatch alarms only, so the policy's score-PSI and calibration alarms are not part of
+  its bake (the local runtime checks them; here they are for the canary sensors).
+- `strategy="variant_weights"`: two production variants (champion 1 - canary_share, canary canary_share) on one
+  endpoint; the canary sensors promote or roll back with `shift_traffic`.
+
+Every AWS call has a connect and read timeout and bounded retries; waiting for an endpoint is bounded by
+`wait_timeout_s`. History is a JSON-lines file per endpoint under $PROPENSITY_HOME/serving/sagemaker/.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import math
+import os
+import re
+import tarfile
+import tempfile
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import dagster as dg
+from pydantic import PrivateAttr
+
+from propensity.models.artifact import MANIFEST, verify_manifest
+from propensity.paths import home
+from serving.deployment import CanaryPolicy, DeploymentRecord, VariantSpec, append_history, read_history, utc_now
+
+NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")  # SageMaker's rule for endpoint, config, variant
+MAX_NAME = 63
+NAMESPACE = "AWS/SageMaker"
+ALARM_PERIOD_S = 60  # SageMaker publishes invocation metrics per minute
+
+
+def sagemaker_name(*parts: str) -> str:
+    """A SageMaker resource name from free text: [a-zA-Z0-9-], at most 63 characters, unique per input
+    (a long name keeps its start and gets a digest of the whole input)."""
+    raw = "-".join(parts)
+    name = re.sub(r"[^a-zA-Z0-9]+", "-", raw).strip("-")
+    if not name:
+        raise ValueError(f"cannot make a SageMaker name out of {parts!r}")
+    if len(name) > MAX_NAME:
+        digest = hashlib.sha256(raw.encode()).hexdigest()[:8]
+        name = f"{name[: MAX_NAME - len(digest) - 1].rstrip('-')}-{digest}"
+    return name
+
+
+def deployment_stamp() -> str:
+    """UTC seconds: makes each deployment's model and endpoint config names unique."""
+    return datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
+
+
+def variant_name(model_version: str) -> str:
+    return sagemaker_name(model_version)
+
+
+def package_artifact(model_dir: Path, tarball: Path) -> dict[str, str]:
+    """model.tar.gz with exactly the manifest's files and the manifest, at the archive root; byte-for-byte
+    reproducible (fixed order, times and owners). Returns the verified manifest."""
+    model_dir = Path(model_dir)
+    manifest = verify_manifest(model_dir)
+    with open(tarball, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as zipped:
+        with tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as archive:
+            for name in sorted([*manifest, MANIFEST]):
+                info = archive.gettarinfo(str(model_dir / name), arcname=name)
+                info.mtime, info.mode, info.uid, info.gid, info.uname, info.gname = 0, 0o644, 0, 0, "", ""
+                with open(model_dir / name, "rb") as handle:
+                    archive.addfile(info, handle)
+    return manifest
+
+
+class SageMakerDeployer(dg.ConfigurableResource):
+    """Deploys model versions to SageMaker endpoints; implements `serving.deployment.Deployer`."""
+
+    region: str
+    bucket: str
+    prefix: str = "propensity/models"
+    image_uri: str
+    execution_role_arn: str
+    instance_type: str = "ml.c6i.large"
+    initial_instance_count: int = 1
+    strategy: Literal["blue_green", "variant_weights"] = "blue_green"
+    environment: dict[str, str] = {}  # container environment, e.g. REDIS_URL of the online store
+    call_timeout_s: int = 10
+    max_attempts: int = 3  # per call, the first try included
+    wait_timeout_s: int = 1800
+    wait_poll_s: int = 30
+
+    _sagemaker: Any = PrivateAttr(default=None)
+    _s3: Any = PrivateAttr(default=None)
+    _cloudwatch: Any = PrivateAttr(default=None)
+
+    @classmethod
+    def from_env(cls) -> "SageMakerDeployer":
+        """From SAGEMAKER_* variables (what `PROPENSITY_DEPLOYER=sagemaker` uses). SAGEMAKER_REDIS_URL is the online
+        store as the endpoint reaches it (ElastiCache), passed to the container as REDIS_URL."""
+        required = {"bucket": "SAGEMAKER_BUCKET", "image_uri": "SAGEMAKER_IMAGE_URI",
+                    "execution_role_arn": "SAGEMAKER_EXECUTION_ROLE_ARN"}
+        optional = {"prefix": "SAGEMAKER_PREFIX", "instance_type": "SAGEMAKER_INSTANCE_TYPE",
+                    "initial_instance_count": "SAGEMAKER_INSTANCE_COUNT", "strategy": "SAGEMAKER_STRATEGY",
+                    "wait_timeout_s": "SAGEMAKER_WAIT_TIMEOUT_S"}
+        regions = ("SAGEMAKER_REGION", "AWS_REGION", "AWS_DEFAULT_REGION")
+        region = next((os.environ[name] for name in regions if os.environ.get(name)), None)
+        missing = [name for name in required.values() if not os.environ.get(name)] + ([] if region else [regions[0]])
+        if missing:
+            raise ValueError(
+                f"PROPENSITY_DEPLOYER=sagemaker needs {', '.join(missing)} set (see resources/sagemaker_deployer.py)"
+            )
+        fields = {field: os.environ[name] for field, name in (required | optional).items() if os.environ.get(name)}
+        environment = {"REDIS_URL": os.environ["SAGEMAKER_REDIS_URL"]} if os.environ.get("SAGEMAKER_REDIS_URL") else {}
+        return cls(region=region, environment=environment, **fields)
+
+    def with_clients(self, *, sagemaker=None, s3=None, cloudwatch=None) -> "SageMakerDeployer":
+        """Use these boto3 clients (tests: moto or botocore's Stubber) instead of building them from the config."""
+        self._sagemaker, self._s3, self._cloudwatch = sagemaker, s3, cloudwatch
+        return self
+
+    def _client(self, service: str):
+        attribute = {"sagemaker": "_sagemaker", "s3": "_s3", "cloudwatch": "_cloudwatch"}[service]
+        if getattr(self, attribute) is None:
+            import boto3
+            from botocore.config import Config
+
+            config = Config(
+                region_name=self.region,
+                connect_timeout=self.call_timeout_s,
+                read_timeout=self.call_timeout_s,
+                retries={"total_max_attempts": self.max_attempts, "mode": "standard"},
+            )
+            setattr(self, attribute, boto3.client(service, config=config))
+        return getattr(self, attribute)
+
+    # -- the Deployer interface -------------------------------------------------------------------------------
+
+    def deploy(self, endpoint: str, model_dir: Path, model_version: str, policy: CanaryPolicy) -> DeploymentRecord:
+        started = utc_now()
+        _check_endpoint_name(endpoint)
+        verify_manifest(model_dir)  # refuse a tampered artifact before any AWS call
+        self._check_policy(policy)
+        described = self._describe_endpoint(endpoint)
+        current = self._deployed(endpoint, described) if described else []
+        if described and described["EndpointStatus"] != "InService":
+            raise RuntimeError(
+                f"SageMaker endpoint {endpoint} is {described['EndpointStatus']}: wait for the running update to end "
+                f"(describe_endpoint), or delete a Failed endpoint, then deploy {model_version} again"
+            )
+        new_variant = variant_name(model_version)
+        serving = [v["name"] for v in current if v["weight"] > 0]
+        if serving == [new_variant]:
+            unchanged = f"{endpoint} already serves {model_version}: nothing changed"
+            return self._record(endpoint, model_version, "deployed", unchanged, started, _specs(current))
+        if described and self.strategy == "variant_weights" and len(serving) != 1:
+            raise RuntimeError(
+                f"SageMaker endpoint {endpoint} serves {serving}: promote or roll back the running canary with "
+                f"shift_traffic before deploying {model_version}"
+            )
+        stamp = deployment_stamp()
+        model_name = sagemaker_name(endpoint, model_version, stamp)
+        config_name = sagemaker_name(endpoint, model_version, stamp)
+        try:
+            model_data_url = self._upload(endpoint, model_dir, model_version)
+            self._create_model(endpoint, model_name, model_data_url, model_version, new_variant)
+            new = {"name": new_variant, "model_name": model_name, "model_version": model_version}
+            if not described:
+                return self._first_deployment(endpoint, config_name, new, started)
+            if self.strategy == "blue_green":
+                return self._blue_green(endpoint, config_name, new, current, policy, started)
+            return self._variant_weights(endpoint, config_name, new, current, policy, started)
+        except RuntimeError as error:
+            self._record(endpoint, model_version, "failed", str(error), started, _specs(current))
+            raise
+
+    def variants(self, endpoint: str) -> list[VariantSpec]:
+        described = self._describe_endpoint(endpoint)
+        return _specs(self._deployed(endpoint, described)) if described else []
+
+    def history(self, endpoint: str) -> list[DeploymentRecord]:
+        return read_history(self._history_path(endpoint))
+
+    def shift_traffic(self, endpoint: str, weights: dict[str, float], reason: str = "") -> DeploymentRecord:
+        """Set variant weights (by variant name; unnamed variants keep theirs). All weight on the newest deployed
+        version is a promotion, all weight on another one a rollback; anything else leaves the canary in progress."""
+        started = utc_now()
+        known = {v.name: v for v in self.variants(endpoint)}
+        unknown = sorted(set(weights) - set(known))
+        if not known or unknown:
+            raise ValueError(
+                f"endpoint {endpoint} has variants {sorted(known)}: no traffic can go to {unknown or sorted(weights)}"
+            )
+        if any(w < 0 for w in weights.values()) or sum(weights.get(n, v.weight) for n, v in known.items()) <= 0:
+            raise ValueError(f"weights must be >= 0 and leave some traffic somewhere, got {weights}")
+        desired = [{"VariantName": name, "DesiredWeight": float(weight)} for name, weight in sorted(weights.items())]
+        with self._aws("update_endpoint_weights_and_capacities", endpoint, "check the role's sagemaker permissions"):
+            self._client("sagemaker").update_endpoint_weights_and_capacities(
+                EndpointName=endpoint, DesiredWeightsAndCapacities=desired
+            )
+        waited = self._wait_in_service(endpoint)
+        after = self.variants(endpoint)
+        serving = [v for v in after if v.weight > 0]
+        deployed = [r.model_version for r in self.history(endpoint) if r.outcome in ("deployed", "in_progress")]
+        if waited is not None:
+            outcome, why = waited
+        elif len(serving) == 1 and deployed and serving[0].model_version == deployed[-1]:
+            outcome, why = "promoted", f"{serving[0].model_version} takes all traffic"
+        elif len(serving) == 1:
+            outcome, why = "rolled_back", f"traffic back on {serving[0].model_version}"
+        else:
+            outcome, why = "in_progress", "traffic split " + ", ".join(f"{v.name} {v.weight:.0%}" for v in serving)
+        version = serving[0].model_version if len(serving) == 1 else (deployed[-1] if deployed else "")
+        why = f"{why}: {reason}" if reason else why
+        return self._record(endpoint, version, outcome, why, started, after, {"weights": weights})
+
+    # -- the three deployment paths ---------------------------------------------------------------------------
+
+    def _first_deployment(self, endpoint: str, config_name: str, new: dict, started: str) -> DeploymentRecord:
+        self._create_endpoint_config(endpoint, config_name, [self._production_variant(new, 1.0)])
+        with self._aws("create_endpoint", endpoint, "check the role's sagemaker:CreateEndpoint and instance quota"):
+            self._client("sagemaker").create_endpoint(EndpointName=endpoint, EndpointConfigName=config_name)
+        waited = self._wait_in_service(endpoint)
+        outcome, reason = waited or ("deployed", f"first deployment on {endpoint}: {new['name']} takes all traffic")
+        variants = [VariantSpec(new["name"], new["model_version"], 1.0)] if waited is None else []
+        return self._record(endpoint, new["model_version"], outcome, reason, started, variants,
+                            {"endpoint_config": config_name, "model_name": new["model_name"]})
+
+    def _blue_green(self, endpoint: str, config_name: str, new: dict, current: list[dict], policy: CanaryPolicy,
+                    started: str) -> DeploymentRecord:
+        self._create_endpoint_config(endpoint, config_name, [self._production_variant(new, 1.0)])
+        alarms = self._put_alarms(endpoint, new["name"], policy)
+        deployment_config = self._deployment_config(policy, alarms)
+        with self._aws("update_endpoint", endpoint, "check that the endpoint is InService and the role may update it"):
+            self._client("sagemaker").update_endpoint(
+                EndpointName=endpoint, EndpointConfigName=config_name, DeploymentConfig=deployment_config
+            )
+        routing = deployment_config["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]
+        if routing["Type"] == "CANARY":
+            plan = f"canary {routing['CanarySize']['Value']}% for {routing['WaitIntervalInSeconds']} s, then all"
+        else:
+            plan = f"steps of {routing['LinearStepSize']['Value']}%, each baked {routing['WaitIntervalInSeconds']} s"
+        reason = (f"blue/green update to {new['name']} started ({plan}); SageMaker rolls back if any of "
+                  f"{', '.join(alarms)} fires; follow it with describe_endpoint")
+        return self._record(endpoint, new["model_version"], "in_progress", reason, started, _specs(current),
+                            {"alarms": alarms, "endpoint_config": config_name, "model_name": new["model_name"],
+                             "deployment_config": deployment_config})
+
+    def _variant_weights(self, endpoint: str, config_name: str, new: dict, current: list[dict], policy: CanaryPolicy,
+                         started: str) -> DeploymentRecord:
+        [champion] = [v for v in current if v["weight"] > 0]  # deploy() checked there is exactly one
+        variants = [
+            {**champion["production_variant"], "InitialVariantWeight": 1.0 - policy.canary_share},
+            self._production_variant(new, policy.canary_share),
+        ]
+        self._create_endpoint_config(endpoint, config_name, variants)
+        with self._aws("update_endpoint", endpoint, "check that the endpoint is InService and the role may update it"):
+            self._client("sagemaker").update_endpoint(EndpointName=endpoint, EndpointConfigName=config_name)
+        specs = [
+            VariantSpec(champion["name"], champion["model_version"], 1.0 - policy.canary_share),
+            VariantSpec(new["name"], new["model_version"], policy.canary_share),
+        ]
+        waited = self._wait_in_service(endpoint)
+        outcome, reason = waited or (
+            "in_progress",
+            f"canary {new['name']} at {policy.canary_share:.0%} beside {champion['name']}: "
+            "promote or roll back with shift_traffic",
+        )
+        return self._record(endpoint, new["model_version"], outcome, reason, started,
+                            specs if waited is None else _specs(current),
+                            {"endpoint_config": config_name, "model_name": new["model_name"]})
+
+    # -- pieces -----------------------------------------------------------------------------------------------
+
+    def _check_policy(self, policy: CanaryPolicy) -> None:
+        """SageMaker's limits, so a policy it would reject fails here, before anything is uploaded."""
+        if self.strategy != "blue_green":
+            return
+        if policy.shift == "all_at_once" and not 0.01 <= policy.canary_share <= 0.5:
+            raise ValueError(f"SageMaker canaries take 1-50% of capacity, canary_share is {policy.canary_share}")
+        if policy.shift == "linear" and not 0.1 <= policy.linear_step_share <= 0.5:
+            raise ValueError(
+                f"SageMaker linear steps take 10-50% of capacity, linear_step_share is {policy.linear_step_share}"
+            )
+        if max(policy.baking_s, policy.linear_step_baking_s) > 3600:
+            raise ValueError("SageMaker bakes each step for at most 3600 s: shorten the policy's baking periods")
+
+    def _deployment_config(self, policy: CanaryPolicy, alarms: list[str]) -> dict:
+        if policy.shift == "all_at_once":
+            baking = int(policy.baking_s)
+            routing = {
+                "Type": "CANARY",
+                "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": int(round(policy.canary_share * 100))},
+                "WaitIntervalInSeconds": baking,
+            }
+            shifting = 2 * baking  # the canary's bake, then the final bake on all traffic
+        else:
+            baking = int(policy.linear_step_baking_s)
+            routing = {
+                "Type": "LINEAR",
+                "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": int(round(policy.linear_step_share * 100))},
+                "WaitIntervalInSeconds": baking,
+            }
+            shifting = math.ceil(1 / policy.linear_step_share) * baking
+        termination_wait = min(3600, baking)  # the old fleet stays one more bake, for a fast rollback
+        timeout = min(28800, max(600, self.wait_timeout_s + shifting + termination_wait))  # SageMaker's bounds
+        return {
+            "BlueGreenUpdatePolicy": {
+                "TrafficRoutingConfiguration": routing,
+                "TerminationWaitInSeconds": termination_wait,
+                "MaximumExecutionTimeoutInSeconds": timeout,
+            },
+            "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": name} for name in alarms]},
+        }
+
+    def _put_alarms(self, endpoint: str, variant: str, policy: CanaryPolicy) -> list[str]:
+        """Alarms on the new variant's own metrics: 5XX share of invocations per minute, and p99 model latency
+        (ModelLatency is in microseconds). No traffic is not an error: missing data does not breach."""
+        dimensions = [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": variant}]
+
+        def metric(query_id: str, name: str) -> dict:
+            return {
+                "Id": query_id,
+                "MetricStat": {"Metric": {"Namespace": NAMESPACE, "MetricName": name, "Dimensions": dimensions},
+                               "Period": ALARM_PERIOD_S, "Stat": "Sum"},
+                "ReturnData": False,
+            }
+
+        error_alarm = f"propensity-{endpoint}-{variant}-5xx-rate"
+        latency_alarm = f"propensity-{endpoint}-{variant}-p99-latency"
+        cloudwatch = self._client("cloudwatch")
+        with self._aws("put_metric_alarm", endpoint, "check the role's cloudwatch:PutMetricAlarm permission"):
+            cloudwatch.put_metric_alarm(
+                AlarmName=error_alarm,
+                AlarmDescription=f"5XX share of {variant}'s invocations above {policy.max_error_rate}: roll back",
+                Metrics=[
+                    metric("errors", "Invocation5XXErrors"),
+                    metric("invocations", "Invocations"),
+                    {"Id": "error_rate", "Expression": "IF(invocations > 0, errors / invocations, 0)",
+                     "Label": "5XX error rate", "ReturnData": True},
+                ],
+                ComparisonOperator="GreaterThanThreshold",
+                Threshold=float(policy.max_error_rate),
+                EvaluationPeriods=1,
+                TreatMissingData="notBreaching",
+            )
+            cloudwatch.put_metric_alarm(
+                AlarmName=latency_alarm,
+                AlarmDescription=f"p99 model latency of {variant} above {policy.max_p99_latency_ms} ms: roll back",
+                Namespace=NAMESPACE,
+                MetricName="ModelLatency",
+                Dimensions=dimensions,
+                ExtendedStatistic="p99",
+                Period=ALARM_PERIOD_S,
+                EvaluationPeriods=1,
+                Threshold=float(policy.max_p99_latency_ms) * 1000.0,
+                ComparisonOperator="GreaterThanThreshold",
+                TreatMissingData="notBreaching",
+            )
+        return [error_alarm, latency_alarm]
+
+    def _upload(self, endpoint: str, model_dir: Path, model_version: str) -> str:
+        key = f"{self.prefix.strip('/')}/{model_version}/model.tar.gz"
+        with tempfile.TemporaryDirectory(prefix="propensity-model-") as scratch:
+            tarball = Path(scratch) / "model.tar.gz"
+            package_artifact(model_dir, tarball)
+            with self._aws("s3 upload", endpoint, f"check that bucket {self.bucket} exists and the role may PutObject"):
+                self._client("s3").upload_file(str(tarball), self.bucket, key)
+        return f"s3://{self.bucket}/{key}"
+
+    def _create_model(self, endpoint: str, model_name: str, model_data_url: str, model_version: str,
+                      variant: str) -> None:
+        environment = {
+            "PROPENSITY_PROFILE": "redis",
+            **self.environment,
+            "PROPENSITY_VARIANT": variant,
+            "PROPENSITY_MODEL_VERSION": model_version,
+        }
+        with self._aws("create_model", endpoint, "check image_uri, execution_role_arn and its access to the bucket"):
+            self._client("sagemaker").create_model(
+                ModelName=model_name,
+                PrimaryContainer={"Image": self.image_uri, "ModelDataUrl": model_data_url, "Environment": environment},
+                ExecutionRoleArn=self.execution_role_arn,
+            )
+
+    def _production_variant(self, new: dict, weight: float) -> dict:
+        return {
+            "VariantName": new["name"],
+            "ModelName": new["model_name"],
+            "InstanceType": self.instance_type,
+            "InitialInstanceCount": self.initial_instance_count,
+            "InitialVariantWeight": weight,
+        }
+
+    def _create_endpoint_config(self, endpoint: str, config_name: str, variants: list[dict]) -> None:
+        with self._aws("create_endpoint_config", endpoint, "check instance_type and the account's instance quota"):
+            self._client("sagemaker").create_endpoint_config(
+                EndpointConfigName=config_name, ProductionVariants=variants
+            )
+
+    def _describe_endpoint(self, endpoint: str) -> dict | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self._client("sagemaker").describe_endpoint(EndpointName=endpoint)
+        except ClientError as error:
+            if "Could not find endpoint" in error.response.get("Error", {}).get("Message", ""):
+                return None
+            raise RuntimeError(
+                f"SageMaker describe_endpoint for endpoint {endpoint} failed: {_describe_error(error)}: "
+                "check the region and the role's sagemaker:DescribeEndpoint permission"
+            ) from error
+        except Exception as error:  # noqa: BLE001 - timeouts and connection errors, named for the caller
+            hint = f"check network access to SageMaker in {self.region}"
+            raise _aws_error("describe_endpoint", endpoint, error, hint) from error
+
+    def _deployed(self, endpoint: str, described: dict) -> list[dict]:
+        """The endpoint's variants: name, weight share, its production variant, and the model version from the
+        model's PROPENSITY_MODEL_VERSION (the model name when another tool created it)."""
+        sagemaker = self._client("sagemaker")
+        with self._aws("describe_endpoint_config", endpoint, "check the role's sagemaker:Describe* permissions"):
+            config = sagemaker.describe_endpoint_config(EndpointConfigName=described["EndpointConfigName"])
+            versions = {}
+            for production_variant in config["ProductionVariants"]:
+                model = sagemaker.describe_model(ModelName=production_variant["ModelName"])
+                environment = model.get("PrimaryContainer", {}).get("Environment", {})
+                version = environment.get("PROPENSITY_MODEL_VERSION", model["ModelName"])
+                versions[production_variant["VariantName"]] = version
+        configured = {pv["VariantName"]: pv for pv in config["ProductionVariants"]}
+        configured_weights = {name: float(pv.get("InitialVariantWeight", 1.0)) for name, pv in configured.items()}
+        weights = {
+            pv["VariantName"]: float(pv.get("CurrentWeight", configured_weights.get(pv["VariantName"], 1.0)))
+            for pv in described.get("ProductionVariants", [])
+        } or configured_weights
+        total = sum(weights.values()) or 1.0
+        return [
+            {"name": name, "weight": weight / total, "model_version": versions.get(name, name),
+             "production_variant": _production_variant_of(configured[name])}
+            for name, weight in weights.items() if name in configured
+        ]
+
+    def _wait_in_service(self, endpoint: str) -> tuple[str, str] | None:
+        """None once InService; otherwise the outcome and why ("failed" with SageMaker's reason, or "in_progress"
+        when still updating after wait_timeout_s)."""
+        from botocore.exceptions import WaiterError
+
+        poll = max(1, self.wait_poll_s)
+        try:
+            attempts = max(1, math.ceil(self.wait_timeout_s / poll))
+            self._client("sagemaker").get_waiter("endpoint_in_service").wait(
+                EndpointName=endpoint, WaiterConfig={"Delay": poll, "MaxAttempts": attempts}
+            )
+            return None
+        except WaiterError as error:
+            last = error.last_response or {}
+            status = last.get("EndpointStatus", "unknown")
+            if status in ("Creating", "Updating", "SystemUpdating"):
+                return "in_progress", f"{endpoint} still {status} after {self.wait_timeout_s} s: see describe_endpoint"
+            why = last.get("FailureReason") or last.get("Error", {}).get("Message") or str(error)
+            return "failed", f"{endpoint} is {status}: {why}; see CloudWatch logs /aws/sagemaker/Endpoints/{endpoint}"
+
+    def _record(self, endpoint: str, model_version: str, outcome: str, reason: str, started: str,
+                variants: list[VariantSpec], observations: dict | None = None) -> DeploymentRecord:
+        """Append to the endpoint's audit trail; a record is finished unless SageMaker is still at work."""
+        record = DeploymentRecord(
+            endpoint=endpoint, model_version=model_version, outcome=outcome, reason=reason, started_at=started,
+            finished_at=None if outcome == "in_progress" else utc_now(), variants=variants,
+            observations=observations or {}, deployer="sagemaker",
+        )
+        append_history(self._history_path(endpoint), record)
+        return record
+
+    def _history_path(self, endpoint: str) -> Path:
+        return home() / "serving" / "sagemaker" / endpoint / "history.jsonl"
+
+    @contextmanager
+    def _aws(self, call: str, endpoint: str, what_to_do: str):
+        try:
+            yield
+        except Exception as error:
+            from boto3.exceptions import Boto3Error
+            from botocore.exceptions import BotoCoreError, ClientError
+
+            if isinstance(error, (ClientError, BotoCoreError, Boto3Error)):
+                raise _aws_error(call, endpoint, error, what_to_do) from error
+            raise
+
+
+def _check_endpoint_name(endpoint: str) -> None:
+    if not NAME_PATTERN.match(endpoint or ""):
+        raise ValueError(f"endpoint name {endpoint!r}: use at most 63 letters, digits and '-' (SageMaker's rule)")
+
+
+def _describe_error(error: Exception) -> str:
+    response = getattr(error, "response", None)
+    if response:
+        detail = response.get("Error", {})
+        return f"{detail.get('Code', type(error).__name__)}: {detail.get('Message', error)}"
+    return f"{type(error).__name__}: {error}"
+
+
+def _aws_error(call: str, endpoint: str, error: Exception, what_to_do: str) -> RuntimeError:
+    return RuntimeError(f"SageMaker {call} for endpoint {endpoint} failed ({_describe_error(error)}): {what_to_do}")
+
+
+def _production_variant_of(configured: dict) -> dict:
+    """The fields of a configured production variant that a new endpoint config carries over unchanged."""
+    keep = ("VariantName", "ModelName", "InstanceType", "InitialInstanceCount", "InitialVariantWeight")
+    return {key: configured[key] for key in keep if key in configured}
+
+
+def _specs(deployed: list[dict]) -> list[VariantSpec]:
+    return [VariantSpec(v["name"], v["model_version"], v["weight"]) for v in deployed]
