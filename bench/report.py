@@ -82,7 +82,57 @@ def model_quality(data: dict) -> str:
     return "\n".join(lines)
 
 
-RENDERERS = {"batch_features": batch_features, "model_quality": model_quality}
+def serving_latency(data: dict) -> str:
+    stores = [s for s in ("redis", "sqlite") if s in data.get("endpoint", {}) or s in data.get("inprocess", {})]
+    names = {"redis": "Redis", "sqlite": "SQLite"}
+
+    def http(entry: dict | None) -> str:
+        if not entry:
+            return ""
+        return f"{entry['p50_ms']:.2f} / {entry['p95_ms']:.2f} / {entry['p99_ms']:.2f} ms, {entry['rps']:,.0f} req/s"
+
+    def local(entry: dict | None) -> str:
+        return "" if not entry else f"{entry['p50_ms']:.3f} / {entry['p95_ms']:.3f} / {entry['p99_ms']:.3f} ms"
+
+    lines = ["| path (p50 / p95 / p99) | " + " | ".join(names[s] for s in stores) + " |", "|---|" + "---|" * len(stores)]
+    for kind, label in (("endpoint", "our endpoint (`serve`)"), ("feast_serve", "`feast serve` (features only)")):
+        for c in ("c1", "c8"):
+            cells = [http(data.get(kind, {}).get(s, {}).get(c)) for s in stores]
+            lines.append(f"| {label}, concurrency {c[1:]} | " + " | ".join(cells) + " |")
+        if kind == "endpoint":
+            cells = [f"{data['endpoint'][s]['batch100_rows_per_s']:,.0f} rows/s" if s in data["endpoint"] else "" for s in stores]
+            lines.append(f"| {label}, batches of 100 rows | " + " | ".join(cells) + " |")
+    for path, label in (("naive", "in-process Feast SDK + LightGBM `predict`"), ("ours", "in-process `Scorer.score`")):
+        cells = [local(data.get("inprocess", {}).get(s, {}).get(path)) for s in stores]
+        lines.append(f"| {label}, one row | " + " | ".join(cells) + " |")
+    meta = data.get("meta", {})
+    predictor = data.get("predictor")
+    lines.append("")
+    if predictor:
+        lines.append(
+            f"Model only, one row: LightGBM `predict` {predictor['lightgbm_us']:.1f} µs, generated trees "
+            f"{predictor['ours_us']:.1f} µs ({predictor['speedup']:.1f}x), largest |difference| {predictor['max_abs_diff']:.1e}."
+        )
+    budgets = meta.get("budgets", {})
+    if budgets:
+        verdicts = ", ".join(f"{name.replace('_', ' ')} {'yes' if v['pass'] else '**no**'}" for name, v in budgets.items())
+        lines.append(f"Budgets: {verdicts}.")
+    load = meta.get("load_average_at_start")
+    foreign = meta.get("details", {}).get("endpoint.redis", {}).get("c1", {}).get("foreign_cpu_pct")
+    counts = meta.get("counts", {})
+    lines.append(
+        f"Same {meta.get('entities', '?'):,} sampled sessions in both stores; {counts.get('c1', '?'):,} single-row requests at "
+        f"concurrency 1 and {counts.get('c8', '?'):,} at 8, sent by a keep-alive `http.client` load generator on the same "
+        f"2 cores as the server. Load average at start {load[0] if load else '?'}"
+        + (f"; other processes used {foreign:.0f} % of the CPU during the Redis endpoint run" if foreign is not None else "")
+        + f". Generated {meta.get('generated_at', '?')} by `{meta.get('command', 'make bench')}`."
+    )
+    if meta.get("contended"):
+        lines.append(f"Contended (another workload used > 10 % of the CPU, tails pessimistic): {', '.join(meta['contended'])}.")
+    return "\n".join(lines)
+
+
+RENDERERS = {"batch_features": batch_features, "model_quality": model_quality, "serving_latency": serving_latency}
 
 
 def main() -> int:
