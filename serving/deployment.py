@@ -1,5 +1,6 @@
 """What a deployment is, whoever carries it out: the canary policy, the record of each deployment, and the
-interface both deployers (the local endpoint runtime and SageMaker, in `resources/deployers.py`) implement.
+interface both deployers implement (the local endpoint runtime in `resources/deployers.py`, SageMaker in
+`resources/sagemaker_deployer.py`).
 
 A deployment puts a registered model version on a named endpoint. The first one on an endpoint takes all traffic.
 Later ones arrive as a canary: the new variant gets `canary_share` of traffic for `baking_s`, while alarms watch it

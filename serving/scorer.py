@@ -19,13 +19,13 @@ from serving.predictor import TreeEnsemblePredictor
 
 
 class Scorer:
-    def __init__(self, artifact: ModelArtifact, reader: OnlineFeatureReader, variant: str = "champion"):
+    def __init__(self, artifact: ModelArtifact, reader: OnlineFeatureReader, variant: str = "champion", model_version: str | None = None):
         if list(artifact.feature_names) != list(MODEL_FEATURE_NAMES) or list(reader.feature_names) != list(MODEL_FEATURE_NAMES):
             raise ValueError("the model, the online reader and propensity.features.definitions disagree on the features")
         self.artifact = artifact
         self.reader = reader
         self.variant = variant
-        self.model_version = artifact.version
+        self.model_version = model_version or artifact.version  # SageMaker mounts every model at /opt/ml/model
         self.predictor = TreeEnsemblePredictor.from_booster(artifact.booster)
         self.calibrate = calibrator_function(artifact.calibrator)
         self._missing_row = [float("nan")] * len(MODEL_FEATURE_NAMES)

@@ -170,7 +170,8 @@ def build_app(model_dir: str | None = None, profile: str | None = None, variant:
         if artifact is None:
             raise SystemExit("no model to serve: run `make demo` (it registers a champion) or set PROPENSITY_MODEL_DIR")
     reader = open_online_feature_reader(profile or current_profile())
-    return InferenceApp(Scorer(artifact, reader, variant or os.environ.get("PROPENSITY_VARIANT", "champion")))
+    variant = variant or os.environ.get("PROPENSITY_VARIANT", "champion")
+    return InferenceApp(Scorer(artifact, reader, variant, model_version=os.environ.get("PROPENSITY_MODEL_VERSION")))
 
 
 def main() -> None:

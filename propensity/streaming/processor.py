@@ -14,8 +14,10 @@ pandas so it is tested without Spark. Per batch:
    each session's newest feature row to the online store;
 6. archive the folded events to the lake (`stream_events`, one parquet file per batch id) and the quarantine to
    `stream_quarantine` (and to the dead-letter topic when there is one);
-7. expire sessions idle for longer than the session gap plus the allowed lateness (in event time) and write the
-   state snapshot for this batch id.
+7. expire sessions idle for longer than the session gap plus the allowed lateness and write the state snapshot for
+   this batch id. Idle is measured against the watermark: the newest event time seen on each partition, then the
+   oldest of those (partitions run at their own pace, and a session lives on one partition, keyed by session id),
+   so a session is never expired because another partition is ahead.
 
 Exactly once, with Spark's checkpoint: Spark replays a batch whose commit it did not record, with the same batch id
 and the same messages. Batch N always starts from the snapshot of the batch before it, and every write is keyed by
@@ -66,15 +68,21 @@ class StreamState:
     """Per-session fold state plus the event ids already folded, persisted as one JSON snapshot per batch id."""
 
     def __init__(self, sessions: dict[str, SessionState] | None = None, seen: dict[str, set[str]] | None = None,
-                 max_event_time: pd.Timestamp | None = None):
+                 max_event_time: pd.Timestamp | None = None, partition_clock: dict[str, pd.Timestamp] | None = None):
         self.sessions = sessions or {}
         self.seen = seen or {}
         self.max_event_time = max_event_time
+        self.partition_clock = partition_clock or {}  # partition -> newest event time seen on it
+
+    @property
+    def watermark(self) -> pd.Timestamp | None:
+        return min(self.partition_clock.values()) if self.partition_clock else None
 
     def to_json(self) -> str:
         return json.dumps(
             {
                 "max_event_time": None if self.max_event_time is None else self.max_event_time.isoformat(),
+                "partition_clock": {p: t.isoformat() for p, t in self.partition_clock.items()},
                 "sessions": {
                     sid: {
                         "user_id": s.user_id,
@@ -104,7 +112,8 @@ class StreamState:
                 products=frozenset(s["products"]), categories=frozenset(s["categories"]),
             )
             seen[sid] = set(s["seen"])
-        return cls(sessions, seen, ts(payload["max_event_time"]))
+        clock = {p: ts(t) for p, t in payload.get("partition_clock", {}).items()}
+        return cls(sessions, seen, ts(payload["max_event_time"]), clock)
 
 
 class SnapshotStore:
@@ -175,6 +184,7 @@ class SessionStreamProcessor:
         quarantine: list[pd.DataFrame] = []
 
         raw, malformed = parse_messages(messages)
+        self._advance_clocks(state, raw, messages)
         if len(malformed):
             quarantine.append(self._quarantine_rows(messages, malformed["position"], malformed["reason"], now, batch_id))
         validated = validate_events(raw.reset_index(drop=True), now=now) if len(raw) else None
@@ -226,8 +236,8 @@ class SessionStreamProcessor:
             report.quarantined = len(bad)
             report.reasons = bad["reason"].str.split(":").str[0].value_counts().to_dict()
 
-        if state.max_event_time is not None:
-            horizon = state.max_event_time - self.expiry
+        if state.watermark is not None:
+            horizon = state.watermark - self.expiry
             expired = [sid for sid, s in state.sessions.items() if s.last_time < horizon]
             for sid in expired:
                 state.sessions.pop(sid)
@@ -237,6 +247,17 @@ class SessionStreamProcessor:
         report.max_event_time = None if state.max_event_time is None else state.max_event_time.isoformat()
         report.seconds = round(time.perf_counter() - started, 4)
         return report
+
+    @staticmethod
+    def _advance_clocks(state: StreamState, raw: pd.DataFrame, messages: pd.DataFrame) -> None:
+        if raw.empty:
+            return
+        times = pd.to_datetime(raw["event_time"], errors="coerce", utc=True)
+        partitions = messages["partition"].to_numpy()[raw.index.to_numpy()] if "partition" in messages else [-1] * len(raw)
+        newest = pd.Series(times.to_numpy(), index=[str(p) for p in partitions]).groupby(level=0).max().dropna()
+        for partition, newest_time in newest.items():
+            current = state.partition_clock.get(partition)
+            state.partition_clock[partition] = newest_time if current is None else max(current, newest_time)
 
     @staticmethod
     def _quarantine_rows(messages, positions: pd.Series, reasons: pd.Series, now, batch_id) -> pd.DataFrame:

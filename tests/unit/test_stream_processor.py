@@ -113,3 +113,17 @@ def test_state_survives_its_json_snapshot_and_idle_sessions_expire(processor):
     assert again.sessions["s1"] == state.sessions["s1"] and again.seen == {"s1": {"a"}}
     proc.process(1, messages(contract_json_lines(contract_events(rows[1:]))))  # two hours later in event time
     assert set(proc.snapshots.before(2).sessions) == {"s2"}  # s1 idle beyond the gap plus lateness
+
+
+def test_a_partition_running_ahead_does_not_expire_sessions_on_a_slower_one(processor):
+    proc, store, _, _ = processor
+    slow = [{"event_id": f"s{i}", "event_time": f"2026-11-02T10:0{i}:00Z", "user_id": "u1", "session_id": "slow",
+             "event_type": "page_view"} for i in range(3)]
+    fast = [{"event_id": "f0", "event_time": "2026-11-02T14:00:00Z", "user_id": "u2", "session_id": "fast", "event_type": "page_view"}]
+    lines = contract_json_lines(contract_events(slow[:2] + fast))
+    batch = messages(lines)
+    batch["partition"] = [0, 0, 1]
+    proc.process(0, batch)  # partition 1 is four hours ahead of partition 0
+    later = messages(contract_json_lines(contract_events(slow[2:])))
+    proc.process(1, later)
+    assert store.rows["slow"]["session_events"] == 3  # still one session: its partition's clock says 10:02
