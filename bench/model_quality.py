@@ -55,7 +55,7 @@ UCI_SEED = 20261127  # = propensity.models.training.SEED: one seed for the CV sp
 UCI_TIMING_FOLD = 0
 
 SIM_TARGET_EVENTS = 1_000_000
-SIM_DAYS = 7
+SIM_DAYS = 14  # two weeks: 1- and 7-day user-history windows are whole for the later week, as in a live shop
 SIM_PILOT_USERS = 3_000
 QUICK_SIM_USERS = 3_000  # ~50k events: the quick run checks the plumbing, not the figures
 SIM_SEED = 7  # SourceConfig's default seed and start date: the demo passes only users and days
