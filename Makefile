@@ -15,7 +15,7 @@ endif
 export PROPENSITY_HOME
 export DAGSTER_HOME := $(PROPENSITY_HOME)/dagster
 
-.PHONY: install demo test dev services services-down bench lock clean
+.PHONY: install demo test dev services services-down stream replay endpoint endpoint-down bench lock clean
 
 install: $(VENV)/.installed
 
@@ -45,6 +45,24 @@ services:
 
 services-down:
 	@VENV=$(VENV) bash scripts/services.sh down
+
+# The stream job (Ctrl-C stops it; restarts resume from its checkpoint). SOURCE=file reads var/streaming/inbox,
+# SOURCE=kafka the storefront.events topic (make services). Features go to the PROFILE's online store.
+SOURCE ?= file
+stream: install
+	@if [ "$(SOURCE)" = "kafka" ] || [ "$(PROFILE)" = "redis" ]; then $(MAKE) --no-print-directory services; fi
+	$(PY) -m propensity.streaming.job --source $(SOURCE) --profile $(PROFILE)
+
+# Replay simulated storefront traffic into the stream (REPLAY_ARGS="--dataset taobao --asap", etc.).
+replay: install
+	$(PY) -m propensity.streaming.replayer --to $(SOURCE) $(REPLAY_ARGS)
+
+# The local endpoint `propensity` (deployed by `make demo`): start or stop its server in the background.
+endpoint: install
+	PROPENSITY_PROFILE=$(PROFILE) $(PY) -m serving.endpoint start propensity
+
+endpoint-down: install
+	$(PY) -m serving.endpoint stop propensity
 
 bench: install services
 	$(PY) -m bench
