@@ -128,8 +128,17 @@ def test_canary_is_promoted_on_live_traffic_then_a_bad_one_is_rolled_back(served
     assert rolled.outcome == "rolled_back" and "score distribution shift" in rolled.reason
     assert deployer.variants(endpoint_name) == [VariantSpec(challenger, challenger, 1.0)]
     assert storefront.answers[-1].variant == challenger and all(not a.fallback for a in storefront.answers)
+
+    # A broken model: its calibrator's knots do not line up, so every request it answers fails with a 500.
+    broken, broken_dir = _register(artifact.directory, calibrator={"method": "isotonic", "x": [0.0, 1.0], "y": [0.1]})
+    with Storefront(url, pairs) as storefront:
+        crashed = deployer.deploy(endpoint_name, broken_dir, broken, CanaryPolicy(canary_share=0.3, baking_s=30))
+        time.sleep(0.5)
+    assert crashed.outcome == "rolled_back" and crashed.reason.startswith("error rate"), crashed.reason
+    assert deployer.variants(endpoint_name) == [VariantSpec(challenger, challenger, 1.0)]
+    assert storefront.answers[-1].variant == challenger and not storefront.answers[-1].fallback
     outcomes = [r.outcome for r in deployer.history(endpoint_name)]
-    assert outcomes == ["deployed", "in_progress", "promoted", "in_progress", "rolled_back"]
+    assert outcomes == ["deployed", "in_progress", "promoted", "in_progress", "rolled_back", "in_progress", "rolled_back"]
 
 
 @pytest.fixture
