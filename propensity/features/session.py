@@ -183,8 +183,9 @@ def _next_states(
     products = mine.dropna(subset=["product_id"]).groupby("session_id")["product_id"].agg(frozenset)
     categories = mine.dropna(subset=["category_id"]).groupby("session_id")["category_id"].agg(frozenset)
     out: dict[str, SessionState] = {}
+    records = last_rows.loc[list(wanted)].to_dict("index")  # one conversion, not a row lookup per session
     for sid in wanted:
-        row = last_rows.loc[sid]
+        row = records[sid]
         previous = states.get(sid)
         out[sid] = SessionState(
             user_id=row["user_id"],

@@ -43,7 +43,6 @@ from propensity.features.session import SessionState, fold_session_events
 MESSAGE_COLUMNS = ("key", "value", "partition", "offset", "timestamp")
 QUARANTINE_COLUMNS = ("partition", "offset", "message", "reason", "quarantined_at", "batch_id")
 ALLOWED_LATENESS = pd.Timedelta(minutes=10)
-SNAPSHOTS_KEPT = 3
 
 OnlineWriter = Callable[[pd.DataFrame], None]  # newest feature row per session -> the online store
 DeadLetter = Callable[[pd.DataFrame], None]  # quarantined messages -> a dead-letter topic
@@ -64,8 +63,12 @@ class BatchReport:
     reasons: dict = field(default_factory=dict)
 
 
+def _ts(value):
+    return None if value is None else pd.Timestamp(value)
+
+
 class StreamState:
-    """Per-session fold state plus the event ids already folded, persisted as one JSON snapshot per batch id."""
+    """Per-session fold state plus the event ids already folded, the event clock of each partition."""
 
     def __init__(self, sessions: dict[str, SessionState] | None = None, seen: dict[str, set[str]] | None = None,
                  max_event_time: pd.Timestamp | None = None, partition_clock: dict[str, pd.Timestamp] | None = None):
@@ -78,65 +81,90 @@ class StreamState:
     def watermark(self) -> pd.Timestamp | None:
         return min(self.partition_clock.values()) if self.partition_clock else None
 
+    def _clocks(self) -> dict:
+        return {
+            "max_event_time": None if self.max_event_time is None else self.max_event_time.isoformat(),
+            "partition_clock": {p: t.isoformat() for p, t in self.partition_clock.items()},
+        }
+
+    def _session(self, sid: str) -> dict:
+        s = self.sessions[sid]
+        return {
+            "user_id": s.user_id, "first_time": s.first_time.isoformat(), "last_time": s.last_time.isoformat(),
+            "previous_time": None if s.previous_time is None else s.previous_time.isoformat(), "counts": s.counts,
+            "cart_value": s.cart_value, "products": sorted(s.products), "categories": sorted(s.categories),
+            "seen": sorted(self.seen.get(sid, ())),
+        }
+
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "max_event_time": None if self.max_event_time is None else self.max_event_time.isoformat(),
-                "partition_clock": {p: t.isoformat() for p, t in self.partition_clock.items()},
-                "sessions": {
-                    sid: {
-                        "user_id": s.user_id,
-                        "first_time": s.first_time.isoformat(),
-                        "last_time": s.last_time.isoformat(),
-                        "previous_time": None if s.previous_time is None else s.previous_time.isoformat(),
-                        "counts": s.counts,
-                        "cart_value": s.cart_value,
-                        "products": sorted(s.products),
-                        "categories": sorted(s.categories),
-                        "seen": sorted(self.seen.get(sid, ())),
-                    }
-                    for sid, s in self.sessions.items()
-                },
-            }
-        )
+        return json.dumps({**self._clocks(), "sessions": {sid: self._session(sid) for sid in self.sessions}})
+
+    def delta_json(self, changed: set[str], expired: list[str]) -> str:
+        """Only what one batch changed: the sessions it folded, the ones it expired, the clocks."""
+        return json.dumps({**self._clocks(), "sessions": {sid: self._session(sid) for sid in changed if sid in self.sessions},
+                           "expired": expired})
+
+    def apply(self, payload: dict) -> "StreamState":
+        for sid, s in payload["sessions"].items():
+            self.sessions[sid] = SessionState(
+                user_id=s["user_id"], first_time=_ts(s["first_time"]), last_time=_ts(s["last_time"]),
+                previous_time=_ts(s["previous_time"]), counts=s["counts"], cart_value=s["cart_value"],
+                products=frozenset(s["products"]), categories=frozenset(s["categories"]),
+            )
+            self.seen[sid] = set(s["seen"])
+        for sid in payload.get("expired", []):
+            self.sessions.pop(sid, None)
+            self.seen.pop(sid, None)
+        self.max_event_time = _ts(payload["max_event_time"])
+        self.partition_clock = {p: _ts(t) for p, t in payload.get("partition_clock", {}).items()}
+        return self
 
     @classmethod
     def from_json(cls, text: str) -> "StreamState":
-        payload = json.loads(text)
-        ts = lambda v: None if v is None else pd.Timestamp(v)  # noqa: E731
-        sessions, seen = {}, {}
-        for sid, s in payload["sessions"].items():
-            sessions[sid] = SessionState(
-                user_id=s["user_id"], first_time=ts(s["first_time"]), last_time=ts(s["last_time"]),
-                previous_time=ts(s["previous_time"]), counts=s["counts"], cart_value=s["cart_value"],
-                products=frozenset(s["products"]), categories=frozenset(s["categories"]),
-            )
-            seen[sid] = set(s["seen"])
-        clock = {p: ts(t) for p, t in payload.get("partition_clock", {}).items()}
-        return cls(sessions, seen, ts(payload["max_event_time"]), clock)
+        return cls().apply(json.loads(text))
 
 
 class SnapshotStore:
-    """`state-<batch id>.json` files; batch N reads the newest snapshot before N (a replayed N never sees itself)."""
+    """The state after each batch id, durable: a full snapshot every `FULL_EVERY` batches (`state-<id>.json`) and
+    a delta of what each other batch changed (`delta-<id>.json`), so a batch writes what it touched, not every
+    session held. Batch N starts from the state after N-1 (a replayed N never sees its own writes)."""
+
+    FULL_EVERY = 50
 
     def __init__(self, directory: Path):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
 
-    def _ids(self) -> list[int]:
-        return sorted(int(p.stem.split("-")[1]) for p in self.directory.glob("state-*.json"))
+    def _ids(self, kind: str) -> list[int]:
+        return sorted(int(p.stem.split("-")[1]) for p in self.directory.glob(f"{kind}-*.json"))
 
     def before(self, batch_id: int) -> StreamState:
-        earlier = [i for i in self._ids() if i < batch_id]
-        return StreamState.from_json((self.directory / f"state-{earlier[-1]}.json").read_text()) if earlier else StreamState()
+        fulls = [i for i in self._ids("state") if i < batch_id]
+        state = StreamState.from_json((self.directory / f"state-{fulls[-1]}.json").read_text()) if fulls else StreamState()
+        start = fulls[-1] if fulls else -1
+        for i in range(start + 1, batch_id):
+            delta = self.directory / f"delta-{i}.json"
+            if not delta.exists():
+                raise RuntimeError(f"stream state for batch {i} is missing ({delta}): the state directory was damaged")
+            state.apply(json.loads(delta.read_text()))
+        return state
 
-    def write(self, batch_id: int, state: StreamState) -> None:
-        path = self.directory / f"state-{batch_id}.json"
+    def write(self, batch_id: int, state: StreamState, changed: set[str], expired: list[str]) -> None:
+        full = batch_id % self.FULL_EVERY == 0 or not any(i < batch_id for i in self._ids("state"))
+        name = f"state-{batch_id}.json" if full else f"delta-{batch_id}.json"
+        text = state.to_json() if full else state.delta_json(changed, expired)
+        path = self.directory / name
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(state.to_json())
+        tmp.write_text(text)
         os.replace(tmp, path)
-        for old in self._ids()[:-SNAPSHOTS_KEPT]:
-            (self.directory / f"state-{old}.json").unlink(missing_ok=True)
+        (self.directory / (f"delta-{batch_id}.json" if full else f"state-{batch_id}.json")).unlink(missing_ok=True)
+        if full:  # everything before the previous full snapshot is no longer needed to rebuild any batch
+            earlier = [i for i in self._ids("state") if i < batch_id]
+            if earlier:
+                for kind in ("state", "delta"):
+                    for i in self._ids(kind):
+                        if i < earlier[-1]:
+                            (self.directory / f"{kind}-{i}.json").unlink(missing_ok=True)
 
 
 def parse_messages(messages: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -174,11 +202,16 @@ class SessionStreamProcessor:
         self.write_online = write_online
         self.dead_letter = dead_letter
         self.expiry = pd.Timedelta(minutes=SESSION_GAP_MINUTES) + allowed_lateness
+        self._state: StreamState | None = None  # the state after `_state_batch`, kept between batches
+        self._state_batch: int | None = None
 
     def process(self, batch_id: int, messages: pd.DataFrame) -> BatchReport:
         started = time.perf_counter()
         report = BatchReport(batch_id=batch_id, messages=len(messages))
-        state = self.snapshots.before(batch_id)
+        # The state in memory is the one after the previous batch; anything else (a restart, a replay, a batch that
+        # failed half way) reads it back from the snapshots.
+        state = self._state if self._state is not None and self._state_batch == batch_id - 1 else self.snapshots.before(batch_id)
+        self._state = None
         messages = messages.reset_index(drop=True)
         now = pd.Timestamp.now(tz="UTC")
         quarantine: list[pd.DataFrame] = []
@@ -236,13 +269,16 @@ class SessionStreamProcessor:
             report.quarantined = len(bad)
             report.reasons = bad["reason"].str.split(":").str[0].value_counts().to_dict()
 
+        expired: list[str] = []
         if state.watermark is not None:
             horizon = state.watermark - self.expiry
             expired = [sid for sid, s in state.sessions.items() if s.last_time < horizon]
             for sid in expired:
                 state.sessions.pop(sid)
                 state.seen.pop(sid, None)
-        self.snapshots.write(batch_id, state)
+        changed = set(events["session_id"]) if len(events) else set()
+        self.snapshots.write(batch_id, state, changed, expired)
+        self._state, self._state_batch = state, batch_id
         report.active_sessions = len(state.sessions)
         report.max_event_time = None if state.max_event_time is None else state.max_event_time.isoformat()
         report.seconds = round(time.perf_counter() - started, 4)

@@ -127,3 +127,17 @@ def test_a_partition_running_ahead_does_not_expire_sessions_on_a_slower_one(proc
     later = messages(contract_json_lines(contract_events(slow[2:])))
     proc.process(1, later)
     assert store.rows["slow"]["session_events"] == 3  # still one session: its partition's clock says 10:02
+
+
+def test_state_rebuilt_from_full_snapshots_and_deltas_equals_the_state_in_memory(processor):
+    proc, store, _, tmp_path = processor
+    events = simulate_traffic(n_users=200, days=1, seed=9).events
+    lines = contract_json_lines(events)
+    chunks = [lines[i:i + 5] for i in range(0, len(lines), 5)][:60]
+    for batch_id, chunk in enumerate(chunks):
+        proc.process(batch_id, messages(chunk))
+    assert len(chunks) > proc.snapshots.FULL_EVERY  # crosses a full snapshot
+    rebuilt = SessionStreamProcessor(tmp_path / "state", tmp_path / "a2", tmp_path / "q2", lambda frame: None).snapshots.before(len(chunks))
+    assert rebuilt.sessions == proc._state.sessions and rebuilt.seen == proc._state.seen
+    assert rebuilt.partition_clock == proc._state.partition_clock
+    assert {p.name for p in (tmp_path / "state").iterdir()} >= {"state-0.json", "state-50.json", "delta-59.json"}
