@@ -28,8 +28,7 @@ COPY sensors ./sensors
 COPY serving ./serving
 COPY feature_repo ./feature_repo
 RUN pip install --no-deps . && rm -rf build *.egg-info
-# The source tree first on the path as well: pyproject.toml's package list leaves out propensity.models, which a
-# non-editable install would then miss.
+# The source tree first on the path as well, as in the editable install the tests run against.
 ENV PYTHONPATH=/opt/program
 
 ENV SERVING_HOST=0.0.0.0 \
