@@ -442,7 +442,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--target", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--events", type=int, help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    from bench.common import parse_forwarded_args
+
+    return parse_forwarded_args(parser, NAME, argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -451,13 +453,9 @@ def main(argv: list[str] | None = None) -> int:
         worker = {"prepare": worker_prepare, "baseline": worker_baseline}[args.worker]
         Path(args.out).write_text(json.dumps(worker(args)))
         return 0
-    from bench.common import write_result
+    from bench.common import publish
 
-    result = run(args)
-    path = write_result(args.output, result)
-    print_summary(result)
-    print(f"wrote {path}")
-    return 0
+    return publish(args.output, run(args), print_summary)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import threading
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -42,6 +43,22 @@ def write_result(name: str, payload: dict[str, Any]) -> Path:
     tmp.write_text(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
     tmp.replace(path)
     return path
+
+
+def parse_forwarded_args(parser, name: str, argv: list[str] | None):
+    """`python -m bench` forwards every benchmark's arguments to each: keep ours, say which were ignored."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        print(f"bench.{name}: ignoring arguments meant for other benchmarks: {' '.join(unknown)}", file=sys.stderr)
+    return args
+
+
+def publish(name: str, result: dict[str, Any], print_summary) -> int:
+    """The end of every benchmark's run: the JSON under var/bench, the summary on stdout."""
+    path = write_result(name, result)
+    print_summary(result)
+    print(f"wrote {path}")
+    return 0
 
 
 def utc_now_iso() -> str:

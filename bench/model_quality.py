@@ -676,10 +676,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--fold", type=int, default=UCI_TIMING_FOLD, help=argparse.SUPPRESS)
     parser.add_argument("--no-pagevalues", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
-    args, unknown = parser.parse_known_args(argv)  # `python -m bench` forwards every benchmark's arguments
-    if unknown:
-        print(f"bench.{NAME}: ignoring arguments meant for other benchmarks: {' '.join(unknown)}", file=sys.stderr)
-    return args
+    from bench.common import parse_forwarded_args
+
+    return parse_forwarded_args(parser, NAME, argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -688,12 +687,10 @@ def main(argv: list[str] | None = None) -> int:
         worker = {"fit": worker_fit, "models": worker_models}[args.worker]
         Path(args.out).write_text(json.dumps(worker(args), default=str))
         return 0
-    from bench.common import write_result
+    from bench.common import publish
 
     payload, errors = run(args)
-    path = write_result(args.output, payload)
-    print_summary(payload)
-    print(f"wrote {path}")
+    publish(args.output, payload, print_summary)
     if errors:
         print("errors:\n" + "\n".join(errors), file=sys.stderr)
         return 1

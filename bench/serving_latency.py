@@ -38,7 +38,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -49,6 +48,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from propensity.paths import PROJECT_ROOT
+from serving.endpoint import free_port
 
 NAME = "serving_latency"
 STORES = ("redis", "sqlite")
@@ -98,12 +98,6 @@ def _details_ms(ns: Sequence[int] | np.ndarray) -> dict[str, float]:
     values = np.asarray(ns, dtype=np.float64) / 1e6
     return {"n": int(len(values)), "mean_ms": round(float(values.mean()), 4), "max_ms": round(float(values.max()), 4),
             "p999_ms": round(float(np.percentile(values, 99.9)), 4)}
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _tail(path: Path, lines: int = 30) -> str:
@@ -543,7 +537,7 @@ def measure_endpoint(store: str, artifact_dir: Path, home: Path, pairs, counts, 
         json.dumps({"instances": [{"session_id": s, "user_id": u} for u, s in pairs[i : i + BATCH_ROWS]]}, separators=(",", ":")).encode()
         for i in range(0, len(pairs) - BATCH_ROWS + 1, BATCH_ROWS)
     ]
-    port = _free_port()
+    port = free_port()
     env = _child_env(home) | {
         "PROPENSITY_MODEL_DIR": str(artifact_dir),
         "PROPENSITY_PROFILE": PROFILE_OF_STORE[store],
@@ -578,7 +572,7 @@ def measure_feast_serve(store: str, home: Path, pairs, counts, scratch: Path) ->
                    separators=(",", ":")).encode()
         for u, s in pairs
     ]
-    port = _free_port()
+    port = free_port()
     # What resources.feast.open_feature_store exports for the yaml's ${VAR}s, and the profile's yaml.
     env = _child_env(home) | {"FEAST_REDIS_CONNECTION_STRING": feast_redis_connection_string(_redis_url())}
     feast = Path(sys.executable).with_name("feast")
@@ -948,10 +942,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # Internal: the child-process worker.
     parser.add_argument("--worker", choices=("materialise-local",), help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
-    args, unknown = parser.parse_known_args(argv)  # `python -m bench` forwards every benchmark's arguments
-    if unknown:
-        print(f"bench.{NAME}: ignoring arguments meant for other benchmarks: {' '.join(unknown)}", file=sys.stderr)
-    return args
+    from bench.common import parse_forwarded_args
+
+    return parse_forwarded_args(parser, NAME, argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -962,13 +955,9 @@ def main(argv: list[str] | None = None) -> int:
     import warnings
 
     warnings.filterwarnings("ignore")
-    from bench.common import write_result
+    from bench.common import publish
 
-    result = run(args)
-    path = write_result(args.output, result)
-    print_summary(result)
-    print(f"wrote {path}")
-    return 0
+    return publish(args.output, run(args), print_summary)
 
 
 if __name__ == "__main__":

@@ -890,10 +890,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # Internal: the producer/poller child.
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
-    args, unknown = parser.parse_known_args(argv)  # `python -m bench` forwards every benchmark's arguments
-    if unknown:
-        print(f"bench.{NAME}: ignoring arguments meant for other benchmarks: {' '.join(unknown)}", file=sys.stderr)
-    return args
+    from bench.common import parse_forwarded_args
+
+    return parse_forwarded_args(parser, NAME, argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -907,13 +906,9 @@ def main(argv: list[str] | None = None) -> int:
     import warnings
 
     warnings.filterwarnings("ignore")
-    from bench.common import write_result
+    from bench.common import publish
 
-    result = run(args)
-    path = write_result(args.output, result)
-    print_summary(result)
-    print(f"wrote {path}")
-    return 0
+    return publish(args.output, run(args), print_summary)
 
 
 if __name__ == "__main__":

@@ -147,6 +147,25 @@ def check_alarms(
     return alarms, measured
 
 
+def asked_once(outcomes: Outcomes | None) -> Outcomes | None:
+    """Outcomes looked up once per session for one deployment: the alarms poll every half second, the lake changes
+    daily."""
+    if outcomes is None:
+        return None
+    known: dict[str, bool] = {}
+    asked: set[str] = set()
+
+    def lookup(session_ids: Iterable[str]) -> dict[str, bool]:
+        wanted = set(session_ids)
+        new = wanted - asked
+        if new:
+            known.update(outcomes(new))
+            asked.update(new)
+        return {s: known[s] for s in wanted if s in known}
+
+    return lookup
+
+
 def variant_name(model_version: str) -> str:
     """A variant is named after the model version it serves (registry versions already follow SageMaker's rule)."""
     return model_version
@@ -184,6 +203,7 @@ class CanaryRun:
             return self._record(model_version, "deployed", "already serving this version: nothing to do", started_at, {})
 
         tail = LogTail(self.files.inference_log)
+        outcomes = asked_once(self.outcomes)
         share = self.policy.canary_share
         self.files.write_variants([VariantSpec(champion.name, champion.model_version, 1.0 - share), VariantSpec(new, model_version, share)])
         self._record(model_version, "in_progress", f"canary at {share:.0%} next to {champion.model_version}", started_at, {})
@@ -199,7 +219,7 @@ class CanaryRun:
                 )
             if step_share >= 1.0:
                 break  # full traffic: nothing left to compare against
-            alarms, measured = self._bake(tail, new, champion.name, baking_s)
+            alarms, measured = self._bake(tail, new, champion.name, baking_s, outcomes)
             observations[f"{step_share:.0%}"] = measured
             if alarms:
                 self.files.write_variants([VariantSpec(champion.name, champion.model_version, 1.0)])
@@ -209,11 +229,11 @@ class CanaryRun:
         note = "" if seen >= self.policy.min_requests else f" (only {seen} canary requests: too little traffic to judge score shift or calibration)"
         return self._record(model_version, "promoted", f"no alarm while baking ({self.policy.shift}){note}", started_at, observations)
 
-    def _bake(self, tail: LogTail, canary: str, champion: str, baking_s: float) -> tuple[list[str], dict]:
+    def _bake(self, tail: LogTail, canary: str, champion: str, baking_s: float, outcomes: Outcomes | None) -> tuple[list[str], dict]:
         deadline = self.clock() + baking_s
         while True:
             records = tail.poll()
-            alarms, measured = check_alarms(self.policy, observe(records, canary), observe(records, champion), self.outcomes)
+            alarms, measured = check_alarms(self.policy, observe(records, canary), observe(records, champion), outcomes)
             if alarms or self.clock() >= deadline:
                 return alarms, measured
             self.sleep(min(CHECK_INTERVAL_S, max(0.0, deadline - self.clock())))

@@ -169,7 +169,8 @@ class VariantRouter(AsgiApp):
 # --------------------------------------------------------------------------------------------- the server process
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A port on 127.0.0.1 that is free now (the server that binds it next may still race another process)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -204,15 +205,15 @@ def start_server(files: EndpointFiles, profile: str, port: int | None = None, ti
     url = running_url(files)
     if url:
         return url
-    port = port or _free_port()
+    port = port or free_port()
     files.dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PROPENSITY_PROFILE=profile, PROPENSITY_HOME=str(home()))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
-    log = open(files.dir / "server.out", "ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "serving.endpoint", "serve", files.name, "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=PROJECT_ROOT,
-    )
+    with open(files.dir / "server.out", "ab") as log:  # the child keeps its own descriptor
+        process = subprocess.Popen(
+            [sys.executable, "-m", "serving.endpoint", "serve", files.name, "--port", str(port)],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=PROJECT_ROOT,
+        )
     files.pid.write_text(str(process.pid))
     files.port.write_text(str(port))
     url = f"http://127.0.0.1:{port}"

@@ -160,17 +160,20 @@ def start_query(spark, source: str, profile: str, max_per_batch: int | None = No
     else:
         raise ValueError(f"unknown stream source {source!r}: kafka or file")
 
+    # Offsets processed so far per partition, carried in memory; a restart picks them up from the last progress file
+    # when it was for the same topic.
+    consumed = topic() if source == "kafka" else str(inbox_dir())
+    previous = json.loads(progress_path.read_text()) if progress_path.exists() else {}
+    offsets_done: dict[str, int] = dict(previous.get("offsets", {})) if previous.get("topic") == consumed else {}
+
     def each_batch(batch, batch_id: int) -> None:
         messages = batch.toPandas()
         report = processor.process(batch_id, messages)
-        offsets = (
-            messages.groupby("partition")["offset"].max().astype(int).to_dict() if source == "kafka" and len(messages) else {}
-        )
-        previous = json.loads(progress_path.read_text()) if progress_path.exists() else {}
-        merged = {str(k): v for k, v in previous.get("offsets", {}).items()} | {str(k): v for k, v in offsets.items()}
+        if source == "kafka" and len(messages):
+            offsets_done.update({str(p): int(o) for p, o in messages.groupby("partition")["offset"].max().items()})
         _write_progress(progress_path, {
-            "source": source, "batch_id": batch_id, "offsets": merged, "processed_at": time.time(),
-            "report": report.__dict__, "topic": topic() if source == "kafka" else str(inbox_dir()),
+            "source": source, "batch_id": batch_id, "offsets": dict(offsets_done), "processed_at": time.time(),
+            "report": report.__dict__, "topic": consumed,
         })
         LOG.info("batch %s: %s messages, %s folded, %s quarantined in %.3f s", batch_id, report.messages, report.folded,
                  report.quarantined, report.seconds)

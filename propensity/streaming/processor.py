@@ -39,9 +39,8 @@ import pandas as pd
 from propensity.contract import EVENT_COLUMNS, EVENT_TIME_DTYPE, events_to_arrow, validate_events
 from propensity.features.definitions import SESSION_FEATURE_NAMES, SESSION_GAP_MINUTES
 from propensity.features.session import SessionState, fold_session_events
+from propensity.sources.contract_files import contract_json_lines
 
-MESSAGE_COLUMNS = ("key", "value", "partition", "offset", "timestamp")
-QUARANTINE_COLUMNS = ("partition", "offset", "message", "reason", "quarantined_at", "batch_id")
 ALLOWED_LATENESS = pd.Timedelta(minutes=10)
 
 OnlineWriter = Callable[[pd.DataFrame], None]  # newest feature row per session -> the online store
@@ -206,6 +205,8 @@ class SessionStreamProcessor:
         self._state_batch: int | None = None
 
     def process(self, batch_id: int, messages: pd.DataFrame) -> BatchReport:
+        """One micro-batch. `messages` has Kafka's columns `value` (bytes or str), `partition` and `offset`; the
+        file source gives -1 for the last two."""
         started = time.perf_counter()
         report = BatchReport(batch_id=batch_id, messages=len(messages))
         # The state in memory is the one after the previous batch; anything else (a restart, a replay, a batch that
@@ -289,7 +290,7 @@ class SessionStreamProcessor:
         if raw.empty:
             return
         times = pd.to_datetime(raw["event_time"], errors="coerce", utc=True)
-        partitions = messages["partition"].to_numpy()[raw.index.to_numpy()] if "partition" in messages else [-1] * len(raw)
+        partitions = messages["partition"].to_numpy()[raw.index.to_numpy()]
         newest = pd.Series(times.to_numpy(), index=[str(p) for p in partitions]).groupby(level=0).max().dropna()
         for partition, newest_time in newest.items():
             current = state.partition_clock.get(partition)
@@ -300,15 +301,13 @@ class SessionStreamProcessor:
         picked = messages.iloc[positions.to_numpy()]
         values = [v.decode("utf-8", errors="replace") if isinstance(v, (bytes, bytearray)) else str(v) for v in picked["value"]]
         return pd.DataFrame({
-            "partition": picked["partition"].astype("int64").to_numpy() if "partition" in picked else -1,
-            "offset": picked["offset"].astype("int64").to_numpy() if "offset" in picked else -1,
+            "partition": picked["partition"].astype("int64").to_numpy(),
+            "offset": picked["offset"].astype("int64").to_numpy(),
             "message": values, "reason": reasons.to_numpy(), "quarantined_at": now.isoformat(), "batch_id": batch_id,
         })
 
     @staticmethod
     def _quarantine_events(events: pd.DataFrame, reasons: list[str], now, batch_id) -> pd.DataFrame:
-        from propensity.sources.contract_files import contract_json_lines
-
         return pd.DataFrame({
             "partition": -1, "offset": -1, "message": contract_json_lines(events), "reason": reasons,
             "quarantined_at": now.isoformat(), "batch_id": batch_id,

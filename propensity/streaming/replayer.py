@@ -13,6 +13,7 @@ that event's decision point, through the storefront client.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -113,8 +114,6 @@ def replay_to_kafka(events: pd.DataFrame, bootstrap: str, topic: str, speedup: f
 
 def replay_to_files(events: pd.DataFrame, inbox: Path, speedup: float | None, per_file: int = 500) -> int:
     """The file source's wire format: JSON-lines files, each written whole (temporary name, then renamed)."""
-    import os
-
     inbox.mkdir(parents=True, exist_ok=True)
     stamp = time.time_ns()
     chunk: list[str] = []

@@ -16,10 +16,10 @@ from resources.deployers import LocalEndpointDeployer
 from resources.feast import open_feature_store
 from serving.client import PropensityClient
 from serving.deployment import CanaryPolicy, VariantSpec
-from serving.endpoint import EndpointFiles, VariantRouter, running_url, start_server, stop_server
+from serving.endpoint import EndpointFiles, VariantRouter, free_port, running_url, start_server, stop_server
 from serving.online_features import open_online_feature_reader
 from tests.integration.test_feast import feature_lake  # noqa: F401 - the fixture behind `served`
-from tests.integration.test_inference_server import _free_port, served  # noqa: F401 - a real model on a real store
+from tests.integration.test_inference_server import served  # noqa: F401 - a real model on a real store
 
 pytestmark = pytest.mark.spark
 
@@ -144,7 +144,7 @@ def test_canary_is_promoted_on_live_traffic_then_a_bad_one_is_rolled_back(served
 @pytest.fixture
 def private_redis(tmp_path):
     """A Redis server of our own, so that stopping it does not disturb the shared one."""
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

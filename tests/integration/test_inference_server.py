@@ -1,7 +1,6 @@
 """The inference server over real HTTP: SageMaker contract, parity with the model, fallbacks, 4xx on bad input."""
 
 import json
-import socket
 import threading
 import time
 
@@ -19,20 +18,15 @@ from propensity.models.training import LightGBMSettings, fit_logistic_baseline, 
 from resources.feast import open_feature_store
 from serving.online_features import open_online_feature_reader
 from serving.scorer import Scorer
+from serving.endpoint import free_port
 from serving.server import InferenceApp, InferenceLog
 from tests.integration.test_feast import feature_lake  # noqa: F401 - the fixture: simulated traffic through Spark
 
 pytestmark = pytest.mark.spark
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _serve(app) -> tuple[str, uvicorn.Server]:
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     threading.Thread(target=server.run, daemon=True).start()
     for _ in range(200):

@@ -59,6 +59,15 @@ def wait_until_caught_up(topic: str, timeout_s: float = CATCH_UP_TIMEOUT_S) -> d
     raise AssertionError(f"the stream did not catch up with {topic} within {timeout_s} s")
 
 
+def stream_until_caught_up(spark, topic: str, max_per_batch: int | None = None) -> None:
+    """Run the stream job (Kafka source, Redis store) until it has consumed everything on the topic, then stop it."""
+    query = start_query(spark, "kafka", "redis", max_per_batch=max_per_batch)
+    try:
+        wait_until_caught_up(topic)
+    finally:
+        query.stop()
+
+
 def online_session_features(store, session_ids: list[str]) -> pd.DataFrame:
     features = [f"{SESSION_FEATURE_VIEW}:{name}" for name in SESSION_FEATURE_NAMES]
     frame = store.get_online_features(features=features, entity_rows=[{"session_id": s} for s in session_ids]).to_df()
@@ -71,11 +80,7 @@ def test_taobao_through_kafka_and_the_stream_equals_the_batch_features(stream_en
     events = load_events("taobao", 0, 0, 0)
     events = events[events["user_id"].map(hash) % 6 == 0]  # whole users: their sessions stay whole
     replay_to_kafka(events, bootstrap_servers(), topic, speedup=None, progress=False)
-    query = start_query(spark, "kafka", "redis", max_per_batch=5000)
-    try:
-        wait_until_caught_up(topic)
-    finally:
-        query.stop()
+    stream_until_caught_up(spark, topic, max_per_batch=5000)
 
     archived = pd.read_parquet(table_dir(ARCHIVE_TABLE))
     assert len(archived) == len(events) and set(archived["event_id"]) == set(events["event_id"])
@@ -108,11 +113,7 @@ def test_restart_from_checkpoint_mid_stream_loses_and_double_counts_nothing(stre
         path.unlink()
         (path.parent / f".{path.name}.crc").unlink(missing_ok=True)  # Hadoop's checksum beside each log file
     replay_to_kafka(second, bootstrap_servers(), topic, speedup=None, progress=False)
-    query = start_query(spark, "kafka", "redis", max_per_batch=150)
-    try:
-        wait_until_caught_up(topic)
-    finally:
-        query.stop()
+    stream_until_caught_up(spark, topic, max_per_batch=150)
 
     archived = pd.read_parquet(table_dir(ARCHIVE_TABLE))
     assert len(archived) == len(events) and archived["event_id"].is_unique
