@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import glob
+import hashlib
+import logging
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from dagster_pyspark import LazyPySparkResource
+
+LOG = logging.getLogger(__name__)
 
 SPARK_DEFAULTS: dict[str, str] = {
     "spark.app.name": "propensity",
@@ -42,6 +49,50 @@ def kafka_connector_config() -> dict[str, str]:
     """Spark's Kafka source: the jars `make services` fetched with Maven, else Spark's own resolver (Ivy)."""
     jars = sorted(glob.glob(str(KAFKA_CONNECTOR_JARS / "*.jar")))
     return {"spark.jars": ",".join(jars)} if jars else {"spark.jars.packages": KAFKA_CONNECTOR_PACKAGE}
+
+
+CHECKPOINT_MANAGER_SOURCE = Path(__file__).resolve().parent / "jvm" / "LocalCheckpointFileManager.java"
+CHECKPOINT_MANAGER_CLASS = "propensity.spark.LocalCheckpointFileManager"
+JVM_BUILD_DIR = Path(__file__).resolve().parent.parent / "var" / "jvm"
+JVM_BUILD_TIMEOUT_S = 180
+
+
+def checkpoint_manager_jar() -> Path | None:
+    """The local checkpoint file manager (resources/jvm), compiled once per source and pyspark version against
+    pyspark's own jars; None without a JDK (Spark's default manager then: correct, ~70 ms slower per micro-batch)."""
+    import pyspark
+
+    digest = hashlib.sha256(CHECKPOINT_MANAGER_SOURCE.read_bytes() + pyspark.__version__.encode()).hexdigest()[:12]
+    jar = JVM_BUILD_DIR / f"propensity-spark-{digest}.jar"
+    if jar.exists():
+        return jar
+    if not (shutil.which("javac") and shutil.which("jar")):
+        LOG.warning("no javac/jar on PATH: streaming checkpoints use Spark's default file manager")
+        return None
+    JVM_BUILD_DIR.mkdir(parents=True, exist_ok=True)
+    classpath = str(Path(pyspark.__file__).parent / "jars" / "*")
+    with tempfile.TemporaryDirectory(dir=JVM_BUILD_DIR) as build:  # concurrent builds each rename a whole jar
+        for command in (["javac", "-nowarn", "-d", f"{build}/classes", "-cp", classpath, str(CHECKPOINT_MANAGER_SOURCE)],
+                        ["jar", "cf", f"{build}/out.jar", "-C", f"{build}/classes", "."]):
+            done = subprocess.run(command, capture_output=True, text=True, timeout=JVM_BUILD_TIMEOUT_S)
+            if done.returncode:
+                raise RuntimeError(f"building {CHECKPOINT_MANAGER_SOURCE.name} failed: {' '.join(command[:2])}: {done.stderr[-2000:]}")
+        os.replace(f"{build}/out.jar", jar)
+    for stale in JVM_BUILD_DIR.glob("propensity-spark-*.jar"):  # earlier sources or pyspark versions
+        if stale != jar:
+            stale.unlink(missing_ok=True)
+    return jar
+
+
+def streaming_config() -> dict[str, str]:
+    """What a session that runs the stream job needs on top of `spark_config()`: the Kafka connector and the local
+    checkpoint file manager (jars at JVM start, so before the session exists)."""
+    config = kafka_connector_config()
+    manager = checkpoint_manager_jar()
+    if manager is not None:
+        config["spark.jars"] = ",".join(filter(None, [config.get("spark.jars"), str(manager)]))
+        config["spark.sql.streaming.checkpointFileManagerClass"] = CHECKPOINT_MANAGER_CLASS
+    return config
 
 
 def spark_resource() -> LazyPySparkResource:

@@ -45,10 +45,11 @@ def propensity_home() -> Path:
 def spark():
     from pyspark.sql import SparkSession
 
-    from resources.spark import kafka_connector_config, spark_config
+    from resources.spark import spark_config, streaming_config
 
-    # One session for batch and streaming tests: the Kafka connector rides along (jars from `make services`).
-    config = spark_config() | kafka_connector_config() | {"spark.master": "local[2]", "spark.sql.shuffle.partitions": "2", "spark.driver.memory": "2g"}
+    # One session for batch and streaming tests: the Kafka connector (jars from `make services`) and the checkpoint
+    # file manager ride along.
+    config = spark_config() | streaming_config() | {"spark.master": "local[2]", "spark.sql.shuffle.partitions": "2", "spark.driver.memory": "2g"}
     builder = SparkSession.builder
     for key, value in config.items():
         builder = builder.config(key, value)

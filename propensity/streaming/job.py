@@ -67,10 +67,10 @@ def kafka_options() -> dict[str, str]:
 def spark_session(app_name: str = "propensity-stream"):
     from pyspark.sql import SparkSession
 
-    from resources.spark import kafka_connector_config, spark_config
+    from resources.spark import spark_config, streaming_config
 
     builder = SparkSession.builder.appName(app_name)
-    config = spark_config() | kafka_connector_config() | STREAMING_SPARK_CONFIG
+    config = spark_config() | streaming_config() | STREAMING_SPARK_CONFIG
     for key, value in config.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
