@@ -146,25 +146,22 @@ def fold_session_events(
     rows["session_cart_value"] = np.round(cumulative["cart_value"].to_numpy() + offset(lambda s: s.cart_value), 6)
 
     timestamps = rows["event_timestamp"]
-    first_time = by_session["event_timestamp"].transform("min")
-    previous_time = by_session["event_timestamp"].shift(1)
-    if carried.any():
-        first_time = first_time.astype("object")
-        first_time[carried] = [states[sid].first_time for sid in session_ids[carried]]
-        first_of_batch = previous_time.isna().to_numpy() & carried
-        previous_time = previous_time.astype("object")
-        previous_time[first_of_batch] = [
-            _time_before(states[sid], ts) for sid, ts in zip(session_ids[first_of_batch], timestamps[first_of_batch])
-        ]
-    rows["session_duration_s"] = (timestamps - first_time.astype(EVENT_TIME_DTYPE)).dt.total_seconds().astype("float64")
-    rows["session_seconds_since_previous_event"] = (
-        (timestamps - previous_time.astype(EVENT_TIME_DTYPE)).dt.total_seconds().fillna(0.0).astype("float64")
-    )
+    first_time = by_session["event_timestamp"].transform("min").astype(EVENT_TIME_DTYPE)
+    previous_time = by_session["event_timestamp"].shift(1).astype(EVENT_TIME_DTYPE)
+    if carried.any():  # only the carried rows go through Python objects
+        at = np.flatnonzero(carried)
+        first_time.iloc[at] = pd.array([states[sid].first_time for sid in session_ids.iloc[at]], dtype=EVENT_TIME_DTYPE)
+        at = np.flatnonzero(previous_time.isna().to_numpy() & carried)  # a carried session's first point of this batch
+        previous_time.iloc[at] = pd.array(
+            [_time_before(states[sid], ts) for sid, ts in zip(session_ids.iloc[at], timestamps.iloc[at])], dtype=EVENT_TIME_DTYPE
+        )
+    rows["session_duration_s"] = (timestamps - first_time).dt.total_seconds().astype("float64")
+    rows["session_seconds_since_previous_event"] = (timestamps - previous_time).dt.total_seconds().fillna(0.0).astype("float64")
     rows["session_hour_utc"] = timestamps.dt.hour.astype(np.int64)
     rows["session_weekday"] = timestamps.dt.weekday.astype(np.int64)
 
     rows = rows[list(FEATURE_ROW_COLUMNS)]
-    return rows, _next_states(events, rows, states, keep_state_for)
+    return rows, _next_states(events, rows, first_time, previous_time, states, keep_state_for)
 
 
 def _time_before(state: SessionState, timestamp: pd.Timestamp) -> pd.Timestamp | None:
@@ -173,33 +170,45 @@ def _time_before(state: SessionState, timestamp: pd.Timestamp) -> pd.Timestamp |
 
 
 def _next_states(
-    events: pd.DataFrame, rows: pd.DataFrame, states: dict[str, SessionState], keep_state_for: list[str] | None
+    events: pd.DataFrame, rows: pd.DataFrame, first_time: pd.Series, previous_time: pd.Series,
+    states: dict[str, SessionState], keep_state_for: list[str] | None,
 ) -> dict[str, SessionState]:
-    last_rows = rows.groupby("session_id", sort=False).tail(1).set_index("session_id")
-    wanted = last_rows.index if keep_state_for is None else [s for s in keep_state_for if s in last_rows.index]
-    if len(wanted) == 0:
+    """Each wanted session's state after its last row: the row's counts and times, plus the products and
+    categories seen (plain Python over the batch's events: per-group pandas calls cost more at stream batch sizes)."""
+    last = rows.groupby("session_id", sort=False).tail(1)
+    if keep_state_for is not None:
+        last = last[last["session_id"].isin(keep_state_for)]
+    if last.empty:
         return {}
-    mine = events[events["session_id"].isin(wanted)]
-    products = mine.dropna(subset=["product_id"]).groupby("session_id")["product_id"].agg(frozenset)
-    categories = mine.dropna(subset=["category_id"]).groupby("session_id")["category_id"].agg(frozenset)
+    wanted = set(last["session_id"])
+    products: dict[str, set] = {}
+    categories: dict[str, set] = {}
+    for sid, product, has_product, category, has_category in zip(
+        events["session_id"], events["product_id"], events["product_id"].notna(),
+        events["category_id"], events["category_id"].notna(),
+    ):
+        if sid in wanted:
+            if has_product:
+                products.setdefault(sid, set()).add(product)
+            if has_category:
+                categories.setdefault(sid, set()).add(category)
+    at = last.index.to_numpy()
+    counts = {name: last[name].tolist() for name in _COUNTERS if name != "purchases"} | {"purchases": last["purchases_so_far"].tolist()}
     out: dict[str, SessionState] = {}
-    records = last_rows.loc[list(wanted)].to_dict("index")  # one conversion, not a row lookup per session
-    for sid in wanted:
-        row = records[sid]
-        previous = states.get(sid)
+    for i, (sid, user, last_time, first, previous, cart_value) in enumerate(zip(
+        last["session_id"], last["user_id"], last["event_timestamp"], first_time.iloc[at], previous_time.iloc[at],
+        last["session_cart_value"].tolist(),
+    )):
+        before = states.get(sid)
         out[sid] = SessionState(
-            user_id=row["user_id"],
-            first_time=previous.first_time if previous else row["event_timestamp"] - pd.Timedelta(seconds=row["session_duration_s"]),
-            last_time=row["event_timestamp"],
-            previous_time=(
-                None
-                if row["session_duration_s"] == 0  # the session's first decision point has none before it
-                else row["event_timestamp"] - pd.Timedelta(seconds=row["session_seconds_since_previous_event"])
-            ),
-            counts={name: int(row[name]) for name in _COUNTERS if name != "purchases"} | {"purchases": int(row["purchases_so_far"])},
-            cart_value=float(row["session_cart_value"]),
-            products=(previous.products if previous else frozenset()) | products.get(sid, frozenset()),
-            categories=(previous.categories if previous else frozenset()) | categories.get(sid, frozenset()),
+            user_id=user,
+            first_time=first,
+            last_time=last_time,
+            previous_time=None if pd.isna(previous) else previous,  # the session's first decision point has none
+            counts={name: int(values[i]) for name, values in counts.items()},
+            cart_value=float(cart_value),
+            products=(before.products if before else frozenset()) | products.get(sid, set()),
+            categories=(before.categories if before else frozenset()) | categories.get(sid, set()),
         )
     return out
 

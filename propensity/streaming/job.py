@@ -77,13 +77,17 @@ def spark_session(app_name: str = "propensity-stream"):
 
 
 def online_writer(profile: str):
-    """Push each session's newest feature row to the online store through Feast's push source."""
+    """Each session's newest feature row into the online store, through the session push source: on Redis with
+    `RedisPushWriter` (Feast's layout and bytes, without its per-row conversion), elsewhere with `FeatureStore.push`."""
     from feast.data_source import PushMode
 
     from propensity.features.definitions import SESSION_PUSH_SOURCE
+    from propensity.streaming.redis_writer import RedisPushWriter
     from resources.feast import open_feature_store
 
     store = open_feature_store(profile)
+    if store.config.online_store.type == "redis":
+        return RedisPushWriter(store, SESSION_PUSH_SOURCE).write
 
     def write(rows: pd.DataFrame) -> None:
         store.push(SESSION_PUSH_SOURCE, rows, to=PushMode.ONLINE)

@@ -255,8 +255,8 @@ class SessionStreamProcessor:
             newest = rows.groupby("session_id", sort=False).tail(1)
             self.write_online(newest[["session_id", "user_id", "event_timestamp", *SESSION_FEATURE_NAMES]].reset_index(drop=True))
             state.sessions.update(new_states)
-            for sid, ids in events.groupby("session_id")["event_id"]:
-                state.seen.setdefault(sid, set()).update(ids)
+            for sid, event_id in zip(events["session_id"], events["event_id"]):
+                state.seen.setdefault(sid, set()).add(event_id)
             batch_max = events["event_time"].max()
             state.max_event_time = batch_max if state.max_event_time is None else max(state.max_event_time, batch_max)
             self._write_parquet(self.archive_dir, batch_id, events_to_arrow(events[list(EVENT_COLUMNS)]))
