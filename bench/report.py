@@ -155,7 +155,7 @@ def streaming_freshness(data: dict) -> str:
         )
     lines.append("")
     labels = {"spark_offsets_planning_commit": "Spark offsets/planning/commit", "spark_read_and_toPandas": "Spark read + toPandas",
-              "state_read": "state snapshot read", "state_write": "state snapshot write", "feast_push": "Feast push",
+              "state_read": "state snapshot read", "state_write": "state snapshot write", "online_write": "online write (Redis)",
               "parquet_write": "archive parquet", "processor_other": "other processor work"}
     for source in sources:
         where = details.get(source, {}).get("freshness", {}).get("where_time_goes", {})
@@ -172,8 +172,8 @@ def streaming_freshness(data: dict) -> str:
                 f"- {names[source][0].upper() + names[source][1:]} at half rate: freshness p50 per 10 s went {windows[0]['p50']:,.0f} -> {windows[-1]['p50']:,.0f} ms; "
                 f"about {scaling['fixed_s_per_batch_estimate']:.2f} s of each batch does not depend on its size; "
                 f"{scaling['active_sessions_mean']:,.0f} active sessions on average (event time ran {scaling['event_time_speedup']:,.0f}x "
-                f"the wall clock), their state snapshot read and written every batch at "
-                f"{scaling['state_snapshot_us_per_active_session']:.0f} µs per session."
+                f"the wall clock); state snapshots (per-batch deltas, a full one every 50th batch) cost "
+                f"{scaling['state_snapshot_us_per_active_session']:.0f} µs per active session and batch."
             )
     budgets = meta.get("budgets", {})
     if budgets:

@@ -1,5 +1,5 @@
 """Streaming throughput and end-to-end freshness: the stream job (Spark Structured Streaming, `foreachBatch` through
-`SessionStreamProcessor`, Feast push into Redis) from Kafka and from the file inbox.
+`SessionStreamProcessor`, session rows into Feast's Redis online store) from Kafka and from the file inbox.
 
 Set-up (untimed): a scratch PROPENSITY_HOME under `var/bench/scratch/` (deleted afterwards), the bench's own Redis
 db `REDIS_DB` (flushed before and after, `feast apply` of the repository's objects), a Kafka topic of its own
@@ -31,7 +31,7 @@ Per SOURCE (kafka, file), with the job run in this process by `start_query(spark
    read with the platform's `OnlineFeatureReader` to cross-check the key encoding.
 
 Where the time goes: the processor's phases are timed per batch by wrappers installed from here (parse, validate,
-fold, Feast push, archive parquet, state snapshot read/write; nothing in `propensity/` is edited), Spark's part from
+fold, online write, archive parquet, state snapshot read/write; nothing in `propensity/` is edited), Spark's part from
 its progress (`triggerExecution` minus `addBatch`: offsets, planning, WAL, commit) and `addBatch` minus the
 processor (reading the micro-batch and `toPandas`).
 
@@ -90,7 +90,7 @@ QUERY_STOP_TIMEOUT_MS = 60_000
 TOPIC_TIMEOUT_S = 30
 CONTENDED_PCT = 10.0
 
-PHASES = ("state_read", "parse", "validate", "fold", "feast_push", "parquet_write", "state_write")
+PHASES = ("state_read", "parse", "validate", "fold", "online_write", "parquet_write", "state_write")
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -198,7 +198,7 @@ class Instrument:
         self._patch(processor.SnapshotStore, "before", self._timed("state_read", processor.SnapshotStore.before))
         self._patch(processor.SnapshotStore, "write", self._timed("state_write", processor.SnapshotStore.write))
         original_writer = job.online_writer
-        self._patch(job, "online_writer", lambda profile: self._timed("feast_push", original_writer(profile)))
+        self._patch(job, "online_writer", lambda profile: self._timed("online_write", original_writer(profile)))
 
     def uninstall(self) -> None:
         for owner, attribute, value in reversed(self._saved):
@@ -679,8 +679,9 @@ def measure_source(spark, source: str, sizes: dict[str, Any], scratch: Path, key
         "fixed_s_per_batch_estimate": round(mean_batch * (1 - rate / max_rate), 3),
         "note": "event_time_speedup: simulated seconds per wall second of the paced phase (the constant rate "
         "compresses the simulator's day), so active_sessions (sessions kept until 40 event-time minutes idle) is far "
-        "below what a storefront sending this rate in real time would keep; the processor reads and writes the whole "
-        "state as JSON every batch at state_snapshot_us_per_active_session. fixed_s_per_batch_estimate: with batch "
+        "below what a storefront sending this rate in real time would keep; state_snapshot_us_per_active_session: "
+        "the snapshot store's read + write time (a delta of the sessions a batch touched, a full snapshot every 50th "
+        "batch) per active session. fixed_s_per_batch_estimate: with batch "
         "time T = F + n/max_events_per_s and n = rate x T, F = T x (1 - rate/max_events_per_s)",
     }
     figures = {"max_events_per_s": round(max_rate, 1), "rate_events_per_s": rate, "freshness_ms": freshness}
@@ -768,7 +769,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "versions": {"feast": feast.__version__, "pyspark": pyspark.__version__, "python": sys.version.split()[0]},
         "job": "propensity.streaming.job.start_query(spark, SOURCE, 'redis', max_per_batch=None) in this process: "
         "Spark local[*] (2 cores), back-to-back micro-batches, no per-trigger cap (maxOffsetsPerTrigger / "
-        "maxFilesPerTrigger unset), so the first throughput batch takes everything pre-loaded; Feast push to Redis",
+        "maxFilesPerTrigger unset), so the first throughput batch takes everything pre-loaded; session rows to Redis by RedisPushWriter (Feast's layout)",
         "throughput_method": f"after a warm-up run of the query over {sizes['warmup_events']:,} events (then stopped), "
         f"{sizes['preload']:,} simulator events pre-loaded (Kafka: replay_to_kafka asap; file: replay_to_files, "
         f"{FILE_LINES:,} lines per file) and the query restarted from its checkpoint; max_events_per_s = events folded / "
@@ -786,7 +787,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "through serving.online_features.OnlineFeatureReader",
         "where_time_goes_method": "per batch: Spark = triggerExecution - addBatch (offsets, planning, WAL, commit); "
         "read + toPandas = addBatch - SessionStreamProcessor.process; processor phases timed by wrappers around "
-        "parse_messages, validate_events, fold_session_events, the Feast push writer, _write_parquet (archive), "
+        "parse_messages, validate_events, fold_session_events, the online writer (RedisPushWriter.write), _write_parquet (archive), "
         "SnapshotStore.before / write (state JSON); processor_other = the rest of process() (dedup, late check, sort, "
         "groupby tail, seen-sets, expiry). share_pct = share of the batches' summed trigger time",
         "phases_s": {},

@@ -289,7 +289,7 @@ class SessionStreamProcessor:
     def _advance_clocks(state: StreamState, raw: pd.DataFrame, messages: pd.DataFrame) -> None:
         if raw.empty:
             return
-        times = pd.to_datetime(raw["event_time"], errors="coerce", utc=True)
+        times = pd.to_datetime(raw["event_time"], errors="coerce", utc=True, format="ISO8601")  # as the contract parses
         partitions = messages["partition"].to_numpy()[raw.index.to_numpy()]
         newest = pd.Series(times.to_numpy(), index=[str(p) for p in partitions]).groupby(level=0).max().dropna()
         for partition, newest_time in newest.items():
