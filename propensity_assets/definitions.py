@@ -25,5 +25,6 @@ defs = dg.Definitions(
     assets=[*materialisable, streaming.storefront_stream],  # the stream has its own check, not a daily policy
     asset_checks=[streaming.stream_keeps_up],
     resources=build_resources(),
-    jobs=[spine_job],
+    jobs=[spine_job, streaming.stream_watch_job],
+    schedules=[streaming.stream_watch_schedule],
 )

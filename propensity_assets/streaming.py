@@ -78,3 +78,20 @@ def stream_keeps_up(config: StreamFreshnessConfig, kafka: KafkaResource) -> dg.A
         passed=not status["behind"], description=description, severity=dg.AssetCheckSeverity.ERROR,
         metadata={"lag_messages": status["lag_messages"], "seconds_since_last_batch": status["seconds_since_last_batch"] or -1.0},
     )
+
+
+# The stream job runs outside Dagster, so nothing would observe it unless asked: this job observes the source and runs
+# its check; the schedule runs it every minute. Stopped by default (the embedded default has no Kafka): turn it on in
+# the UI where the services profile's stream runs.
+stream_watch_job = dg.define_asset_job(
+    "watch_stream",
+    selection=dg.AssetSelection.assets(storefront_stream.key),
+    description="Observe storefront_stream (lag, offsets, freshness) and run stream_keeps_up.",
+)
+
+stream_watch_schedule = dg.ScheduleDefinition(
+    job=stream_watch_job,
+    cron_schedule="* * * * *",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Every minute: observe the stream and fail stream_keeps_up when it falls behind.",
+)

@@ -10,7 +10,7 @@ pandas so it is tested without Spark. Per batch:
 4. late events: an event older than its session's last folded event cannot join the running fold (features move
    forward in time). It is quarantined as `late` and not archived, so the batch path, which reads the archive,
    computes exactly what the stream served. Out-of-order events inside one micro-batch are simply sorted;
-5. fold onto the carried session states with `fold_session_events`, the function the batch job uses, and push
+5. fold onto the carried session states with `fold_session_events`, the function the batch job uses, and write
    each session's newest feature row to the online store;
 6. archive the folded events to the lake (`stream_events`, one parquet file per batch id) and the quarantine to
    `stream_quarantine` (and to the dead-letter topic when there is one);

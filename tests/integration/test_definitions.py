@@ -66,6 +66,10 @@ def test_asset_graph_names_the_spine_assets_and_checks():
         if graph.get(key).is_materializable:
             assert graph.get(key).freshness_policy is not None, key
     assert "storefront_stream:stream_keeps_up" in checks
+    # ... run every minute once turned on (off by default: the embedded default has no Kafka)
+    watch = defs.resolve_schedule_def("watch_stream_schedule")
+    assert watch.cron_schedule == "* * * * *" and watch.default_status == dg.DefaultScheduleStatus.STOPPED
+    assert watch.job.name == "watch_stream"
 
 
 def test_dagster_definitions_validate_passes():

@@ -176,3 +176,15 @@ def test_freshness_check_fails_while_the_stream_is_stopped_and_passes_once_it_ca
     finally:
         query.stop()
     assert caught_up.passed, caught_up.description
+
+    # What the every-minute schedule runs: the observation and the check, in one run.
+    import dagster as dg
+
+    from propensity_assets.streaming import storefront_stream, stream_watch_job
+
+    watch = dg.Definitions(assets=[storefront_stream], asset_checks=[stream_keeps_up], jobs=[stream_watch_job],
+                           resources={"kafka": kafka}).resolve_job_def("watch_stream").execute_in_process()
+    observed = [e.event_specific_data.asset_observation for e in watch.all_events if e.event_type_value == "ASSET_OBSERVATION"]
+    checked = watch.get_asset_check_evaluations()
+    assert [o.asset_key for o in observed] == [storefront_stream.key] and observed[0].metadata["lag_messages"].value == 0
+    assert [(c.check_name, c.passed) for c in checked] == [("stream_keeps_up", True)]
