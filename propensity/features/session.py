@@ -13,7 +13,7 @@ by the storefront either, so the features reflect all of them. This keeps exactl
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -70,10 +70,16 @@ def empty_feature_rows() -> pd.DataFrame:
     return frame
 
 
+def held(session_ids: pd.Series, states: Mapping[str, object]) -> pd.Series:
+    """True where the session has carried state: looks up the batch's sessions, not every state held (the stream
+    holds thousands)."""
+    return session_ids.isin([sid for sid in session_ids.unique() if sid in states])
+
+
 def _first_seen(events: pd.DataFrame, column: str, states: dict[str, SessionState], attr: str) -> np.ndarray:
     """1 where this event touches a product/category not seen earlier in its session (this batch or before)."""
     new = events[column].notna() & ~events.duplicated(["session_id", column])
-    carried = events["session_id"].isin(states.keys()) & new
+    carried = held(events["session_id"], states) & new
     if carried.any():
         seen = np.fromiter(
             (value in getattr(states[sid], attr) for sid, value in zip(events.loc[carried, "session_id"], events.loc[carried, column])),
@@ -122,7 +128,7 @@ def fold_session_events(
     by_session = points.groupby("session_id", sort=False)
     cumulative = by_session[summed_columns].cumsum()
     session_ids = points["session_id"]
-    carried = session_ids.isin(states.keys()).to_numpy()
+    carried = held(session_ids, states).to_numpy()
 
     def offset(getter) -> np.ndarray:
         values = np.zeros(len(points))

@@ -38,7 +38,7 @@ import pandas as pd
 
 from propensity.contract import EVENT_COLUMNS, EVENT_TIME_DTYPE, events_to_arrow, validate_events
 from propensity.features.definitions import SESSION_FEATURE_NAMES, SESSION_GAP_MINUTES
-from propensity.features.session import SessionState, fold_session_events
+from propensity.features.session import SessionState, fold_session_events, held
 from propensity.sources.contract_files import contract_json_lines
 
 ALLOWED_LATENESS = pd.Timedelta(minutes=10)
@@ -233,13 +233,14 @@ class SessionStreamProcessor:
 
         if len(events):
             seen = pd.Series(False, index=events.index)
-            carried = events["session_id"].isin(state.seen.keys())
+            carried = held(events["session_id"], state.seen)
             if carried.any():
                 seen[carried] = [e in state.seen[s] for s, e in zip(events.loc[carried, "session_id"], events.loc[carried, "event_id"])]
             report.replays_dropped += int(seen.sum())
             events = events[~seen]
         if len(events):
-            last = events["session_id"].map({sid: s.last_time for sid, s in state.sessions.items()})
+            last = events["session_id"].map(
+                {sid: state.sessions[sid].last_time for sid in events["session_id"].unique() if sid in state.sessions})
             late = last.notna() & (events["event_time"] < last.astype(EVENT_TIME_DTYPE))
             if late.any():
                 behind = (last[late].astype(EVENT_TIME_DTYPE) - events.loc[late, "event_time"]).dt.total_seconds()
