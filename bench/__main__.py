@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+from bench.common import RUNNER_ENV
 from propensity.paths import PROJECT_ROOT
 
 # In run order.
@@ -32,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
 
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
+    given = sys.argv[1:] if argv is None else argv
+    env[RUNNER_ENV] = " ".join(["python -m bench", *given]) if given else "make bench"
     failed: list[str] = []
     for name in selected:
         print(f"=== bench.{name}", flush=True)

@@ -277,7 +277,7 @@ def run_spark_stages(spark, home: Path, n_events: int, sampler) -> tuple[dict[st
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from bench.common import RssSampler, bench_dir, machine_meta, stopwatch, utc_now_iso
+    from bench.common import RssSampler, bench_dir, machine_meta, run_command, stopwatch, utc_now_iso
 
     sizes = list(QUICK_SIZES) if args.quick else args.sizes
     scratch = Path(args.scratch) if args.scratch else bench_dir() / "scratch" / f"{NAME}-{os.getpid()}"
@@ -375,7 +375,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "sizes": per_size,
                 "machine": machine_meta(),
                 "generated_at": utc_now_iso(),
-                "command": "make bench",
+                "command": run_command(NAME),
                 "argv": " ".join(["python -m bench." + NAME, *sys.argv[1:]]),
             }
             spark.stop()

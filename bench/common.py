@@ -61,6 +61,15 @@ def publish(name: str, result: dict[str, Any], print_summary) -> int:
     return 0
 
 
+RUNNER_ENV = "PROPENSITY_BENCH_RUNNER"  # `python -m bench` passes its own command line to each benchmark here
+
+
+def run_command(name: str) -> str:
+    """The command that produced a result, as the README shows it: the runner's (`make bench` when it ran without
+    arguments), or this benchmark's own when it ran alone."""
+    return os.environ.get(RUNNER_ENV) or " ".join([f"python -m bench.{name}", *sys.argv[1:]])
+
+
 def utc_now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 

@@ -519,7 +519,7 @@ def _round(value: Any) -> Any:
 
 
 def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
-    from bench.common import machine_meta, utc_now_iso
+    from bench.common import machine_meta, run_command, utc_now_iso
 
     wanted = [d.strip() for d in args.datasets.split(",") if d.strip()]
     unknown = sorted(set(wanted) - {"uci", "taobao", "simulator"})
@@ -529,7 +529,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
     scratch.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {}
     meta: dict[str, Any] = {
-        "command": "make bench",
+        "command": run_command(NAME),
         "argv": " ".join([f"python -m bench.{NAME}", *sys.argv[1:]]),
         "quick": args.quick,
         "generated_at": utc_now_iso(),

@@ -783,7 +783,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import feast
     import lightgbm
 
-    from bench.common import bench_dir, machine_meta, utc_now_iso
+    from bench.common import bench_dir, machine_meta, run_command, utc_now_iso
 
     counts = {key: quick if args.quick else full for key, (full, quick) in COUNTS.items()}
     scratch = Path(args.scratch) if args.scratch else bench_dir() / "scratch" / f"{NAME}-{os.getpid()}"
@@ -791,7 +791,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     home = Path(args.state).resolve() if reuse else scratch / "home"
     scratch.mkdir(parents=True, exist_ok=True)
     meta: dict[str, Any] = {
-        "command": "make bench",
+        "command": run_command(NAME),
         "argv": " ".join([f"python -m bench.{NAME}", *sys.argv[1:]]),
         "quick": args.quick,
         "generated_at": utc_now_iso(),

@@ -747,7 +747,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import feast
     import pyspark
 
-    from bench.common import bench_dir, machine_meta, utc_now_iso
+    from bench.common import bench_dir, machine_meta, run_command, utc_now_iso
 
     sizes = {key: quick if args.quick else full for key, (full, quick) in SIZES.items()}
     scratch = bench_dir() / "scratch" / f"{NAME}-{os.getpid()}"
@@ -757,7 +757,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     os.environ.update(PROPENSITY_HOME=str(home), REDIS_URL=_redis_url(), PROPENSITY_PROFILE="redis", STOREFRONT_TOPIC=stream_topic)
     sources = [s for s in SOURCES if s in args.sources.split(",")]
     meta: dict[str, Any] = {
-        "command": "make bench",
+        "command": run_command(NAME),
         "argv": " ".join([f"python -m bench.{NAME}", *sys.argv[1:]]),
         "quick": args.quick,
         "generated_at": utc_now_iso(),
