@@ -106,7 +106,8 @@ class RedisPushWriter:
             if rows[view.join_key].duplicated().any():  # which of two rows Feast keeps depends on its batch order
                 raise ValueError(f"one row per {view.join_key} expected; duplicates: "
                                  f"{rows.loc[rows[view.join_key].duplicated(), view.join_key].unique()[:5].tolist()}")
-        times = pd.to_datetime(rows["event_timestamp"], utc=True).dt.floor("us")  # Feast goes through datetime (µs)
+        # Feast goes through datetime (µs); counted in ns whatever unit the column has (the fold's is µs)
+        times = pd.to_datetime(rows["event_timestamp"], utc=True).dt.floor("us").dt.as_unit("ns")
         nanos = times.astype("int64").to_numpy()
         stamps = [Timestamp(seconds=int(n // 1_000_000_000), nanos=int(n % 1_000_000_000)).SerializeToString() for n in nanos]
         for view in self.views:

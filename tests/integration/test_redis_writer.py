@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from feature_repo import FEAST_OBJECTS
+from propensity.contract import EVENT_TIME_DTYPE
 from propensity.features.definitions import SESSION_FEATURE_NAMES, SESSION_FEATURE_VIEW, SESSION_FEATURES, SESSION_PUSH_SOURCE
 from propensity.streaming.redis_writer import RedisPushWriter
 from resources.feast import open_feature_store
@@ -54,6 +55,7 @@ def test_writes_the_bytes_feast_push_writes(store):
     client = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
     rows = _rows(300, seed=1)
     rows.loc[3, "session_cart_value"] = np.nan  # Feast stores a NaN as an empty value; so must we
+    rows["event_timestamp"] = rows["event_timestamp"].astype(EVENT_TIME_DTYPE)  # as the fold emits them (µs)
     store.push(SESSION_PUSH_SOURCE, rows, to=PushMode.ONLINE)
     by_feast = _dump(client)
     assert len(by_feast) == 300
