@@ -34,6 +34,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.common import CONTENDED_PCT
+
 NAME = "batch_features"
 DEFAULT_SIZES = (100_000, 1_000_000, 5_000_000)
 QUICK_SIZES = (20_000, 100_000)
@@ -45,7 +47,6 @@ PILOT_USERS = 3_000
 DEFAULT_DRIVER_MEMORY = "8g"  # local mode: the driver JVM is also the executor; 5M events need more than the 4g default
 SPARK_STAGES = ("sessions", "user_daily_aggregates", "session_prefix_features")
 STAGES = ("raw_events", *SPARK_STAGES)
-CONTENDED_PCT = 10.0  # foreign_cpu_pct above this: another workload competed with the stage
 RSS_NOTE = (
     "peak_rss_mb = peak of the summed RSS of the process tree (psutil, every 50 ms, reset at each stage start). "
     "Spark stages: the Python driver + the Spark JVM (driver and local executors, so it includes the JVM's resident "
@@ -277,7 +278,7 @@ def run_spark_stages(spark, home: Path, n_events: int, sampler) -> tuple[dict[st
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from bench.common import RssSampler, bench_dir, machine_meta, run_command, stopwatch, utc_now_iso
+    from bench.common import RssSampler, bench_dir, remove_scratch, run_meta, stopwatch
 
     sizes = list(QUICK_SIZES) if args.quick else args.sizes
     scratch = Path(args.scratch) if args.scratch else bench_dir() / "scratch" / f"{NAME}-{os.getpid()}"
@@ -373,19 +374,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "workload": f"simulator seed {args.seed}, {args.days} days from {START_DATE}, users scaled to the target; "
                 "session_id nulled so both sessionisers cut at the 30-minute gap",
                 "sizes": per_size,
-                "machine": machine_meta(),
-                "generated_at": utc_now_iso(),
-                "command": run_command(NAME),
-                "argv": " ".join(["python -m bench." + NAME, *sys.argv[1:]]),
+                **run_meta(NAME, args.quick),
             }
             spark.stop()
         finally:
             if not args.keep_scratch:
-                shutil.rmtree(scratch, ignore_errors=True)
-                try:
-                    scratch.parent.rmdir()  # var/bench/scratch, if no other run is using it
-                except OSError:
-                    pass
+                remove_scratch(scratch)
     meta["wall_s"] = round(wall["seconds"], 1)
     return {"stages": stages, "pandas_baseline": {"sessions": baseline}, "meta": meta}
 

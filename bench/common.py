@@ -11,8 +11,9 @@ import gc
 import json
 import os
 import platform
-import threading
+import shutil
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -62,12 +63,38 @@ def publish(name: str, result: dict[str, Any], print_summary) -> int:
 
 
 RUNNER_ENV = "PROPENSITY_BENCH_RUNNER"  # `python -m bench` passes its own command line to each benchmark here
+CONTENDED_PCT = 10.0  # other processes above this share of the machine's CPU during a phase: its figures are pessimistic
 
 
-def run_command(name: str) -> str:
-    """The command that produced a result, as the README shows it: the runner's (`make bench` when it ran without
-    arguments), or this benchmark's own when it ran alone."""
-    return os.environ.get(RUNNER_ENV) or " ".join([f"python -m bench.{name}", *sys.argv[1:]])
+def run_meta(name: str, quick: bool) -> dict[str, Any]:
+    """What every result's `meta` starts with. `command` is what the README shows: the runner's command line
+    (`make bench` when it ran without arguments), or this benchmark's own when it ran alone."""
+    argv = " ".join([f"python -m bench.{name}", *sys.argv[1:]])
+    return {
+        "command": os.environ.get(RUNNER_ENV) or argv,
+        "argv": argv,
+        "quick": quick,
+        "generated_at": utc_now_iso(),
+        "machine": machine_meta(),
+        "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
+    }
+
+
+def remove_scratch(scratch: Path) -> None:
+    shutil.rmtree(scratch, ignore_errors=True)
+    try:
+        scratch.parent.rmdir()  # var/bench/scratch, if no other run is using it
+    except OSError:
+        pass
+
+
+def print_run_end(meta: dict[str, Any]) -> None:
+    """The last lines of a summary: budget verdicts, load, whole-run time, and phases other work competed with."""
+    for name, verdict in meta.get("budgets", {}).items():
+        print(f"budget {name}: {'yes' if verdict['pass'] else 'NO'} {({k: v for k, v in verdict.items() if k != 'pass'})}")
+    print(f"load average at start {meta['load_average_at_start']}, at end {meta['load_average_at_end']}; whole run {meta['wall_s']:.0f} s")
+    if meta.get("contended"):
+        print(f"WARNING: other processes used > {CONTENDED_PCT:.0f} % of the CPU during: {', '.join(meta['contended'])}")
 
 
 def utc_now_iso() -> str:

@@ -519,7 +519,7 @@ def _round(value: Any) -> Any:
 
 
 def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
-    from bench.common import machine_meta, run_command, utc_now_iso
+    from bench.common import remove_scratch, run_meta
 
     wanted = [d.strip() for d in args.datasets.split(",") if d.strip()]
     unknown = sorted(set(wanted) - {"uci", "taobao", "simulator"})
@@ -529,12 +529,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
     scratch.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {}
     meta: dict[str, Any] = {
-        "command": run_command(NAME),
-        "argv": " ".join([f"python -m bench.{NAME}", *sys.argv[1:]]),
-        "quick": args.quick,
-        "generated_at": utc_now_iso(),
-        "machine": machine_meta(),
-        "load_average_at_start": list(os.getloadavg()),
+        **run_meta(NAME, args.quick),
         "seeds": {"uci_cv": UCI_SEED, "lightgbm_and_baseline": UCI_SEED, "simulator": SIM_SEED},
         "headline_note": "pipeline datasets: test split of the time-based split; UCI: mean over 5 CV folds (std beside), "
         "ece from the pooled out-of-fold predictions",
@@ -586,11 +581,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
                 shutil.rmtree(scratch / dataset, ignore_errors=True)
     finally:
         if not args.keep_scratch:
-            shutil.rmtree(scratch, ignore_errors=True)
-            try:
-                scratch.parent.rmdir()  # var/bench/scratch, if no other run uses it
-            except OSError:
-                pass
+            remove_scratch(scratch)
     meta["wall_s"] = time.perf_counter() - start
     meta["load_average_at_end"] = list(os.getloadavg())
     meta["budgets"] = budget_verdicts(result)

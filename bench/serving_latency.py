@@ -36,7 +36,6 @@ import gc
 import http.client
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -47,6 +46,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from bench.common import CONTENDED_PCT
 from propensity.paths import PROJECT_ROOT
 from serving.endpoint import free_port
 
@@ -75,7 +75,6 @@ SERVER_START_TIMEOUT_S = 120
 REQUEST_TIMEOUT_S = 30
 LOAD_TIMEOUT_S = 600
 STOP_TIMEOUT_S = 15
-CONTENDED_PCT = 10.0  # foreign CPU above this share of the machine during a phase: its latencies are pessimistic
 
 CLIENT_DESCRIPTION = (
     "this Python process: one keep-alive http.client.HTTPConnection per thread (1 or 8 threads, the requests split "
@@ -783,7 +782,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import feast
     import lightgbm
 
-    from bench.common import bench_dir, machine_meta, run_command, utc_now_iso
+    from bench.common import bench_dir, remove_scratch, run_meta
 
     counts = {key: quick if args.quick else full for key, (full, quick) in COUNTS.items()}
     scratch = Path(args.scratch) if args.scratch else bench_dir() / "scratch" / f"{NAME}-{os.getpid()}"
@@ -791,12 +790,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     home = Path(args.state).resolve() if reuse else scratch / "home"
     scratch.mkdir(parents=True, exist_ok=True)
     meta: dict[str, Any] = {
-        "command": run_command(NAME),
-        "argv": " ".join([f"python -m bench.{NAME}", *sys.argv[1:]]),
-        "quick": args.quick,
-        "generated_at": utc_now_iso(),
-        "machine": machine_meta(),
-        "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
+        **run_meta(NAME, args.quick),
         "client": CLIENT_DESCRIPTION,
         "redis": f"{_redis_url()} (the bench's own db, flushed before and after)",
         "entities": args.entities,
@@ -874,11 +868,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             except Exception:  # noqa: BLE001  Redis gone: nothing left to flush
                 pass
         if not args.keep_scratch:
-            shutil.rmtree(scratch, ignore_errors=True)
-            try:
-                scratch.parent.rmdir()  # var/bench/scratch, if no other run is using it
-            except OSError:
-                pass
+            remove_scratch(scratch)
     meta["wall_s"] = round(time.perf_counter() - start, 1)
     meta["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
     meta["budgets"] = budget_verdicts(result)
@@ -901,7 +891,7 @@ def contended(details: dict[str, Any]) -> list[str]:
 
 
 def print_summary(result: dict[str, Any]) -> None:
-    from bench.common import format_table
+    from bench.common import format_table, print_run_end
 
     rows = []
     for store in STORES:
@@ -923,11 +913,7 @@ def print_summary(result: dict[str, Any]) -> None:
     p = result["predictor"]
     print(f"predictor: LightGBM {p['lightgbm_us']:.2f} µs, ours {p['ours_us']:.2f} µs ({p['speedup']:.1f}x), max |diff| {p['max_abs_diff']:.2e}")
     meta = result["meta"]
-    for name, verdict in meta["budgets"].items():
-        print(f"budget {name}: {'yes' if verdict['pass'] else 'NO'} {({k: v for k, v in verdict.items() if k != 'pass'})}")
-    print(f"load average at start {meta['load_average_at_start']}, at end {meta['load_average_at_end']}; whole run {meta['wall_s']:.0f} s")
-    if meta["contended"]:
-        print(f"WARNING: other processes used > {CONTENDED_PCT:.0f} % of the CPU during: {', '.join(meta['contended'])}")
+    print_run_end(meta)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

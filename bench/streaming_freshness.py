@@ -47,7 +47,6 @@ import argparse
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -58,6 +57,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.common import CONTENDED_PCT
 from propensity.paths import PROJECT_ROOT
 
 NAME = "streaming_freshness"
@@ -88,7 +88,6 @@ CHILD_EXTRA_TIMEOUT_S = 120
 PROGRESS_TIMEOUT_S = 30
 QUERY_STOP_TIMEOUT_MS = 60_000
 TOPIC_TIMEOUT_S = 30
-CONTENDED_PCT = 10.0
 
 PHASES = ("state_read", "parse", "validate", "fold", "online_write", "parquet_write", "state_write")
 
@@ -125,14 +124,10 @@ def _stats(values: list[float], digits: int = 3) -> dict[str, float]:
 
 def simulate(n_events: int, seed: int, start_date: str):
     """Contract events from the simulator, in event-time order (as the replayer loads them), cut to `n_events`."""
-    from propensity.contract import validate_events
-    from propensity.session_ids import assign_session_ids
-    from propensity.sources.simulator import simulate_traffic
+    from propensity.streaming.replayer import load_events
 
     users = max(50, math.ceil(n_events / EVENTS_PER_USER_DAY * 1.08))
-    events = simulate_traffic(n_users=users, days=1, seed=seed, start_date=start_date).events
-    valid = assign_session_ids(validate_events(events).valid)
-    valid = valid.sort_values(["event_time", "event_id"], kind="stable").reset_index(drop=True)
+    valid = load_events("simulator", users, 1, seed, start_date)
     if len(valid) < n_events:
         raise RuntimeError(f"the simulator gave {len(valid):,} events for {users:,} users, {n_events:,} wanted")
     return valid.iloc[:n_events].reset_index(drop=True)
@@ -747,7 +742,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import feast
     import pyspark
 
-    from bench.common import bench_dir, machine_meta, run_command, utc_now_iso
+    from bench.common import bench_dir, remove_scratch, run_meta
 
     sizes = {key: quick if args.quick else full for key, (full, quick) in SIZES.items()}
     scratch = bench_dir() / "scratch" / f"{NAME}-{os.getpid()}"
@@ -757,12 +752,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     os.environ.update(PROPENSITY_HOME=str(home), REDIS_URL=_redis_url(), PROPENSITY_PROFILE="redis", STOREFRONT_TOPIC=stream_topic)
     sources = [s for s in SOURCES if s in args.sources.split(",")]
     meta: dict[str, Any] = {
-        "command": run_command(NAME),
-        "argv": " ".join([f"python -m bench.{NAME}", *sys.argv[1:]]),
-        "quick": args.quick,
-        "generated_at": utc_now_iso(),
-        "machine": machine_meta(),
-        "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
+        **run_meta(NAME, args.quick),
         "redis": f"{_redis_url()} (the bench's own db, flushed before and after)",
         "kafka": {"topic": f"{stream_topic} (2 partitions, keyed by session_id; deleted afterwards)"},
         "sizes": sizes,
@@ -849,11 +839,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         except Exception:  # noqa: BLE001
             pass
         if not args.keep_scratch:
-            shutil.rmtree(scratch, ignore_errors=True)
-            try:
-                scratch.parent.rmdir()
-            except OSError:
-                pass
+            remove_scratch(scratch)
     meta["wall_s"] = round(time.perf_counter() - start, 1)
     meta["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
     meta["budgets"] = budget_verdicts(result)
@@ -865,7 +851,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def print_summary(result: dict[str, Any]) -> None:
-    from bench.common import format_table
+    from bench.common import format_table, print_run_end
 
     rows = []
     for source in SOURCES:
@@ -875,11 +861,7 @@ def print_summary(result: dict[str, Any]) -> None:
             rows.append([source, r["max_events_per_s"], r["rate_events_per_s"], f["p50"], f["p95"], f["p99"]])
     print(format_table(["source", "max events/s", "rate events/s", "p50 ms", "p95 ms", "p99 ms"], rows))
     meta = result["meta"]
-    for name, verdict in meta["budgets"].items():
-        print(f"budget {name}: {'yes' if verdict['pass'] else 'NO'} {({k: v for k, v in verdict.items() if k != 'pass'})}")
-    print(f"load average at start {meta['load_average_at_start']}, at end {meta['load_average_at_end']}; whole run {meta['wall_s']:.0f} s")
-    if meta["contended"]:
-        print(f"WARNING: other processes used > {CONTENDED_PCT:.0f} % of the CPU during: {', '.join(meta['contended'])}")
+    print_run_end(meta)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

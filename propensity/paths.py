@@ -16,6 +16,13 @@ def home() -> Path:
     return path
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write under a temporary name, then rename: a reader sees the old file or the new one, never half of one."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def lake_dir() -> Path:
     return home() / "lake"
 

@@ -13,15 +13,15 @@ import time
 
 import dagster as dg
 
-from propensity.streaming.job import stream_dir
+from propensity.streaming.job import progress_path
 from resources.kafka import KafkaResource
 
 MAX_STALL_S = 60.0
 
 
 def stream_status(kafka: KafkaResource, max_stall_s: float = MAX_STALL_S) -> dict:
-    progress_path = stream_dir("kafka") / "progress.json"
-    progress = json.loads(progress_path.read_text()) if progress_path.exists() else {}
+    path = progress_path("kafka")
+    progress = json.loads(path.read_text()) if path.exists() else {}
     if progress and progress.get("topic") != kafka.topic:
         progress = {}  # the job was consuming another topic: nothing is known about this one
     end = kafka.end_offsets()

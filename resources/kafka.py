@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 
 import dagster as dg
 
-from propensity.streaming.job import DEFAULT_BOOTSTRAP, DEFAULT_TOPIC, kafka_options
+from propensity.streaming.job import DEFAULT_BOOTSTRAP, DEFAULT_TOPIC, bootstrap_servers, kafka_options, topic
 
 ADMIN_TIMEOUT_S = 10.0
 
@@ -20,10 +19,7 @@ class KafkaResource(dg.ConfigurableResource):
 
     @classmethod
     def from_env(cls) -> "KafkaResource":
-        return cls(
-            bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP),
-            topic=os.environ.get("STOREFRONT_TOPIC", DEFAULT_TOPIC),
-        )
+        return cls(bootstrap_servers=bootstrap_servers(), topic=topic())
 
     def end_offsets(self) -> dict[int, int]:
         """Next offset to be written, per partition (the high watermark); raises when the broker does not answer."""

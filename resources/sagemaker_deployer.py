@@ -172,8 +172,7 @@ class SageMakerDeployer(dg.ConfigurableResource):
                 f"shift_traffic before deploying {model_version}"
             )
         stamp = deployment_stamp()
-        model_name = sagemaker_name(endpoint, model_version, stamp)
-        config_name = sagemaker_name(endpoint, model_version, stamp)
+        model_name = config_name = sagemaker_name(endpoint, model_version, stamp)  # SageMaker keeps them apart
         try:
             model_data_url = self._upload(endpoint, model_dir, model_version)
             self._create_model(endpoint, model_name, model_data_url, model_version, new_variant)

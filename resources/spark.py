@@ -40,7 +40,9 @@ def spark_config() -> dict[str, str]:
     return config
 
 
-KAFKA_CONNECTOR_JARS = Path(__file__).resolve().parent.parent / "var" / "services" / "spark-jars"  # from `make services`
+# Where `make services` (scripts/services.sh) put them: $PROPENSITY_SERVICES_HOME/spark-jars, default var/services.
+SERVICES_HOME = Path(os.environ.get("PROPENSITY_SERVICES_HOME", Path(__file__).resolve().parent.parent / "var" / "services"))
+KAFKA_CONNECTOR_JARS = SERVICES_HOME / "spark-jars"
 # 4.2.1 is not on Maven Central; the connector of a patch release works with the others of its minor version.
 KAFKA_CONNECTOR_PACKAGE = "org.apache.spark:spark-sql-kafka-0-10_2.13:4.2.0"
 

@@ -214,7 +214,6 @@ spark_jars() {
     echo "spark: Kafka connector for pyspark $pv in $SPARK_JARS_DIR ($(spark_jars_list))"; return
   fi
   java_and_maven
-  mkdir -p "$STATE"
   echo "spark: fetching Spark's Kafka connector for pyspark $pv (Scala $scala) from Maven Central into $SPARK_JARS_DIR"
   local major_minor=${pv%.*} patch=${pv##*.} found=""
   [[ $patch =~ ^[0-9]+$ ]] || patch=0

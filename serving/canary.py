@@ -166,11 +166,6 @@ def asked_once(outcomes: Outcomes | None) -> Outcomes | None:
     return lookup
 
 
-def variant_name(model_version: str) -> str:
-    """A variant is named after the model version it serves (registry versions already follow SageMaker's rule)."""
-    return model_version
-
-
 class CanaryRun:
     """One deployment of `model_version` on an endpoint of the local runtime (see `serving.endpoint`)."""
 
@@ -194,7 +189,7 @@ class CanaryRun:
     def deploy(self, model_version: str) -> DeploymentRecord:
         started_at = utc_now()
         current = self.files.read_variants()
-        new = variant_name(model_version)
+        new = model_version  # a variant is named after the version it serves (registry versions fit SageMaker's rule)
         if not current:
             self.files.write_variants([VariantSpec(new, model_version, 1.0)])
             return self._record(model_version, "deployed", "first deployment on the endpoint: all traffic", started_at, {})

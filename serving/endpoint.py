@@ -35,7 +35,7 @@ from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from propensity.models.artifact import ModelRegistry, load_artifact
-from propensity.paths import PROJECT_ROOT, home
+from propensity.paths import PROJECT_ROOT, home, write_text_atomic
 from serving.deployment import VariantSpec
 from serving.online_features import OnlineFeatureReader
 from serving.scorer import Scorer
@@ -74,9 +74,7 @@ class EndpointFiles:
         if len({v.name for v in variants}) != len(variants):
             raise ValueError(f"variant names must be unique: {[v.name for v in variants]}")
         self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.state.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"variants": [asdict(v) for v in variants], "updated_at": time.time()}, indent=2))
-        os.replace(tmp, self.state)  # the server never reads half a state
+        write_text_atomic(self.state, json.dumps({"variants": [asdict(v) for v in variants], "updated_at": time.time()}, indent=2))
 
 
 class VariantRouter(AsgiApp):

@@ -198,11 +198,10 @@ def _next_states(
                 products.setdefault(sid, set()).add(product)
             if has_category:
                 categories.setdefault(sid, set()).add(category)
-    at = last.index.to_numpy()
     counts = {name: last[name].tolist() for name in _COUNTERS if name != "purchases"} | {"purchases": last["purchases_so_far"].tolist()}
     out: dict[str, SessionState] = {}
     for i, (sid, user, last_time, first, previous, cart_value) in enumerate(zip(
-        last["session_id"], last["user_id"], last["event_timestamp"], first_time.iloc[at], previous_time.iloc[at],
+        last["session_id"], last["user_id"], last["event_timestamp"], first_time.loc[last.index], previous_time.loc[last.index],
         last["session_cart_value"].tolist(),
     )):
         before = states.get(sid)

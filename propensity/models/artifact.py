@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -20,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from propensity.models.calibration import apply_calibrator
-from propensity.paths import home
+from propensity.paths import home, write_text_atomic
 
 MANIFEST = "MANIFEST.json"
 MODEL_FILE = "model.txt"
@@ -143,9 +142,7 @@ class ModelRegistry:
 
     def _save(self, index: dict) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.index_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(index, indent=2))
-        os.replace(tmp, self.index_path)  # atomic: a reader never sees half a registry
+        write_text_atomic(self.index_path, json.dumps(index, indent=2))
 
     def versions(self) -> list[dict]:
         return self._index()["versions"]

@@ -29,9 +29,13 @@ METHODS = ("sigmoid", "isotonic", "temperature")
 CANDIDATES = ("identity", "temperature", "sigmoid", "isotonic")  # simplest first: ties within noise go left
 
 
-def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
+def _row_log_loss(y: np.ndarray, p: np.ndarray) -> np.ndarray:
     p = np.clip(p, PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    return -(y * np.log(p) + (1 - y) * np.log(1 - p))
+
+
+def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
+    return float(np.mean(_row_log_loss(y, p)))
 
 
 def fit_calibrator(method: str, raw_score: np.ndarray, y: np.ndarray) -> dict:
@@ -125,8 +129,7 @@ def choose_calibrator(raw_score, y, folds: int = 5, seed: int = 0) -> tuple[dict
         held_out = np.empty(len(z))
         for fit_idx, eval_idx in splitter.split(z, y):
             held_out[eval_idx] = apply_calibrator(fit_calibrator(method, z[fit_idx], y[fit_idx]), z[eval_idx])
-        p = np.clip(held_out, PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
-        row_losses[method] = -(y * np.log(p) + (1 - y) * np.log(1 - p))
+        row_losses[method] = _row_log_loss(y, held_out)
     losses = {m: float(v.mean()) for m, v in row_losses.items()}
     best = min(CANDIDATES, key=losses.__getitem__)
     paired_se = {m: float(np.std(row_losses[m] - row_losses[best]) / math.sqrt(len(z))) for m in CANDIDATES}

@@ -66,10 +66,12 @@ _HOUR_WEIGHTS = np.array(
     [1.2, 0.7, 0.4, 0.3, 0.3, 0.4, 0.8, 1.5, 2.2, 2.6, 2.8, 3.0,
      3.3, 3.1, 2.9, 2.9, 3.1, 3.5, 4.2, 4.9, 5.2, 4.6, 3.3, 2.0]
 )
+_NIGHT = np.arange(24) < 6  # 00-05 UTC
+_EVENING = (np.arange(24) >= 18) & (np.arange(24) <= 22)  # 18-22 UTC
 # Evening visitors are a little more purposeful, late-night ones less (logit shift of the session intent).
-_HOUR_INTENT = np.where(np.arange(24) < 6, -0.20, np.where((np.arange(24) >= 18) & (np.arange(24) <= 22), 0.15, 0.0))
+_HOUR_INTENT = np.where(_NIGHT, -0.20, np.where(_EVENING, 0.15, 0.0))
 # Checkout-start multiplier by UTC hour (module docstring).
-_HOUR_CHECKOUT = np.where(np.arange(24) < 6, 0.35, np.where((np.arange(24) >= 18) & (np.arange(24) <= 22), 1.25, 1.0))
+_HOUR_CHECKOUT = np.where(_NIGHT, 0.35, np.where(_EVENING, 1.25, 1.0))
 # Monday..Sunday: weekends are busier and slightly more purchase-minded.
 _WEEKDAY_TRAFFIC = np.array([0.90, 0.85, 0.90, 0.95, 1.05, 1.30, 1.25])
 _WEEKDAY_INTENT = np.array([0.0, 0.0, 0.0, 0.0, 0.05, 0.10, 0.10])

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from propensity.paths import home, table_dir
+from propensity.paths import home, table_dir, write_text_atomic
 from propensity.streaming.processor import SessionStreamProcessor
 
 LOG = logging.getLogger("propensity.streaming")
@@ -51,6 +51,11 @@ def dead_letter_topic() -> str:
 
 def stream_dir(source: str) -> Path:
     return home() / "streaming" / source
+
+
+def progress_path(source: str) -> Path:
+    """What the job leaves after every micro-batch for the Dagster observation and freshness check."""
+    return stream_dir(source) / "progress.json"
 
 
 def inbox_dir() -> Path:
@@ -121,18 +126,11 @@ def build_processor(source: str, profile: str) -> SessionStreamProcessor:
     )
 
 
-def _write_progress(path: Path, payload: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str))
-    os.replace(tmp, path)
-
-
 def start_query(spark, source: str, profile: str, max_per_batch: int | None = None):
     """Start the streaming query; returns it (the caller awaits or stops it)."""
     directory = stream_dir(source)
     directory.mkdir(parents=True, exist_ok=True)
     processor = build_processor(source, profile)
-    progress_path = directory / "progress.json"
 
     if source == "kafka":
         reader = (
@@ -167,7 +165,8 @@ def start_query(spark, source: str, profile: str, max_per_batch: int | None = No
     # Offsets processed so far per partition, carried in memory; a restart picks them up from the last progress file
     # when it was for the same topic.
     consumed = topic() if source == "kafka" else str(inbox_dir())
-    previous = json.loads(progress_path.read_text()) if progress_path.exists() else {}
+    progress = progress_path(source)
+    previous = json.loads(progress.read_text()) if progress.exists() else {}
     offsets_done: dict[str, int] = dict(previous.get("offsets", {})) if previous.get("topic") == consumed else {}
 
     def each_batch(batch, batch_id: int) -> None:
@@ -175,10 +174,10 @@ def start_query(spark, source: str, profile: str, max_per_batch: int | None = No
         report = processor.process(batch_id, messages)
         if source == "kafka" and len(messages):
             offsets_done.update({str(p): int(o) for p, o in messages.groupby("partition")["offset"].max().items()})
-        _write_progress(progress_path, {
+        write_text_atomic(progress, json.dumps({
             "source": source, "batch_id": batch_id, "offsets": dict(offsets_done), "processed_at": time.time(),
             "report": report.__dict__, "topic": consumed,
-        })
+        }, indent=2, default=str))
         LOG.info("batch %s: %s messages, %s folded, %s quarantined in %.3f s", batch_id, report.messages, report.folded,
                  report.quarantined, report.seconds)
 

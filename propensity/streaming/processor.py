@@ -39,6 +39,7 @@ import pandas as pd
 from propensity.contract import EVENT_COLUMNS, EVENT_TIME_DTYPE, events_to_arrow, validate_events
 from propensity.features.definitions import SESSION_FEATURE_NAMES, SESSION_GAP_MINUTES
 from propensity.features.session import SessionState, fold_session_events, held
+from propensity.paths import write_text_atomic
 from propensity.sources.contract_files import contract_json_lines
 
 ALLOWED_LATENESS = pd.Timedelta(minutes=10)
@@ -152,10 +153,7 @@ class SnapshotStore:
         full = batch_id % self.FULL_EVERY == 0 or not any(i < batch_id for i in self._ids("state"))
         name = f"state-{batch_id}.json" if full else f"delta-{batch_id}.json"
         text = state.to_json() if full else state.delta_json(changed, expired)
-        path = self.directory / name
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        write_text_atomic(self.directory / name, text)
         (self.directory / (f"delta-{batch_id}.json" if full else f"state-{batch_id}.json")).unlink(missing_ok=True)
         if full:  # everything before the previous full snapshot is no longer needed to rebuild any batch
             earlier = [i for i in self._ids("state") if i < batch_id]

@@ -27,14 +27,16 @@ CREATE_TOPIC_TIMEOUT_S = 30.0
 TOPIC_PARTITIONS = 2
 
 
-def load_events(dataset: str, users: int, days: int, seed: int) -> pd.DataFrame:
-    """Contract events of a dataset in event-time order (the sources' own adapters, validated)."""
+def load_events(dataset: str, users: int, days: int, seed: int, start_date: str | None = None) -> pd.DataFrame:
+    """Contract events of a dataset in event-time order (the sources' own adapters, validated, with session ids);
+    `users`, `days`, `seed` and `start_date` (default: the simulator's) shape the simulator's traffic."""
     from propensity.contract import validate_events
 
     if dataset == "simulator":
         from propensity.sources.simulator import simulate_traffic
 
-        events = simulate_traffic(n_users=users, days=days, seed=seed).events
+        shape = {} if start_date is None else {"start_date": start_date}
+        events = simulate_traffic(n_users=users, days=days, seed=seed, **shape).events
     elif dataset == "taobao":
         from propensity.sources.taobao import load_taobao
 

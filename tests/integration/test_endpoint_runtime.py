@@ -144,6 +144,8 @@ def test_canary_is_promoted_on_live_traffic_then_a_bad_one_is_rolled_back(served
 @pytest.fixture
 def private_redis(tmp_path):
     """A Redis server of our own, so that stopping it does not disturb the shared one."""
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is missing: run `make services` (it installs Redis)")
     port = free_port()
     process = subprocess.Popen(
         ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
@@ -162,8 +164,6 @@ def private_redis(tmp_path):
 
 @pytest.mark.redis
 def test_endpoint_survives_redis_stopping_mid_run_and_says_why(served, endpoint_name, private_redis, monkeypatch):  # noqa: F811
-    if shutil.which("redis-server") is None:
-        pytest.fail("redis-server is missing: run `make services` (it installs Redis)")
     _, artifact, _, sessions, _ = served
     port, redis_process = private_redis
     monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{port}/0")

@@ -44,17 +44,16 @@ def stream_env(propensity_home, monkeypatch):
     return topic, store
 
 
-def wait_until_caught_up(topic: str, timeout_s: float = CATCH_UP_TIMEOUT_S) -> dict:
+def wait_until_caught_up(topic: str, timeout_s: float = CATCH_UP_TIMEOUT_S) -> None:
+    """Until the job has processed every message on the topic (the lag the Dagster observation reports is 0)."""
+    from propensity_assets.streaming import stream_status
+
     kafka = KafkaResource(bootstrap_servers=bootstrap_servers(), topic=topic)
-    progress_path = stream_dir("kafka") / "progress.json"
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        end = kafka.end_offsets()
-        if progress_path.exists():
-            progress = json.loads(progress_path.read_text())
-            done = {int(p): o + 1 for p, o in progress["offsets"].items()}
-            if all(done.get(p, 0) >= e for p, e in end.items()):
-                return progress
+        status = stream_status(kafka)
+        if status["last_batch_id"] is not None and status["lag_messages"] == 0:
+            return
         time.sleep(0.5)
     raise AssertionError(f"the stream did not catch up with {topic} within {timeout_s} s")
 
