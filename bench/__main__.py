@@ -20,7 +20,9 @@ BENCHMARKS: tuple[str, ...] = ("batch_features", "serving_latency", "model_quali
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description="Run the benchmarks; other arguments are forwarded.")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description="Run the benchmarks; other arguments are forwarded."
+    )
     parser.add_argument("--only", help=f"comma-separated subset of {','.join(BENCHMARKS)}")
     args, forwarded = parser.parse_known_args(argv)
     selected = BENCHMARKS
@@ -40,7 +42,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"=== bench.{name}", flush=True)
         start = time.perf_counter()
         code = subprocess.run([sys.executable, "-m", f"bench.{name}", *forwarded], cwd=PROJECT_ROOT, env=env).returncode
-        print(f"=== bench.{name}: {'ok' if code == 0 else f'FAILED (exit {code})'} in {time.perf_counter() - start:.0f} s", flush=True)
+        print(
+            f"=== bench.{name}: {'ok' if code == 0 else f'FAILED (exit {code})'} in {time.perf_counter() - start:.0f} s",
+            flush=True,
+        )
         if code != 0:
             failed.append(name)
     if failed:

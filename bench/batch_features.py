@@ -193,7 +193,9 @@ def worker_baseline(args: argparse.Namespace) -> dict[str, Any]:
     pandas_ids = set(sessions["session_id"])
     spark_events = pq.read_table(table_dir("sessions"), columns=["session_id", "events"]).to_pandas()
     same_sizes = bool(
-        spark_events.set_index("session_id")["events"].sort_index().equals(sessions.set_index("session_id")["events"].sort_index())
+        spark_events.set_index("session_id")["events"]
+        .sort_index()
+        .equals(sessions.set_index("session_id")["events"].sort_index())
     )
     return {
         "sessions": stage.as_dict(),
@@ -218,6 +220,7 @@ def _run_worker(kind: str, home: Path, **options: Any) -> dict[str, Any]:
 
 def _preload_spark_modules() -> None:
     import pyspark.sql  # noqa: F401
+
     import propensity.features.batch  # noqa: F401
     import propensity.sessions  # noqa: F401
     import propensity_assets.spark_tables  # noqa: F401
@@ -261,7 +264,9 @@ def run_spark_stages(spark, home: Path, n_events: int, sampler) -> tuple[dict[st
     results["sessions"] = stage
 
     with measure(sampler, items=n_events) as stage:
-        aggregates = user_daily_aggregates(read_table(spark, lake, "session_events"), read_table(spark, lake, "sessions"))
+        aggregates = user_daily_aggregates(
+            read_table(spark, lake, "session_events"), read_table(spark, lake, "sessions")
+        )
         write_table(aggregates, lake, "user_daily_aggregates")
     results["user_daily_aggregates"] = stage
 
@@ -270,7 +275,10 @@ def run_spark_stages(spark, home: Path, n_events: int, sampler) -> tuple[dict[st
     results["session_prefix_features"] = stage
 
     # Untimed: what each stage produced.
-    rows = {table: read_table(spark, lake, table).count() for table in ("session_events", "sessions", "user_daily_aggregates", "session_prefix_features")}
+    rows = {
+        table: read_table(spark, lake, table).count()
+        for table in ("session_events", "sessions", "user_daily_aggregates", "session_prefix_features")
+    }
     return results, rows
 
 
@@ -293,8 +301,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             spark, config = start_spark(args.driver_memory)
             startup_s = time.perf_counter() - spark_timer
             jvm_heap_mb = spark.sparkContext._jvm.java.lang.Runtime.getRuntime().maxMemory() / 2**20
-            print(f"spark up in {startup_s:.1f} s (master {config['spark.master']}, driver memory {config['spark.driver.memory']}, "
-                  f"JVM max heap {jvm_heap_mb:,.0f} MB)", flush=True)
+            print(
+                f"spark up in {startup_s:.1f} s (master {config['spark.master']}, driver memory {config['spark.driver.memory']}, "
+                f"JVM max heap {jvm_heap_mb:,.0f} MB)",
+                flush=True,
+            )
             with RssSampler() as sampler:
                 warmup_s = 0.0
                 if args.warmup:  # one untimed pass so the first size is not charged for class loading and codegen
@@ -313,19 +324,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     n = info["events"]
                     key = str(n)
                     stages["raw_events"][key] = info["raw_events"]
-                    print(f"simulated {n:,} events ({info['users']:,} users x {info['days']} days) in {info['simulate_s']:.1f} s; "
-                          f"raw_events {info['raw_events']['seconds']:.1f} s", flush=True)
+                    print(
+                        f"simulated {n:,} events ({info['users']:,} users x {info['days']} days) in {info['simulate_s']:.1f} s; "
+                        f"raw_events {info['raw_events']['seconds']:.1f} s",
+                        flush=True,
+                    )
 
                     spark_results, rows = run_spark_stages(spark, home, n, sampler)
                     for stage, measurement in spark_results.items():
                         stages[stage][key] = measurement.as_dict()
-                        print(f"{stage} {measurement.seconds:.1f} s, peak {measurement.peak_rss_mb:,.0f} MB, "
-                              f"foreign CPU {measurement.foreign_cpu_pct:.0f} %", flush=True)
+                        print(
+                            f"{stage} {measurement.seconds:.1f} s, peak {measurement.peak_rss_mb:,.0f} MB, "
+                            f"foreign CPU {measurement.foreign_cpu_pct:.0f} %",
+                            flush=True,
+                        )
 
                     base = _run_worker("baseline", home, events=n)
                     baseline[key] = base["sessions"]
-                    print(f"pandas sessions {base['sessions']['seconds']:.1f} s, foreign CPU {base['sessions']['foreign_cpu_pct']:.0f} %",
-                          flush=True)
+                    print(
+                        f"pandas sessions {base['sessions']['seconds']:.1f} s, foreign CPU {base['sessions']['foreign_cpu_pct']:.0f} %",
+                        flush=True,
+                    )
 
                     checks = {
                         "target_events": target,
@@ -399,29 +418,54 @@ def print_summary(result: dict[str, Any]) -> None:
         for key, m in by_size.items():
             engine = "pandas" if stage == "raw_events" else "spark"
             rows.append(
-                [stage, engine, int(key), m["seconds"], m["events_per_s"], m["peak_rss_mb"], m.get("hwm_rss_mb", "-"), m.get("foreign_cpu_pct", "-")]
+                [
+                    stage,
+                    engine,
+                    int(key),
+                    m["seconds"],
+                    m["events_per_s"],
+                    m["peak_rss_mb"],
+                    m.get("hwm_rss_mb", "-"),
+                    m.get("foreign_cpu_pct", "-"),
+                ]
             )
         if stage == "sessions":
             for key, m in result["pandas_baseline"]["sessions"].items():
                 rows.append(
                     [
-                        "sessions (baseline)", "pandas", int(key), m["seconds"], m["events_per_s"], m["peak_rss_mb"],
-                        m.get("hwm_rss_mb", "-"), m.get("foreign_cpu_pct", "-"),
+                        "sessions (baseline)",
+                        "pandas",
+                        int(key),
+                        m["seconds"],
+                        m["events_per_s"],
+                        m["peak_rss_mb"],
+                        m.get("hwm_rss_mb", "-"),
+                        m.get("foreign_cpu_pct", "-"),
                     ]
                 )
-    print(format_table(["stage", "engine", "events", "seconds", "events/s", "peak RSS MB", "kernel HWM MB", "foreign CPU %"], rows))
+    print(
+        format_table(
+            ["stage", "engine", "events", "seconds", "events/s", "peak RSS MB", "kernel HWM MB", "foreign CPU %"], rows
+        )
+    )
     meta = result["meta"]
-    print(f"spark start-up {meta['spark_startup_s']:.1f} s, driver memory {meta['driver_memory']}, {meta['cores']} cores, "
-          f"master {meta['spark_master']}; whole run {meta['wall_s']:.0f} s")
+    print(
+        f"spark start-up {meta['spark_startup_s']:.1f} s, driver memory {meta['driver_memory']}, {meta['cores']} cores, "
+        f"master {meta['spark_master']}; whole run {meta['wall_s']:.0f} s"
+    )
     if meta.get("contended"):
-        print(f"WARNING: another workload used > {CONTENDED_PCT:.0f} % of the CPU during: {', '.join(meta['contended'])}")
+        print(
+            f"WARNING: another workload used > {CONTENDED_PCT:.0f} % of the CPU during: {', '.join(meta['contended'])}"
+        )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from bench.common import parse_sizes
 
     parser = argparse.ArgumentParser(prog=f"python -m bench.{NAME}", description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", type=parse_sizes, default=list(DEFAULT_SIZES), help="target event counts, comma separated")
+    parser.add_argument(
+        "--sizes", type=parse_sizes, default=list(DEFAULT_SIZES), help="target event counts, comma separated"
+    )
     parser.add_argument("--quick", action="store_true", help=f"sizes {','.join(map(str, QUICK_SIZES))}")
     parser.add_argument("--days", type=int, default=DAYS)
     parser.add_argument("--seed", type=int, default=SEED)

@@ -63,7 +63,9 @@ def publish(name: str, result: dict[str, Any], print_summary) -> int:
 
 
 RUNNER_ENV = "PROPENSITY_BENCH_RUNNER"  # `python -m bench` passes its own command line to each benchmark here
-CONTENDED_PCT = 10.0  # other processes above this share of the machine's CPU during a phase: its figures are pessimistic
+CONTENDED_PCT = (
+    10.0  # other processes above this share of the machine's CPU during a phase: its figures are pessimistic
+)
 
 
 def run_meta(name: str, quick: bool) -> dict[str, Any]:
@@ -91,10 +93,16 @@ def remove_scratch(scratch: Path) -> None:
 def print_run_end(meta: dict[str, Any]) -> None:
     """The last lines of a summary: budget verdicts, load, whole-run time, and phases other work competed with."""
     for name, verdict in meta.get("budgets", {}).items():
-        print(f"budget {name}: {'yes' if verdict['pass'] else 'NO'} {({k: v for k, v in verdict.items() if k != 'pass'})}")
-    print(f"load average at start {meta['load_average_at_start']}, at end {meta['load_average_at_end']}; whole run {meta['wall_s']:.0f} s")
+        print(
+            f"budget {name}: {'yes' if verdict['pass'] else 'NO'} { ({k: v for k, v in verdict.items() if k != 'pass'}) }"
+        )
+    print(
+        f"load average at start {meta['load_average_at_start']}, at end {meta['load_average_at_end']}; whole run {meta['wall_s']:.0f} s"
+    )
     if meta.get("contended"):
-        print(f"WARNING: other processes used > {CONTENDED_PCT:.0f} % of the CPU during: {', '.join(meta['contended'])}")
+        print(
+            f"WARNING: other processes used > {CONTENDED_PCT:.0f} % of the CPU during: {', '.join(meta['contended'])}"
+        )
 
 
 def utc_now_iso() -> str:

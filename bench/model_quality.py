@@ -219,7 +219,10 @@ def worker_models(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "success": bool(result.success),
         "seconds": time.perf_counter() - start,
-        "checks": {f"{e.asset_key.to_user_string()}:{e.check_name}": bool(e.passed) for e in result.get_asset_check_evaluations()},
+        "checks": {
+            f"{e.asset_key.to_user_string()}:{e.check_name}": bool(e.passed)
+            for e in result.get_asset_check_evaluations()
+        },
         "materialized": sorted({e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}),
     }
 
@@ -242,7 +245,9 @@ def _run_child(command: list[str], env: dict[str, str], log: Path, timeout: floa
     log.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with open(log, "w") as out:
-        child = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        child = subprocess.Popen(
+            command, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
         sampler = RssSampler(pid=child.pid, interval=0.25).start()
         try:
             code = child.wait(timeout=timeout)
@@ -256,7 +261,9 @@ def _run_child(command: list[str], env: dict[str, str], log: Path, timeout: floa
     return code, time.perf_counter() - start, peak
 
 
-def _worker(kind: str, extra: list[str], env: dict[str, str], scratch: Path, tag: str, timeout: float) -> dict[str, Any]:
+def _worker(
+    kind: str, extra: list[str], env: dict[str, str], scratch: Path, tag: str, timeout: float
+) -> dict[str, Any]:
     out = scratch / f"{tag}.json"
     log = scratch / f"{tag}.log"
     command = [sys.executable, "-m", f"bench.{NAME}", "--worker", kind, "--out", str(out), *extra]
@@ -302,8 +309,11 @@ def time_fits(source_args: list[str], env: dict[str, str], scratch: Path, tag: s
     for model in MODELS:
         fit = _worker("fit", [*source_args, "--model", model], env, scratch, f"fit-{tag}-{model}", FIT_TIMEOUT_S)
         fits[model] = fit
-        print(f"  fit {tag}/{model}: {fit['train_s']:.2f} s, peak RSS {fit['peak_rss_mb']:.0f} MB "
-              f"(at fit start {fit['rss_at_fit_start_mb']:.0f} MB)", flush=True)
+        print(
+            f"  fit {tag}/{model}: {fit['train_s']:.2f} s, peak RSS {fit['peak_rss_mb']:.0f} MB "
+            f"(at fit start {fit['rss_at_fit_start_mb']:.0f} MB)",
+            flush=True,
+        )
     return fits
 
 
@@ -324,10 +334,16 @@ def run_uci(drop_pagevalues: bool, env: dict[str, str], scratch: Path) -> tuple[
         for model, p in predictions.items():
             oof[model][test_idx] = p
             per_fold[model].append(evaluate(y[test_idx], p))
-        fold_info.append({"fold": fold, "fit_rows": len(fit_idx), "valid_rows": len(valid_idx), "test_rows": len(test_idx), **info})
+        fold_info.append(
+            {"fold": fold, "fit_rows": len(fit_idx), "valid_rows": len(valid_idx), "test_rows": len(test_idx), **info}
+        )
     tag = "uci_no_pagevalues" if drop_pagevalues else "uci"
-    fits = time_fits(["--source", "uci", "--fold", str(UCI_TIMING_FOLD), *(["--no-pagevalues"] if drop_pagevalues else [])],
-                     env, scratch, tag)
+    fits = time_fits(
+        ["--source", "uci", "--fold", str(UCI_TIMING_FOLD), *(["--no-pagevalues"] if drop_pagevalues else [])],
+        env,
+        scratch,
+        tag,
+    )
 
     result: dict[str, Any] = {}
     for model in MODELS:
@@ -372,7 +388,9 @@ def simulator_users(target_events: int, days: int) -> tuple[int, float]:
     return max(100, round(target_events / (rate * days))), rate
 
 
-def run_pipeline_dataset(dataset: str, home: Path, scratch: Path, users: int | None, days: int | None) -> tuple[dict[str, Any], dict[str, Any]]:
+def run_pipeline_dataset(
+    dataset: str, home: Path, scratch: Path, users: int | None, days: int | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     from propensity.models.metrics import calibration_error_vs_truth, evaluate
 
     env = _child_env(home)
@@ -384,13 +402,20 @@ def run_pipeline_dataset(dataset: str, home: Path, scratch: Path, users: int | N
     started_at = time.time()
     code, demo_s, demo_rss = _run_child(command, env, scratch / f"demo-{dataset}.log", PIPELINE_TIMEOUT_S)
     summary_path = home / "demo" / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() and summary_path.stat().st_mtime >= started_at else None
+    summary = (
+        json.loads(summary_path.read_text())
+        if summary_path.exists() and summary_path.stat().st_mtime >= started_at
+        else None
+    )
     demo_error = None if summary is not None else _last_error(scratch / f"demo-{dataset}.log")
     counts = _lake_counts(home)
     failed_checks = [k for k, v in (summary or {}).get("checks", {}).items() if not v]
-    print(f"  demo: exit {code}, {demo_s:.0f} s, peak tree RSS {demo_rss:,.0f} MB, {counts.get('raw_events', 0):,} events, "
-          f"{counts.get('session_prefix_features', 0):,} decision points; "
-          + (f"failed checks {failed_checks or 'none'}" if summary else f"no summary, it ended with: {demo_error}"), flush=True)
+    print(
+        f"  demo: exit {code}, {demo_s:.0f} s, peak tree RSS {demo_rss:,.0f} MB, {counts.get('raw_events', 0):,} events, "
+        f"{counts.get('session_prefix_features', 0):,} decision points; "
+        + (f"failed checks {failed_checks or 'none'}" if summary else f"no summary, it ended with: {demo_error}"),
+        flush=True,
+    )
 
     work = home / "models" / "work"
     predictions_path = work / "test_predictions.parquet"
@@ -398,26 +423,45 @@ def run_pipeline_dataset(dataset: str, home: Path, scratch: Path, users: int | N
     models_run = None
     if not ran_models_in_demo:
         if not counts.get("session_prefix_features"):
-            raise RuntimeError(f"demo for {dataset} failed (exit {code}) before the features; last output:\n{_tail(scratch / f'demo-{dataset}.log')}")
+            raise RuntimeError(
+                f"demo for {dataset} failed (exit {code}) before the features; last output:\n{_tail(scratch / f'demo-{dataset}.log')}"
+            )
         print("  the demo did not materialise the models group: materialising it", flush=True)
         models_start = time.perf_counter()
         code_m, _, models_rss = _run_child(
-            [sys.executable, "-m", f"bench.{NAME}", "--worker", "models", "--out", str(scratch / f"models-{dataset}.json")],
-            env, scratch / f"models-{dataset}.log", PIPELINE_TIMEOUT_S,
+            [
+                sys.executable,
+                "-m",
+                f"bench.{NAME}",
+                "--worker",
+                "models",
+                "--out",
+                str(scratch / f"models-{dataset}.json"),
+            ],
+            env,
+            scratch / f"models-{dataset}.log",
+            PIPELINE_TIMEOUT_S,
         )
         models_s = time.perf_counter() - models_start
         out = scratch / f"models-{dataset}.json"
         models_run = json.loads(out.read_text()) if out.exists() else {"success": False}
         models_run |= {"exit": code_m, "wall_s": models_s, "peak_tree_rss_mb": models_rss}
         failed_model_checks = [k for k, v in models_run.get("checks", {}).items() if not v]
-        print(f"  models group: success {models_run['success']}, {models_s:.0f} s, failed checks {failed_model_checks or 'none'}", flush=True)
+        print(
+            f"  models group: success {models_run['success']}, {models_s:.0f} s, failed checks {failed_model_checks or 'none'}",
+            flush=True,
+        )
         if not predictions_path.exists():
-            raise RuntimeError(f"models group for {dataset} wrote no test predictions; last output:\n{_tail(scratch / f'models-{dataset}.log')}")
+            raise RuntimeError(
+                f"models group for {dataset} wrote no test predictions; last output:\n{_tail(scratch / f'models-{dataset}.log')}"
+            )
 
     dataset_path = home / "lake" / "training_dataset" / "data.parquet"
     training = pd.read_parquet(dataset_path, columns=["decision_id", "decision_event_id", "split", "label"])
     test = pd.read_parquet(predictions_path)
-    test = test.merge(training[["decision_id", "decision_event_id"]], on="decision_id", how="left", validate="one_to_one")
+    test = test.merge(
+        training[["decision_id", "decision_event_id"]], on="decision_id", how="left", validate="one_to_one"
+    )
     y = test["label"].to_numpy()
     metrics = {m: evaluate(y, test[f"p_{m}"].to_numpy()) for m in MODELS}
 
@@ -433,11 +477,17 @@ def run_pipeline_dataset(dataset: str, home: Path, scratch: Path, users: int | N
         truth_info = {"test_rows": len(test), "matched": int(matched.notna().sum())}
         ok = matched.notna().to_numpy()
         for m in MODELS:
-            metrics[m]["ece_vs_truth"] = calibration_error_vs_truth(matched.to_numpy()[ok], test[f"p_{m}"].to_numpy()[ok])
+            metrics[m]["ece_vs_truth"] = calibration_error_vs_truth(
+                matched.to_numpy()[ok], test[f"p_{m}"].to_numpy()[ok]
+            )
 
     candidate = work / "candidate"
-    pipeline_metrics = json.loads((candidate / "metrics.json").read_text()) if (candidate / "metrics.json").exists() else {}
-    pipeline_training = json.loads((candidate / "training.json").read_text()) if (candidate / "training.json").exists() else {}
+    pipeline_metrics = (
+        json.loads((candidate / "metrics.json").read_text()) if (candidate / "metrics.json").exists() else {}
+    )
+    pipeline_training = (
+        json.loads((candidate / "training.json").read_text()) if (candidate / "training.json").exists() else {}
+    )
     disagreements = {}
     for m in MODELS:
         for key in (*HEADLINE, "ece_vs_truth"):
@@ -452,9 +502,15 @@ def run_pipeline_dataset(dataset: str, home: Path, scratch: Path, users: int | N
     fits = time_fits(["--source", "pipeline", "--data", str(dataset_path)], _child_env(), scratch, dataset)
     for m in ("lightgbm", "calibrated"):
         if fits[m].get("best_iteration") != pipeline_trees:
-            disagreements[f"{m}.best_iteration(refit)"] = {"bench": fits[m].get("best_iteration"), "pipeline_trees": pipeline_trees}
+            disagreements[f"{m}.best_iteration(refit)"] = {
+                "bench": fits[m].get("best_iteration"),
+                "pipeline_trees": pipeline_trees,
+            }
     if fits["calibrated"].get("calibrator") != calibrator.get("method"):
-        disagreements["calibrator(refit)"] = {"bench": fits["calibrated"].get("calibrator"), "pipeline": calibrator.get("method")}
+        disagreements["calibrator(refit)"] = {
+            "bench": fits["calibrated"].get("calibrator"),
+            "pipeline": calibrator.get("method"),
+        }
 
     result = {}
     for m in MODELS:
@@ -566,8 +622,14 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
                     users, rate = QUICK_SIM_USERS, None
                 else:
                     users, rate = simulator_users(args.sim_events, days)
-                meta["simulator_sizing"] = {"users": users, "days": days, "target_events": None if args.quick or args.sim_users else args.sim_events,
-                                            "pilot_events_per_user_day": rate, "seed": SIM_SEED, "start_date": SIM_START}
+                meta["simulator_sizing"] = {
+                    "users": users,
+                    "days": days,
+                    "target_events": None if args.quick or args.sim_users else args.sim_events,
+                    "pilot_events_per_user_day": rate,
+                    "seed": SIM_SEED,
+                    "start_date": SIM_START,
+                }
             print(f"--- {dataset}: full pipeline" + (f" ({users:,} users x {days} days)" if users else ""), flush=True)
             t = time.perf_counter()
             try:
@@ -589,7 +651,9 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
     return _round({**ordered, "meta": meta}), errors
 
 
-def log_loss_difference_ci(test: pd.DataFrame, a: str, b: str, draws: int = 2000, seed: int = 0) -> tuple[float, list[float]]:
+def log_loss_difference_ci(
+    test: pd.DataFrame, a: str, b: str, draws: int = 2000, seed: int = 0
+) -> tuple[float, list[float]]:
     """log-loss(a) - log-loss(b) on the test split with a 95 % bootstrap interval over sessions (a session's decision
     points are not independent). An interval that straddles 0 means the data cannot tell the two models apart."""
     floor = 1e-7
@@ -599,7 +663,11 @@ def log_loss_difference_ci(test: pd.DataFrame, a: str, b: str, draws: int = 2000
         p = np.clip(test[column].to_numpy(), floor, 1 - floor)
         return -(y * np.log(p) + (1 - y) * np.log(1 - p))
 
-    per_session = pd.DataFrame({"session": test["session_id"].to_numpy(), "diff": losses(a) - losses(b)}).groupby("session")["diff"].agg(["sum", "count"])
+    per_session = (
+        pd.DataFrame({"session": test["session_id"].to_numpy(), "diff": losses(a) - losses(b)})
+        .groupby("session")["diff"]
+        .agg(["sum", "count"])
+    )
     sums, counts = per_session["sum"].to_numpy(), per_session["count"].to_numpy()
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, len(sums), size=(draws, len(sums)))
@@ -634,26 +702,62 @@ def print_summary(payload: dict[str, Any]) -> None:
         for model in MODELS:
             m = payload[dataset][model]
             auc = num(m["roc_auc"]) + (f" ±{m['roc_auc_std']:.3f}" if "roc_auc_std" in m else "")
-            rows.append([dataset, model, auc, num(m["pr_auc"]), num(m["log_loss"]), num(m["brier"]), num(m["ece"]),
-                         num(m.get("ece_vs_truth")), num(m["train_s"], 2), num(m["peak_rss_mb"], 0)])
-    print(format_table(["dataset", "model", "roc_auc", "pr_auc", "log_loss", "brier", "ece", "ece_vs_truth", "train_s", "peak_rss_mb"], rows))
+            rows.append(
+                [
+                    dataset,
+                    model,
+                    auc,
+                    num(m["pr_auc"]),
+                    num(m["log_loss"]),
+                    num(m["brier"]),
+                    num(m["ece"]),
+                    num(m.get("ece_vs_truth")),
+                    num(m["train_s"], 2),
+                    num(m["peak_rss_mb"], 0),
+                ]
+            )
+    print(
+        format_table(
+            [
+                "dataset",
+                "model",
+                "roc_auc",
+                "pr_auc",
+                "log_loss",
+                "brier",
+                "ece",
+                "ece_vs_truth",
+                "train_s",
+                "peak_rss_mb",
+            ],
+            rows,
+        )
+    )
     meta = payload["meta"]
     for dataset, verdict in meta.get("budgets", {}).items():
         print(f"{dataset}: " + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in verdict.items()))
     for dataset in ("taobao", "simulator"):
         if dataset in meta:
             d = meta[dataset]
-            print(f"{dataset}: {d['events'] or 0:,} events, {d['decision_points'] or 0:,} decision points, test {d['test_rows']:,} rows; "
-                  f"pipeline {d['pipeline_s']:.0f} s (demo {d['demo_s']:.0f} s, summary written: {d['demo_summary_written']}); "
-                  f"disagreements {d['bench_vs_pipeline_disagreements'] or 'none'}")
+            print(
+                f"{dataset}: {d['events'] or 0:,} events, {d['decision_points'] or 0:,} decision points, test {d['test_rows']:,} rows; "
+                f"pipeline {d['pipeline_s']:.0f} s (demo {d['demo_s']:.0f} s, summary written: {d['demo_summary_written']}); "
+                f"disagreements {d['bench_vs_pipeline_disagreements'] or 'none'}"
+            )
     print(f"whole run {meta['wall_s']:.0f} s; errors: {meta['errors'] or 'none'}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=f"python -m bench.{NAME}", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help=f"small simulator run ({QUICK_SIM_USERS:,} users) to check the plumbing")
-    parser.add_argument("--datasets", default="uci,taobao,simulator", help="comma-separated subset of uci,taobao,simulator")
-    parser.add_argument("--sim-events", type=lambda s: int(float(s)), default=SIM_TARGET_EVENTS, help="simulator target event count")
+    parser.add_argument(
+        "--quick", action="store_true", help=f"small simulator run ({QUICK_SIM_USERS:,} users) to check the plumbing"
+    )
+    parser.add_argument(
+        "--datasets", default="uci,taobao,simulator", help="comma-separated subset of uci,taobao,simulator"
+    )
+    parser.add_argument(
+        "--sim-events", type=lambda s: int(float(s)), default=SIM_TARGET_EVENTS, help="simulator target event count"
+    )
     parser.add_argument("--sim-users", type=int, help="simulator users (overrides --sim-events sizing)")
     parser.add_argument("--sim-days", type=int, default=SIM_DAYS)
     parser.add_argument("--keep-scratch", action="store_true", help="keep the scratch state directories")

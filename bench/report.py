@@ -27,13 +27,20 @@ def batch_features(data: dict) -> str:
     header = "| stage | " + " | ".join(f"{_events(s)} events: events/s, peak RSS" for s in sizes) + " |"
     lines = [header, "|---|" + "---|" * len(sizes)]
     for stage in STAGES:
-        cells = [f"{data['stages'][stage][s]['events_per_s']:,.0f}/s, {data['stages'][stage][s]['peak_rss_mb']:,.0f} MB" for s in sizes]
+        cells = [
+            f"{data['stages'][stage][s]['events_per_s']:,.0f}/s, {data['stages'][stage][s]['peak_rss_mb']:,.0f} MB"
+            for s in sizes
+        ]
         engine = "pandas contract gate" if stage == "raw_events" else "Spark"
         lines.append(f"| {stage} ({engine}) | " + " | ".join(cells) + " |")
     baseline = data["pandas_baseline"]["sessions"]
-    cells = [f"{baseline[s]['events_per_s']:,.0f}/s, {baseline[s]['peak_rss_mb']:,.0f} MB" for s in sizes if s in baseline]
+    cells = [
+        f"{baseline[s]['events_per_s']:,.0f}/s, {baseline[s]['peak_rss_mb']:,.0f} MB" for s in sizes if s in baseline
+    ]
     lines.append("| sessions, plain pandas baseline | " + " | ".join(cells) + " |")
-    ratios = [baseline[s]["events_per_s"] / data["stages"]["sessions"][s]["events_per_s"] for s in sizes if s in baseline]
+    ratios = [
+        baseline[s]["events_per_s"] / data["stages"]["sessions"][s]["events_per_s"] for s in sizes if s in baseline
+    ]
     meta = data.get("meta", {})
     lines += [
         "",
@@ -47,7 +54,10 @@ def batch_features(data: dict) -> str:
 
 def model_quality(data: dict) -> str:
     columns = ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "train_s", "peak_rss_mb")
-    lines = ["| dataset | model | " + " | ".join(columns) + " | ECE vs truth |", "|---|---|" + "---|" * (len(columns) + 1)]
+    lines = [
+        "| dataset | model | " + " | ".join(columns) + " | ECE vs truth |",
+        "|---|---|" + "---|" * (len(columns) + 1),
+    ]
     for dataset in ("uci", "uci_no_pagevalues", "taobao", "simulator"):
         if dataset not in data:
             continue
@@ -66,13 +76,17 @@ def model_quality(data: dict) -> str:
                 else:
                     cells.append(f"{value:.4f}" + (f" ± {std:.4f}" if std is not None else ""))
             truth = m.get("ece_vs_truth")
-            lines.append(f"| {dataset} | {model} | " + " | ".join(cells) + f" | {'' if truth is None else f'{truth:.4f}'} |")
+            lines.append(
+                f"| {dataset} | {model} | " + " | ".join(cells) + f" | {'' if truth is None else f'{truth:.4f}'} |"
+            )
     lines.append("")
     for dataset in ("taobao", "simulator"):
         calibrated = data.get(dataset, {}).get("calibrated", {})
         if "log_loss_minus_baseline_ci95" in calibrated:
             low, high = calibrated["log_loss_minus_baseline_ci95"]
-            verdict = "calibrated LightGBM is better" if high < 0 else "worse" if low > 0 else "no detectable difference"
+            verdict = (
+                "calibrated LightGBM is better" if high < 0 else "worse" if low > 0 else "no detectable difference"
+            )
             lines.append(
                 f"- {dataset}: calibrated minus baseline log-loss {calibrated['log_loss_minus_baseline']:+.5f}, "
                 f"95 % bootstrap interval over test sessions [{low:+.5f}, {high:+.5f}]: {verdict}."
@@ -94,13 +108,19 @@ def serving_latency(data: dict) -> str:
     def local(entry: dict | None) -> str:
         return "" if not entry else f"{entry['p50_ms']:.3f} / {entry['p95_ms']:.3f} / {entry['p99_ms']:.3f} ms"
 
-    lines = ["| path (p50 / p95 / p99) | " + " | ".join(names[s] for s in stores) + " |", "|---|" + "---|" * len(stores)]
+    lines = [
+        "| path (p50 / p95 / p99) | " + " | ".join(names[s] for s in stores) + " |",
+        "|---|" + "---|" * len(stores),
+    ]
     for kind, label in (("endpoint", "our endpoint (`serve`)"), ("feast_serve", "`feast serve` (features only)")):
         for c in ("c1", "c8"):
             cells = [http(data.get(kind, {}).get(s, {}).get(c)) for s in stores]
             lines.append(f"| {label}, concurrency {c[1:]} | " + " | ".join(cells) + " |")
         if kind == "endpoint":
-            cells = [f"{data['endpoint'][s]['batch100_rows_per_s']:,.0f} rows/s" if s in data["endpoint"] else "" for s in stores]
+            cells = [
+                f"{data['endpoint'][s]['batch100_rows_per_s']:,.0f} rows/s" if s in data["endpoint"] else ""
+                for s in stores
+            ]
             lines.append(f"| {label}, batches of 100 rows | " + " | ".join(cells) + " |")
     for path, label in (("naive", "in-process Feast SDK + LightGBM `predict`"), ("ours", "in-process `Scorer.score`")):
         cells = [local(data.get("inprocess", {}).get(s, {}).get(path)) for s in stores]
@@ -115,7 +135,9 @@ def serving_latency(data: dict) -> str:
         )
     budgets = meta.get("budgets", {})
     if budgets:
-        verdicts = ", ".join(f"{name.replace('_', ' ')} {'yes' if v['pass'] else '**no**'}" for name, v in budgets.items())
+        verdicts = ", ".join(
+            f"{name.replace('_', ' ')} {'yes' if v['pass'] else '**no**'}" for name, v in budgets.items()
+        )
         lines.append(f"Budgets: {verdicts}.")
     load = meta.get("load_average_at_start")
     foreign = meta.get("details", {}).get("endpoint.redis", {}).get("c1", {}).get("foreign_cpu_pct")
@@ -124,11 +146,17 @@ def serving_latency(data: dict) -> str:
         f"Same {meta.get('entities', '?'):,} sampled sessions in both stores; {counts.get('c1', '?'):,} single-row requests at "
         f"concurrency 1 and {counts.get('c8', '?'):,} at 8, sent by a keep-alive `http.client` load generator on the same "
         f"2 cores as the server. Load average at start {load[0] if load else '?'}"
-        + (f"; other processes used {foreign:.0f} % of the CPU during the Redis endpoint run" if foreign is not None else "")
+        + (
+            f"; other processes used {foreign:.0f} % of the CPU during the Redis endpoint run"
+            if foreign is not None
+            else ""
+        )
         + f". Generated {meta.get('generated_at', '?')} by `{meta.get('command', 'make bench')}`."
     )
     if meta.get("contended"):
-        lines.append(f"Contended (another workload used > 10 % of the CPU, tails pessimistic): {', '.join(meta['contended'])}.")
+        lines.append(
+            f"Contended (another workload used > 10 % of the CPU, tails pessimistic): {', '.join(meta['contended'])}."
+        )
     return "\n".join(lines)
 
 
@@ -154,16 +182,27 @@ def streaming_freshness(data: dict) -> str:
             f"| {t.get('foreign_cpu_pct', '?')} % / {f.get('foreign_cpu_pct', '?')} % |"
         )
     lines.append("")
-    labels = {"spark_offsets_planning_commit": "Spark offsets/planning/commit", "spark_read_and_toPandas": "Spark read + toPandas",
-              "state_read": "state snapshot read", "state_write": "state snapshot write", "online_write": "online write (Redis)",
-              "parquet_write": "archive parquet", "processor_other": "other processor work"}
+    labels = {
+        "spark_offsets_planning_commit": "Spark offsets/planning/commit",
+        "spark_read_and_toPandas": "Spark read + toPandas",
+        "state_read": "state snapshot read",
+        "state_write": "state snapshot write",
+        "online_write": "online write (Redis)",
+        "parquet_write": "archive parquet",
+        "processor_other": "other processor work",
+    }
     for source in sources:
         where = details.get(source, {}).get("freshness", {}).get("where_time_goes", {})
-        parts = sorted(((k, v["share_pct"]) for k, v in where.items() if isinstance(v, dict) and v.get("share_pct") is not None),
-                       key=lambda kv: -kv[1])
+        parts = sorted(
+            ((k, v["share_pct"]) for k, v in where.items() if isinstance(v, dict) and v.get("share_pct") is not None),
+            key=lambda kv: -kv[1],
+        )
         if parts:
-            lines.append(f"- Where a half-rate batch's time goes ({names[source]}): "
-                         + ", ".join(f"{labels.get(k, k)} {p:.0f} %" for k, p in parts if p >= 1) + ".")
+            lines.append(
+                f"- Where a half-rate batch's time goes ({names[source]}): "
+                + ", ".join(f"{labels.get(k, k)} {p:.0f} %" for k, p in parts if p >= 1)
+                + "."
+            )
     for source in sources:
         f = details.get(source, {}).get("freshness", {})
         windows, scaling = f.get("freshness_ms_by_10s", []), f.get("scaling", {})
@@ -177,7 +216,9 @@ def streaming_freshness(data: dict) -> str:
             )
     budgets = meta.get("budgets", {})
     if budgets:
-        verdicts = ", ".join(f"{name.replace('_', ' ')} {'yes' if v['pass'] else '**no**'}" for name, v in budgets.items())
+        verdicts = ", ".join(
+            f"{name.replace('_', ' ')} {'yes' if v['pass'] else '**no**'}" for name, v in budgets.items()
+        )
         lines.append(f"- Budgets (2 cores): {verdicts}.")
     sizes = meta.get("sizes", {})
     load = meta.get("load_average_at_start")
@@ -192,12 +233,18 @@ def streaming_freshness(data: dict) -> str:
         f"Generated {meta.get('generated_at', '?')} by `{meta.get('command', 'make bench')}`.",
     ]
     if meta.get("contended"):
-        lines.append(f"Contended (another workload used > 10 % of the CPU, figures pessimistic): {', '.join(meta['contended'])}.")
+        lines.append(
+            f"Contended (another workload used > 10 % of the CPU, figures pessimistic): {', '.join(meta['contended'])}."
+        )
     return "\n".join(lines)
 
 
-RENDERERS = {"batch_features": batch_features, "model_quality": model_quality, "serving_latency": serving_latency,
-             "streaming_freshness": streaming_freshness}
+RENDERERS = {
+    "batch_features": batch_features,
+    "model_quality": model_quality,
+    "serving_latency": serving_latency,
+    "streaming_freshness": streaming_freshness,
+}
 
 
 def main() -> int:

@@ -95,8 +95,12 @@ def _percentiles_ms(ns: Sequence[int] | np.ndarray) -> dict[str, float]:
 
 def _details_ms(ns: Sequence[int] | np.ndarray) -> dict[str, float]:
     values = np.asarray(ns, dtype=np.float64) / 1e6
-    return {"n": int(len(values)), "mean_ms": round(float(values.mean()), 4), "max_ms": round(float(values.max()), 4),
-            "p999_ms": round(float(np.percentile(values, 99.9)), 4)}
+    return {
+        "n": int(len(values)),
+        "mean_ms": round(float(values.mean()), 4),
+        "max_ms": round(float(values.max()), 4),
+        "p999_ms": round(float(np.percentile(values, 99.9)), 4),
+    }
 
 
 def _tail(path: Path, lines: int = 30) -> str:
@@ -129,7 +133,9 @@ def _run_child(command: list[str], env: dict[str, str], log: Path, timeout: floa
     log.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with open(log, "w") as out:
-        child = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        child = subprocess.Popen(
+            command, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             code = child.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -177,7 +183,9 @@ class CpuWatch:
         own1, busy1, wall = tree_cpu_s(), system_busy_cpu_s(), time.monotonic() - self._wall0
         own = own1 - self._own0
         capacity = wall * (os.cpu_count() or 1)
-        self.foreign_cpu_pct = round(max(0.0, 100.0 * (busy1 - self._busy0 - own) / capacity), 1) if capacity > 0 else None
+        self.foreign_cpu_pct = (
+            round(max(0.0, 100.0 * (busy1 - self._busy0 - own) / capacity), 1) if capacity > 0 else None
+        )
 
 
 # --------------------------------------------------------------------------------------------- HTTP load
@@ -211,8 +219,14 @@ class Client:
         self._conn.close()
 
 
-def run_load(port: int, path: str, bodies: Sequence[bytes], concurrency: int, n_requests: int,
-             check: Callable[[int, bytes], str | None]) -> dict[str, Any]:
+def run_load(
+    port: int,
+    path: str,
+    bodies: Sequence[bytes],
+    concurrency: int,
+    n_requests: int,
+    check: Callable[[int, bytes], str | None],
+) -> dict[str, Any]:
     """`n_requests` POSTs split over `concurrency` threads, each with its own connection, all started together.
     Returns per-request latencies (ns), wall seconds, failures, reconnects and the client's CPU seconds."""
     per_thread = [n_requests // concurrency + (1 if i < n_requests % concurrency else 0) for i in range(concurrency)]
@@ -279,7 +293,14 @@ class Server:
     """A server subprocess in its own process group, started, waited for, and always stopped."""
 
     def __init__(self, name: str, command: list[str], env: dict[str, str], port: int, ready_path: str, log: Path):
-        self.name, self.command, self.env, self.port, self.ready_path, self.log = name, command, env, port, ready_path, log
+        self.name, self.command, self.env, self.port, self.ready_path, self.log = (
+            name,
+            command,
+            env,
+            port,
+            ready_path,
+            log,
+        )
         self.process: subprocess.Popen | None = None
         self.startup_s: float | None = None
 
@@ -287,8 +308,14 @@ class Server:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self._log_handle = open(self.log, "w")
         start = time.perf_counter()
-        self.process = subprocess.Popen(self.command, cwd=PROJECT_ROOT, env=self.env, stdout=self._log_handle,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            self.command,
+            cwd=PROJECT_ROOT,
+            env=self.env,
+            stdout=self._log_handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             self._wait_ready(start)
         except BaseException:
@@ -300,7 +327,9 @@ class Server:
     def _wait_ready(self, start: float) -> None:
         while time.perf_counter() - start < SERVER_START_TIMEOUT_S:
             if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited (code {self.process.returncode}) before answering; log:\n{_tail(self.log)}")
+                raise RuntimeError(
+                    f"{self.name} exited (code {self.process.returncode}) before answering; log:\n{_tail(self.log)}"
+                )
             try:
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
                 conn.request("GET", self.ready_path)
@@ -311,8 +340,10 @@ class Server:
             except OSError:
                 pass
             time.sleep(0.25)
-        raise RuntimeError(f"{self.name} did not answer GET {self.ready_path} on :{self.port} within {SERVER_START_TIMEOUT_S} s; "
-                           f"log:\n{_tail(self.log)}")
+        raise RuntimeError(
+            f"{self.name} did not answer GET {self.ready_path} on :{self.port} within {SERVER_START_TIMEOUT_S} s; "
+            f"log:\n{_tail(self.log)}"
+        )
 
     def cpu_s(self) -> float:
         """CPU seconds of the server's process tree so far (gunicorn: master, worker and recycled workers)."""
@@ -324,8 +355,14 @@ class Server:
         self._log_handle.close()
 
 
-def measure_server(server: Server, path: str, single_bodies: list[bytes], counts: dict[str, int],
-                   check: Callable[[int, bytes], str | None], batch_bodies: list[bytes] | None = None) -> tuple[dict, dict]:
+def measure_server(
+    server: Server,
+    path: str,
+    single_bodies: list[bytes],
+    counts: dict[str, int],
+    check: Callable[[int, bytes], str | None],
+    batch_bodies: list[bytes] | None = None,
+) -> tuple[dict, dict]:
     """Warm-up, then c1 and c8 single-row phases (and batches when given). Returns (figures, details)."""
     figures: dict[str, Any] = {}
     details: dict[str, Any] = {"startup_s": round(server.startup_s, 2)}
@@ -359,9 +396,12 @@ def measure_server(server: Server, path: str, single_bodies: list[bytes], counts
         }
         label = f"{BATCH_ROWS}-row batches" if key == "batch100" else key
         pct = _percentiles_ms(ns)
-        print(f"  {server.name} {label}: p50 {pct['p50_ms']:.3f} ms, p99 {pct['p99_ms']:.3f} ms, {n / load['wall_s']:,.0f} req/s "
-              f"(server CPU {details[key]['server_cpu_us_per_request']:.0f} µs/req, client {details[key]['client_cpu_us_per_request']:.0f} µs/req, "
-              f"foreign CPU {watch.foreign_cpu_pct} %, reconnects {load['reconnects']})", flush=True)
+        print(
+            f"  {server.name} {label}: p50 {pct['p50_ms']:.3f} ms, p99 {pct['p99_ms']:.3f} ms, {n / load['wall_s']:,.0f} req/s "
+            f"(server CPU {details[key]['server_cpu_us_per_request']:.0f} µs/req, client {details[key]['client_cpu_us_per_request']:.0f} µs/req, "
+            f"foreign CPU {watch.foreign_cpu_pct} %, reconnects {load['reconnects']})",
+            flush=True,
+        )
     return figures, details
 
 
@@ -439,7 +479,11 @@ def build_state(home: Path, scratch: Path) -> dict[str, Any]:
     started_at = time.time()
     code, demo_s = _run_child(command, env, scratch / "demo.log", DEMO_TIMEOUT_S)
     summary_path = home / "demo" / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() and summary_path.stat().st_mtime >= started_at else {}
+    summary = (
+        json.loads(summary_path.read_text())
+        if summary_path.exists() and summary_path.stat().st_mtime >= started_at
+        else {}
+    )
     demo_problem = None
     if code != 0:
         # What the bench needs is the online store and a champion; a later demo step failing (e.g. the local
@@ -447,19 +491,29 @@ def build_state(home: Path, scratch: Path) -> dict[str, Any]:
         # store by the SQLite materialisation's parity check and by reading every sampled entity from both stores.
         demo_problem = f"exit {code}; last output: {_tail(scratch / 'demo.log', 5)}"
         if code == -9 or not (home / "models" / "registry" / "registry.json").exists():
-            raise RuntimeError(f"the demo failed (exit {code}) after {demo_s:.0f} s; last output:\n{_tail(scratch / 'demo.log')}")
-        print(f"  WARNING: the demo exited {code} (failed checks "
-              f"{[k for k, v in summary.get('checks', {}).items() if not v] or 'unknown'}); continuing with its state", flush=True)
-    print(f"  demo: {demo_s:.0f} s, {summary.get('events')} events, {summary.get('sessions')} sessions, "
-          f"online store {summary.get('online', {}).get('store')}", flush=True)
+            raise RuntimeError(
+                f"the demo failed (exit {code}) after {demo_s:.0f} s; last output:\n{_tail(scratch / 'demo.log')}"
+            )
+        print(
+            f"  WARNING: the demo exited {code} (failed checks "
+            f"{[k for k, v in summary.get('checks', {}).items() if not v] or 'unknown'}); continuing with its state",
+            flush=True,
+        )
+    print(
+        f"  demo: {demo_s:.0f} s, {summary.get('events')} events, {summary.get('sessions')} sessions, "
+        f"online store {summary.get('online', {}).get('store')}",
+        flush=True,
+    )
 
     out = scratch / "materialise-local.json"
     command = [sys.executable, "-m", f"bench.{NAME}", "--worker", "materialise-local", "--out", str(out)]
     code, mat_s = _run_child(command, env, scratch / "materialise-local.log", MATERIALISE_TIMEOUT_S)
     result = json.loads(out.read_text()) if code == 0 and out.exists() else None
     if result is None or not result["success"] or not all(result["checks"].values()):
-        raise RuntimeError(f"materialising the SQLite online store failed (exit {code}, {result}); last output:\n"
-                           f"{_tail(scratch / 'materialise-local.log')}")
+        raise RuntimeError(
+            f"materialising the SQLite online store failed (exit {code}, {result}); last output:\n"
+            f"{_tail(scratch / 'materialise-local.log')}"
+        )
     print(f"  SQLite online store materialised in {mat_s:.0f} s (parity check {result['checks']})", flush=True)
     return {
         "demo": "scripts/demo.py --profile redis",
@@ -519,12 +573,24 @@ def read_features(pairs: list[tuple[str, str]]) -> tuple[np.ndarray, dict[str, A
         matrices[store] = np.vstack([r.values for r in rows])
         missing[store] = sum(1 for r in rows if r.missing_views)
     if not np.array_equal(matrices["redis"], matrices["sqlite"], equal_nan=True):
-        differ = int((~((matrices["redis"] == matrices["sqlite"]) | (np.isnan(matrices["redis"]) & np.isnan(matrices["sqlite"])))).any(axis=1).sum())
+        differ = int(
+            (
+                ~(
+                    (matrices["redis"] == matrices["sqlite"])
+                    | (np.isnan(matrices["redis"]) & np.isnan(matrices["sqlite"]))
+                )
+            )
+            .any(axis=1)
+            .sum()
+        )
         raise SystemExit(f"the Redis and SQLite online stores disagree on {differ} of {len(pairs)} sampled entities")
     if any(missing.values()):
         raise SystemExit(f"sampled entities without a row in some view: {missing}")
-    return matrices["redis"], {"stores_agree_on_sampled_entities": True, "entities_with_missing_views": missing,
-                               "nan_share_of_feature_values": round(float(np.isnan(matrices["redis"]).mean()), 4)}
+    return matrices["redis"], {
+        "stores_agree_on_sampled_entities": True,
+        "entities_with_missing_views": missing,
+        "nan_share_of_feature_values": round(float(np.isnan(matrices["redis"]).mean()), 4),
+    }
 
 
 # --------------------------------------------------------------------------------------------- phases
@@ -533,7 +599,10 @@ def read_features(pairs: list[tuple[str, str]]) -> tuple[np.ndarray, dict[str, A
 def measure_endpoint(store: str, artifact_dir: Path, home: Path, pairs, counts, scratch: Path) -> tuple[dict, dict]:
     single = [json.dumps({"session_id": s, "user_id": u}, separators=(",", ":")).encode() for u, s in pairs]
     batches = [
-        json.dumps({"instances": [{"session_id": s, "user_id": u} for u, s in pairs[i : i + BATCH_ROWS]]}, separators=(",", ":")).encode()
+        json.dumps(
+            {"instances": [{"session_id": s, "user_id": u} for u, s in pairs[i : i + BATCH_ROWS]]},
+            separators=(",", ":"),
+        ).encode()
         for i in range(0, len(pairs) - BATCH_ROWS + 1, BATCH_ROWS)
     ]
     port = free_port()
@@ -567,16 +636,28 @@ def measure_feast_serve(store: str, home: Path, pairs, counts, scratch: Path) ->
     from resources.feast import FEATURE_REPO_DIR, feast_redis_connection_string, feature_store_yaml
 
     single = [
-        json.dumps({"feature_service": FEATURE_SERVICE_NAME, "entities": {USER_ENTITY_KEY: [u], SESSION_ENTITY_KEY: [s]}},
-                   separators=(",", ":")).encode()
+        json.dumps(
+            {"feature_service": FEATURE_SERVICE_NAME, "entities": {USER_ENTITY_KEY: [u], SESSION_ENTITY_KEY: [s]}},
+            separators=(",", ":"),
+        ).encode()
         for u, s in pairs
     ]
     port = free_port()
     # What resources.feast.open_feature_store exports for the yaml's ${VAR}s, and the profile's yaml.
     env = _child_env(home) | {"FEAST_REDIS_CONNECTION_STRING": feast_redis_connection_string(_redis_url())}
     feast = Path(sys.executable).with_name("feast")
-    command = [str(feast), "-c", str(FEATURE_REPO_DIR), "-f", str(feature_store_yaml(PROFILE_OF_STORE[store])),
-               "serve", "-h", "127.0.0.1", "-p", str(port)]
+    command = [
+        str(feast),
+        "-c",
+        str(FEATURE_REPO_DIR),
+        "-f",
+        str(feature_store_yaml(PROFILE_OF_STORE[store])),
+        "serve",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
 
     def check(status: int, payload: bytes) -> str | None:
         return f"feast serve answered {status}: {payload[:300]!r}"
@@ -588,9 +669,13 @@ def measure_feast_serve(store: str, home: Path, pairs, counts, scratch: Path) ->
         answer = json.loads(body)
         statuses = [s for result in answer.get("results", []) for s in result.get("statuses", [])]
         if status != 200 or not statuses or any(s != "PRESENT" for s in statuses):
-            raise RuntimeError(f"feast serve [{store}] answered {status} {str(answer)[:500]}: expected every feature PRESENT")
+            raise RuntimeError(
+                f"feast serve [{store}] answered {status} {str(answer)[:500]}: expected every feature PRESENT"
+            )
         figures, details = measure_server(server, "/get-online-features", single, counts, check)
-    details["command"] = "feast -c feature_repo -f " + feature_store_yaml(PROFILE_OF_STORE[store]).name + " serve -p <port>"
+    details["command"] = (
+        "feast -c feature_repo -f " + feature_store_yaml(PROFILE_OF_STORE[store]).name + " serve -p <port>"
+    )
     details["response_bytes"] = len(body)
     return figures, details
 
@@ -598,7 +683,12 @@ def measure_feast_serve(store: str, home: Path, pairs, counts, scratch: Path) ->
 def measure_inprocess(store: str, artifact, pairs, n: int) -> tuple[dict, dict]:
     import pandas as pd
 
-    from propensity.features.definitions import FEATURE_SERVICE_NAME, MODEL_FEATURE_NAMES, SESSION_ENTITY_KEY, USER_ENTITY_KEY
+    from propensity.features.definitions import (
+        FEATURE_SERVICE_NAME,
+        MODEL_FEATURE_NAMES,
+        SESSION_ENTITY_KEY,
+        USER_ENTITY_KEY,
+    )
     from propensity.models.calibration import apply_calibrator
     from resources.feast import open_feature_store
     from serving.contract import ScoringRequest
@@ -657,9 +747,12 @@ def measure_inprocess(store: str, artifact, pairs, n: int) -> tuple[dict, dict]:
         "foreign_cpu_pct": watch.foreign_cpu_pct,
         "load_average_1m_at_start": round(watch.load_average_1m, 2),
     }
-    print(f"  in-process [{store}]: naive p50 {figures['naive']['p50_ms']:.3f} / p99 {figures['naive']['p99_ms']:.3f} ms, "
-          f"ours p50 {figures['ours']['p50_ms']:.3f} / p99 {figures['ours']['p99_ms']:.3f} ms, "
-          f"max |Δp| {details['max_abs_diff_propensity']:.2e}, foreign CPU {watch.foreign_cpu_pct} %", flush=True)
+    print(
+        f"  in-process [{store}]: naive p50 {figures['naive']['p50_ms']:.3f} / p99 {figures['naive']['p99_ms']:.3f} ms, "
+        f"ours p50 {figures['ours']['p50_ms']:.3f} / p99 {figures['ours']['p99_ms']:.3f} ms, "
+        f"max |Δp| {details['max_abs_diff_propensity']:.2e}, foreign CPU {watch.foreign_cpu_pct} %",
+        flush=True,
+    )
     return figures, details
 
 
@@ -700,8 +793,12 @@ def measure_predictor(artifact, X: np.ndarray, rounds: int) -> tuple[dict, dict]
             raw_one(row)
         return time.perf_counter() - start, []
 
-    implementations = (("lightgbm_model_threads", time_lightgbm), ("lightgbm_1_thread", time_lightgbm_1thread),
-                       ("ours", time_ours_numpy), ("ours_list", time_ours_list))
+    implementations = (
+        ("lightgbm_model_threads", time_lightgbm),
+        ("lightgbm_1_thread", time_lightgbm_1thread),
+        ("ours", time_ours_numpy),
+        ("ours_list", time_ours_list),
+    )
     for _, fn in implementations:  # warm-up
         fn()
     totals = {key: 0.0 for key, _ in implementations}
@@ -735,21 +832,28 @@ def measure_predictor(artifact, X: np.ndarray, rounds: int) -> tuple[dict, dict]
         "rounds": rounds,
         "per_round_mean_us": per_round,
         "lightgbm_us_by_config": {
-            f"num_threads={booster.params.get('num_threads', 'default')} (as loaded)": round(mean_us["lightgbm_model_threads"], 3),
+            f"num_threads={booster.params.get('num_threads', 'default')} (as loaded)": round(
+                mean_us["lightgbm_model_threads"], 3
+            ),
             "num_threads=1": round(mean_us["lightgbm_1_thread"], 3),
         },
         "lightgbm_us_is": lightgbm_config + ": the faster of the two",
         "ours_from_list_us": round(mean_us["ours_list"], 3),
         "ours_us_note": "raw_score_one(row.tolist()) from the same (1, n) float64 row LightGBM predicts, conversion "
         "included; ours_from_list_us: a Python list given directly",
-        "max_abs_diff_vs_lightgbm_batch_predict": float(np.max(np.abs(batch - np.asarray([raw_one(r) for r in as_lists])))),
+        "max_abs_diff_vs_lightgbm_batch_predict": float(
+            np.max(np.abs(batch - np.asarray([raw_one(r) for r in as_lists])))
+        ),
         "trees": predictor.num_trees,
         "features": int(X.shape[1]),
         "foreign_cpu_pct": watch.foreign_cpu_pct,
         "load_average_1m_at_start": round(watch.load_average_1m, 2),
     }
-    print(f"  predictor: LightGBM {lightgbm_us:.2f} µs ({lightgbm_config}; as loaded {mean_us['lightgbm_model_threads']:.2f} µs), "
-          f"ours {ours_us:.2f} µs ({lightgbm_us / ours_us:.1f}x), max |diff| {max_diff:.2e}", flush=True)
+    print(
+        f"  predictor: LightGBM {lightgbm_us:.2f} µs ({lightgbm_config}; as loaded {mean_us['lightgbm_model_threads']:.2f} µs), "
+        f"ours {ours_us:.2f} µs ({lightgbm_us / ours_us:.1f}x), max |diff| {max_diff:.2e}",
+        flush=True,
+    )
     return figures, details
 
 
@@ -758,7 +862,12 @@ def measure_predictor(artifact, X: np.ndarray, rounds: int) -> tuple[dict, dict]
 
 def budget_verdicts(result: dict[str, Any]) -> dict[str, Any]:
     """DESIGN.md Budgets, Scoring and Model."""
-    endpoint, peer, inproc, predictor = result["endpoint"], result["feast_serve"], result["inprocess"], result["predictor"]
+    endpoint, peer, inproc, predictor = (
+        result["endpoint"],
+        result["feast_serve"],
+        result["inprocess"],
+        result["predictor"],
+    )
     out: dict[str, Any] = {}
     if "redis" in endpoint:
         p99 = endpoint["redis"]["c1"]["p99_ms"]
@@ -767,14 +876,25 @@ def budget_verdicts(result: dict[str, Any]) -> dict[str, Any]:
         if store in endpoint and store in peer:
             ours, theirs = endpoint[store]["c1"]["p99_ms"], peer[store]["c1"]["p99_ms"]
             out[f"endpoint_{store}_c1_p99_at_most_third_of_feast_serve"] = {
-                "pass": ours <= theirs / 3, "ours_p99_ms": ours, "feast_serve_p99_ms": theirs, "ratio": round(theirs / ours, 2)}
+                "pass": ours <= theirs / 3,
+                "ours_p99_ms": ours,
+                "feast_serve_p99_ms": theirs,
+                "ratio": round(theirs / ours, 2),
+            }
         if store in inproc:
             naive, ours = inproc[store]["naive"]["p99_ms"], inproc[store]["ours"]["p99_ms"]
             out[f"inprocess_{store}_ours_p99_3x_better_than_naive"] = {
-                "pass": naive >= 3 * ours, "ours_p99_ms": ours, "naive_p99_ms": naive, "ratio": round(naive / ours, 2)}
+                "pass": naive >= 3 * ours,
+                "ours_p99_ms": ours,
+                "naive_p99_ms": naive,
+                "ratio": round(naive / ours, 2),
+            }
     if predictor:
         out["predictor_speedup_at_least_3x"] = {"pass": predictor["speedup"] >= 3, "speedup": predictor["speedup"]}
-        out["predictor_within_1e-9_of_lightgbm"] = {"pass": predictor["max_abs_diff"] <= 1e-9, "max_abs_diff": predictor["max_abs_diff"]}
+        out["predictor_within_1e-9_of_lightgbm"] = {
+            "pass": predictor["max_abs_diff"] <= 1e-9,
+            "max_abs_diff": predictor["max_abs_diff"],
+        }
     return out
 
 
@@ -838,23 +958,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         pairs = sample_entities(args.entities, SEED)
         X, store_check = read_features(pairs)
         meta["online_stores"] = store_check
-        print(f"  champion {artifact.version} ({meta['model']['trees']} trees, {meta['model']['calibrator']} calibration); "
-              f"{len(pairs):,} entities, identical in Redis and SQLite", flush=True)
+        print(
+            f"  champion {artifact.version} ({meta['model']['trees']} trees, {meta['model']['calibrator']} calibration); "
+            f"{len(pairs):,} entities, identical in Redis and SQLite",
+            flush=True,
+        )
 
         for store in STORES:
             print(f"--- {store}: endpoint and feast serve over HTTP", flush=True)
             t = time.perf_counter()
             result["endpoint"][store], meta["details"][f"endpoint.{store}"] = measure_endpoint(
-                store, artifact.directory, home, pairs, counts, scratch)
+                store, artifact.directory, home, pairs, counts, scratch
+            )
             result["feast_serve"][store], meta["details"][f"feast_serve.{store}"] = measure_feast_serve(
-                store, home, pairs, counts, scratch)
+                store, home, pairs, counts, scratch
+            )
             meta["phases_s"][f"http.{store}"] = round(time.perf_counter() - t, 1)
 
         print("--- in-process", flush=True)
         for store in STORES:
             t = time.perf_counter()
             result["inprocess"][store], meta["details"][f"inprocess.{store}"] = measure_inprocess(
-                store, artifact, pairs, counts["inprocess"])
+                store, artifact, pairs, counts["inprocess"]
+            )
             meta["phases_s"][f"inprocess.{store}"] = round(time.perf_counter() - t, 1)
 
         print("--- predictor", flush=True)
@@ -873,8 +999,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     meta["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
     meta["budgets"] = budget_verdicts(result)
     meta["contended"] = contended(meta["details"])
-    meta["contended_note"] = (f"phases during which other processes used more than {CONTENDED_PCT:.0f} % of the machine's CPU "
-                              "(foreign_cpu_pct in details): on 2 cores their tail latencies measure the scheduler as much as the code")
+    meta["contended_note"] = (
+        f"phases during which other processes used more than {CONTENDED_PCT:.0f} % of the machine's CPU "
+        "(foreign_cpu_pct in details): on 2 cores their tail latencies measure the scheduler as much as the code"
+    )
     return {**result, "meta": meta}
 
 
@@ -909,16 +1037,22 @@ def print_summary(result: dict[str, Any]) -> None:
     print(format_table(["path", "store", "conc.", "p50 ms", "p95 ms", "p99 ms", "req/s"], rows))
     for store in STORES:
         if store in result["endpoint"]:
-            print(f"endpoint {store}: {result['endpoint'][store]['batch100_rows_per_s']:,.0f} rows/s in batches of {BATCH_ROWS}")
+            print(
+                f"endpoint {store}: {result['endpoint'][store]['batch100_rows_per_s']:,.0f} rows/s in batches of {BATCH_ROWS}"
+            )
     p = result["predictor"]
-    print(f"predictor: LightGBM {p['lightgbm_us']:.2f} µs, ours {p['ours_us']:.2f} µs ({p['speedup']:.1f}x), max |diff| {p['max_abs_diff']:.2e}")
+    print(
+        f"predictor: LightGBM {p['lightgbm_us']:.2f} µs, ours {p['ours_us']:.2f} µs ({p['speedup']:.1f}x), max |diff| {p['max_abs_diff']:.2e}"
+    )
     meta = result["meta"]
     print_run_end(meta)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=f"python -m bench.{NAME}", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer requests and calls (checks the plumbing, not the figures)")
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer requests and calls (checks the plumbing, not the figures)"
+    )
     parser.add_argument("--entities", type=int, default=ENTITIES, help="sampled (user_id, session_id) pairs")
     parser.add_argument("--keep-scratch", action="store_true", help="keep the scratch state and server logs")
     parser.add_argument("--output", default=NAME, help="result name: var/bench/<name>.json")

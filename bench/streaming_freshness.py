@@ -118,8 +118,13 @@ def _stats(values: list[float], digits: int = 3) -> dict[str, float]:
     if not values:
         return {}
     a = np.asarray(values, dtype=np.float64)
-    return {"n": int(len(a)), "mean": round(float(a.mean()), digits), "p50": round(float(np.median(a)), digits),
-            "max": round(float(a.max()), digits), "min": round(float(a.min()), digits)}
+    return {
+        "n": int(len(a)),
+        "mean": round(float(a.mean()), digits),
+        "p50": round(float(np.median(a)), digits),
+        "max": round(float(a.max()), digits),
+        "min": round(float(a.min()), digits),
+    }
 
 
 def simulate(n_events: int, seed: int, start_date: str):
@@ -154,10 +159,13 @@ class Instrument:
                 current = self._current
                 if current is not None:
                     current["phases"][name] = current["phases"].get(name, 0.0) + time.perf_counter() - start
+
         return wrapper
 
     def _patch(self, owner, attribute: str, value) -> None:
-        self._saved.append((owner, attribute, owner.__dict__[attribute] if isinstance(owner, type) else getattr(owner, attribute)))
+        self._saved.append(
+            (owner, attribute, owner.__dict__[attribute] if isinstance(owner, type) else getattr(owner, attribute))
+        )
         setattr(owner, attribute, value)
 
     def install(self) -> None:
@@ -178,9 +186,17 @@ class Instrument:
                 instrument._current = None
                 raise
             instrument._current = None
-            record.update(process_s=time.perf_counter() - start, ended_wall=time.time(), messages=report.messages,
-                          folded=report.folded, sessions_written=report.sessions_written, quarantined=report.quarantined,
-                          replays_dropped=report.replays_dropped, late=report.late, active_sessions=report.active_sessions)
+            record.update(
+                process_s=time.perf_counter() - start,
+                ended_wall=time.time(),
+                messages=report.messages,
+                folded=report.folded,
+                sessions_written=report.sessions_written,
+                quarantined=report.quarantined,
+                replays_dropped=report.replays_dropped,
+                late=report.late,
+                active_sessions=report.active_sessions,
+            )
             with instrument._lock:
                 instrument.batches.append(record)
             return report
@@ -189,7 +205,9 @@ class Instrument:
         self._patch(processor, "parse_messages", self._timed("parse", processor.parse_messages))
         self._patch(processor, "validate_events", self._timed("validate", processor.validate_events))
         self._patch(processor, "fold_session_events", self._timed("fold", processor.fold_session_events))
-        self._patch(P, "_write_parquet", staticmethod(self._timed("parquet_write", P.__dict__["_write_parquet"].__func__)))
+        self._patch(
+            P, "_write_parquet", staticmethod(self._timed("parquet_write", P.__dict__["_write_parquet"].__func__))
+        )
         self._patch(processor.SnapshotStore, "before", self._timed("state_read", processor.SnapshotStore.before))
         self._patch(processor.SnapshotStore, "write", self._timed("state_write", processor.SnapshotStore.write))
         original_writer = job.online_writer
@@ -235,16 +253,25 @@ def batch_rows(records: list[dict], progress: dict[int, dict]) -> list[dict[str,
         add_batch_s = durations.get("addBatch", 0) / 1e3 if p else None
         start = pd.Timestamp(p["timestamp"]).timestamp() if p else r["started_wall"]
         phases = {k: r["phases"].get(k, 0.0) for k in PHASES}
-        rows.append({
-            "batch_id": r["batch_id"], "messages": r["messages"], "folded": r["folded"],
-            "sessions_written": r["sessions_written"], "quarantined": r["quarantined"], "active_sessions": r["active_sessions"],
-            "start": start, "end": start + trigger_s if trigger_s is not None else r["ended_wall"],
-            "trigger_s": trigger_s, "process_s": r["process_s"],
-            "spark_other_s": None if p is None else max(0.0, trigger_s - add_batch_s),
-            "read_to_pandas_s": None if p is None else max(0.0, add_batch_s - r["process_s"]),
-            "phases": phases, "processor_other_s": max(0.0, r["process_s"] - sum(phases.values())),
-            "spark_duration_ms": dict(durations),
-        })
+        rows.append(
+            {
+                "batch_id": r["batch_id"],
+                "messages": r["messages"],
+                "folded": r["folded"],
+                "sessions_written": r["sessions_written"],
+                "quarantined": r["quarantined"],
+                "active_sessions": r["active_sessions"],
+                "start": start,
+                "end": start + trigger_s if trigger_s is not None else r["ended_wall"],
+                "trigger_s": trigger_s,
+                "process_s": r["process_s"],
+                "spark_other_s": None if p is None else max(0.0, trigger_s - add_batch_s),
+                "read_to_pandas_s": None if p is None else max(0.0, add_batch_s - r["process_s"]),
+                "phases": phases,
+                "processor_other_s": max(0.0, r["process_s"] - sum(phases.values())),
+                "spark_duration_ms": dict(durations),
+            }
+        )
     return rows
 
 
@@ -265,9 +292,14 @@ def breakdown(rows: list[dict]) -> dict[str, Any]:
     out = {"batches": sum(1 for r in rows if r["trigger_s"] is not None), "trigger_s_total": round(total, 3)}
     for k, values in parts.items():
         if values:
-            out[k] = {"mean_s": round(float(np.mean(values)), 4), "share_pct": round(100 * sum(values) / total, 1) if total else None}
+            out[k] = {
+                "mean_s": round(float(np.mean(values)), 4),
+                "share_pct": round(100 * sum(values) / total, 1) if total else None,
+            }
     keys = sorted({k for r in rows for k in r["spark_duration_ms"]})
-    out["spark_duration_ms_mean"] = {k: round(float(np.mean([r["spark_duration_ms"].get(k, 0) for r in rows])), 1) for k in keys}
+    out["spark_duration_ms_mean"] = {
+        k: round(float(np.mean([r["spark_duration_ms"].get(k, 0) for r in rows])), 1) for k in keys
+    }
     return out
 
 
@@ -392,8 +424,15 @@ def worker_produce(spec: dict[str, Any]) -> dict[str, Any]:
         from confluent_kafka import Producer
 
         # The replayer's producer settings (the storefront's).
-        producer = Producer({"bootstrap.servers": spec["bootstrap"], "linger.ms": 5, "enable.idempotence": True,
-                             "message.timeout.ms": 30000, **spec.get("kafka_options", {})})
+        producer = Producer(
+            {
+                "bootstrap.servers": spec["bootstrap"],
+                "linger.ms": 5,
+                "enable.idempotence": True,
+                "message.timeout.ms": 30000,
+                **spec.get("kafka_options", {}),
+            }
+        )
         failures: list[str] = []
 
         def delivered(error, message):
@@ -466,12 +505,18 @@ def worker_produce(spec: dict[str, Any]) -> dict[str, Any]:
 
     gaps = np.diff(poll_starts) if len(poll_starts) > 1 else np.array([])
     return {
-        "samples": [[int(i), int(kth[i]), float(sent[i] - t0), None if np.isnan(seen[i]) else float(seen[i] - t0)] for i in samples],
+        "samples": [
+            [int(i), int(kth[i]), float(sent[i] - t0), None if np.isnan(seen[i]) else float(seen[i] - t0)]
+            for i in samples
+        ],
         "unresolved_bound_s": float(drained_at - t0),
         "events_sent": n,
         "send_seconds": round(last_send - first_send, 3),
         "achieved_rate": round(n / (last_send - first_send), 1) if last_send > first_send else None,
-        "send_lag_s": {"mean": round(float(np.mean(lag)), 4) if lag else None, "max": round(float(np.max(lag)), 4) if lag else None},
+        "send_lag_s": {
+            "mean": round(float(np.mean(lag)), 4) if lag else None,
+            "max": round(float(np.max(lag)), 4) if lag else None,
+        },
         "polls": poll_stats["polls"],
         "mean_poll_s": round(poll_stats["poll_s"] / max(1, poll_stats["polls"]), 5),
         "max_poll_s": round(poll_stats["max_poll_s"], 4),
@@ -499,8 +544,14 @@ def run_child(spec: dict[str, Any], scratch: Path, timeout_s: float) -> dict[str
     log_path = scratch / f"child-{spec['tag']}.log"
     spec_path.write_text(json.dumps(spec))
     with open(log_path, "w") as log:
-        child = subprocess.Popen([sys.executable, "-m", f"bench.{NAME}", "--worker", str(spec_path), "--out", str(out_path)],
-                                 cwd=PROJECT_ROOT, env=_child_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        child = subprocess.Popen(
+            [sys.executable, "-m", f"bench.{NAME}", "--worker", str(spec_path), "--out", str(out_path)],
+            cwd=PROJECT_ROOT,
+            env=_child_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             code = child.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -519,8 +570,10 @@ def wait_for_messages(query, instrument: Instrument, mark: int, expected: int, t
         if not query.isActive:
             raise RuntimeError(f"the stream query stopped: {query.exception()}")
         if time.monotonic() > deadline:
-            raise RuntimeError(f"the stream did not catch up within {timeout_s:.0f} s: "
-                               f"{instrument.messages_since(mark):,} of {expected:,} messages processed")
+            raise RuntimeError(
+                f"the stream did not catch up within {timeout_s:.0f} s: "
+                f"{instrument.messages_since(mark):,} of {expected:,} messages processed"
+            )
         time.sleep(0.05)
 
 
@@ -535,7 +588,7 @@ def verify_counts(events, keys: SessionKeys, sample_for_reader: int = 200) -> di
     sessions = list(expected.index)
     got_all: dict[str, int | None] = {}
     for start in range(0, len(sessions), 2_000):
-        chunk = sessions[start:start + 2_000]
+        chunk = sessions[start : start + 2_000]
         pipe = client.pipeline(transaction=False)
         for s in chunk:
             pipe.hget(keys.key(s), keys.field)
@@ -551,11 +604,23 @@ def verify_counts(events, keys: SessionKeys, sample_for_reader: int = 200) -> di
         reader_wrong = sum(1 for s, f in zip(subset, read) if f.values[column] != expected[s])
     finally:
         reader.close()
-    return {"sessions": len(sessions), "sessions_wrong": wrong, "reader_checked": len(subset), "reader_wrong": reader_wrong}
+    return {
+        "sessions": len(sessions),
+        "sessions_wrong": wrong,
+        "reader_checked": len(subset),
+        "reader_wrong": reader_wrong,
+    }
 
 
-def measure_source(spark, source: str, sizes: dict[str, Any], scratch: Path, keys: SessionKeys, seeds: tuple[int, int],
-                   instrument: Instrument) -> tuple[dict[str, Any], dict[str, Any]]:
+def measure_source(
+    spark,
+    source: str,
+    sizes: dict[str, Any],
+    scratch: Path,
+    keys: SessionKeys,
+    seeds: tuple[int, int],
+    instrument: Instrument,
+) -> tuple[dict[str, Any], dict[str, Any]]:
     from bench.serving_latency import CpuWatch, tree_cpu_s
     from propensity.sources.contract_files import contract_json_lines
     from propensity.streaming.job import bootstrap_servers, inbox_dir, kafka_options, start_query, topic
@@ -574,18 +639,32 @@ def measure_source(spark, source: str, sizes: dict[str, Any], scratch: Path, key
     finally:
         query.stop()
     window = rows[-1]["end"] - rows[0]["start"]
-    details["warmup"] = {"events": nw, "events_per_s": round(sum(r["folded"] for r in rows) / window, 1), **batch_summary(rows),
-                         "where_time_goes": breakdown(rows)}
-    print(f"  [{source}] warm-up run (cold): {nw:,} events at {details['warmup']['events_per_s']:,.0f} events/s; query stopped", flush=True)
+    details["warmup"] = {
+        "events": nw,
+        "events_per_s": round(sum(r["folded"] for r in rows) / window, 1),
+        **batch_summary(rows),
+        "where_time_goes": breakdown(rows),
+    }
+    print(
+        f"  [{source}] warm-up run (cold): {nw:,} events at {details['warmup']['events_per_s']:,.0f} events/s; query stopped",
+        flush=True,
+    )
 
     # ---- phase 1: pre-load, then the job (restarted from its checkpoint) from its first batch to catch-up
     n1 = sizes["preload"]
     events1 = simulate(n1, seeds[0], "2026-11-02")
     t = time.perf_counter()
     _preload(source, events1)
-    details["preload"] = {"events": n1, "sessions": int(events1["session_id"].nunique()), "seconds": round(time.perf_counter() - t, 2),
-                          **({"files": math.ceil(n1 / FILE_LINES), "lines_per_file": FILE_LINES} if source == "file" else {})}
-    print(f"  [{source}] pre-loaded {n1:,} events in {details['preload']['seconds']:.1f} s; starting the query", flush=True)
+    details["preload"] = {
+        "events": n1,
+        "sessions": int(events1["session_id"].nunique()),
+        "seconds": round(time.perf_counter() - t, 2),
+        **({"files": math.ceil(n1 / FILE_LINES), "lines_per_file": FILE_LINES} if source == "file" else {}),
+    }
+    print(
+        f"  [{source}] pre-loaded {n1:,} events in {details['preload']['seconds']:.1f} s; starting the query",
+        flush=True,
+    )
 
     first = len(instrument.snapshot())  # batches recorded so far (the other source's)
     query = start_query(spark, source, "redis", None)  # from the warm-up's checkpoint
@@ -599,15 +678,23 @@ def measure_source(spark, source: str, sizes: dict[str, Any], scratch: Path, key
         window = rows1[-1]["end"] - rows1[0]["start"]
         max_rate = folded1 / window
         details["throughput"] = {
-            "events_folded": folded1, "seconds_first_batch_start_to_catch_up": round(window, 3),
-            **batch_summary(rows1), "where_time_goes": breakdown(rows1),
-            "foreign_cpu_pct": watch1.foreign_cpu_pct, "load_average_1m_at_start": round(watch1.load_average_1m, 2),
+            "events_folded": folded1,
+            "seconds_first_batch_start_to_catch_up": round(window, 3),
+            **batch_summary(rows1),
+            "where_time_goes": breakdown(rows1),
+            "foreign_cpu_pct": watch1.foreign_cpu_pct,
+            "load_average_1m_at_start": round(watch1.load_average_1m, 2),
             "spark_progress_found": len(progress1),
         }
-        print(f"  [{source}] throughput: {folded1:,} events in {window:.1f} s = {max_rate:,.0f} events/s "
-              f"({len(rows1)} batch(es), foreign CPU {watch1.foreign_cpu_pct} %)", flush=True)
+        print(
+            f"  [{source}] throughput: {folded1:,} events in {window:.1f} s = {max_rate:,.0f} events/s "
+            f"({len(rows1)} batch(es), foreign CPU {watch1.foreign_cpu_pct} %)",
+            flush=True,
+        )
         if folded1 != n1:
-            raise RuntimeError(f"{folded1:,} of {n1:,} pre-loaded events folded (quarantined {details['throughput']['quarantined']})")
+            raise RuntimeError(
+                f"{folded1:,} of {n1:,} pre-loaded events folded (quarantined {details['throughput']['quarantined']})"
+            )
 
         # ---- phase 2: half that rate, paced, freshness sampled
         rate = max(1.0, round(RATE_FRACTION * max_rate))
@@ -619,17 +706,34 @@ def measure_source(spark, source: str, sizes: dict[str, Any], scratch: Path, key
         sessions_path.write_text("\n".join(events2["session_id"]) + "\n")
         keys_path.write_text(json.dumps({s: keys.key(s).hex() for s in events2["session_id"].unique()}))
         spec = {
-            "source": source, "tag": tag, "rate": rate, "sample_every": SAMPLE_EVERY, "poll_interval_s": POLL_INTERVAL_S,
-            "lines": str(lines_path), "sessions": str(sessions_path), "keys": str(keys_path), "field": keys.field.hex(),
-            "redis_url": _redis_url(), "bootstrap": bootstrap_servers(), "topic": topic(), "kafka_options": kafka_options(),
-            "inbox": str(inbox_dir()), "file_seconds": FILE_SECONDS, "drain_timeout_s": DRAIN_TIMEOUT_S,
+            "source": source,
+            "tag": tag,
+            "rate": rate,
+            "sample_every": SAMPLE_EVERY,
+            "poll_interval_s": POLL_INTERVAL_S,
+            "lines": str(lines_path),
+            "sessions": str(sessions_path),
+            "keys": str(keys_path),
+            "field": keys.field.hex(),
+            "redis_url": _redis_url(),
+            "bootstrap": bootstrap_servers(),
+            "topic": topic(),
+            "kafka_options": kafka_options(),
+            "inbox": str(inbox_dir()),
+            "file_seconds": FILE_SECONDS,
+            "drain_timeout_s": DRAIN_TIMEOUT_S,
         }
         mark = len(instrument.snapshot())
-        print(f"  [{source}] freshness: {n2:,} events at {rate:,.0f}/s for {sizes['warmup_s'] + sizes['duration_s']:.0f} s "
-              f"(first {sizes['warmup_s']:.0f} s warm-up), every {SAMPLE_EVERY}th sampled", flush=True)
+        print(
+            f"  [{source}] freshness: {n2:,} events at {rate:,.0f}/s for {sizes['warmup_s'] + sizes['duration_s']:.0f} s "
+            f"(first {sizes['warmup_s']:.0f} s warm-up), every {SAMPLE_EVERY}th sampled",
+            flush=True,
+        )
         own0 = tree_cpu_s()
         with CpuWatch() as watch2:
-            child = run_child(spec, scratch, sizes["warmup_s"] + sizes["duration_s"] + DRAIN_TIMEOUT_S + CHILD_EXTRA_TIMEOUT_S)
+            child = run_child(
+                spec, scratch, sizes["warmup_s"] + sizes["duration_s"] + DRAIN_TIMEOUT_S + CHILD_EXTRA_TIMEOUT_S
+            )
             wait_for_messages(query, instrument, mark, n2, CATCH_UP_TIMEOUT_S)
         own = tree_cpu_s() - own0
         records2 = instrument.snapshot()[mark:]
@@ -648,19 +752,35 @@ def measure_source(spark, source: str, sizes: dict[str, Any], scratch: Path, key
     freshness = _percentiles_ms(latency[steady])
     folded2 = sum(r["folded"] for r in rows2)
     details["freshness"] = {
-        "events_sent": child["events_sent"], "events_folded": folded2, "rate_target": rate, "rate_achieved": child["achieved_rate"],
-        "send_seconds": child["send_seconds"], "send_lag_behind_schedule_s": child["send_lag_s"],
-        "samples": int(len(samples)), "samples_after_warmup": int(steady.sum()), "unresolved_samples": int(unresolved.sum()),
-        "freshness_ms_after_warmup": {**freshness, "mean": round(float(latency[steady].mean() * 1e3), 1),
-                                      "max": round(float(latency[steady].max() * 1e3), 1)},
+        "events_sent": child["events_sent"],
+        "events_folded": folded2,
+        "rate_target": rate,
+        "rate_achieved": child["achieved_rate"],
+        "send_seconds": child["send_seconds"],
+        "send_lag_behind_schedule_s": child["send_lag_s"],
+        "samples": int(len(samples)),
+        "samples_after_warmup": int(steady.sum()),
+        "unresolved_samples": int(unresolved.sum()),
+        "freshness_ms_after_warmup": {
+            **freshness,
+            "mean": round(float(latency[steady].mean() * 1e3), 1),
+            "max": round(float(latency[steady].max() * 1e3), 1),
+        },
         "freshness_ms_all_samples": {**_percentiles_ms(latency), "max": round(float(latency.max() * 1e3), 1)},
         "freshness_ms_by_10s": _by_window(samples[:, 2], latency, 10.0),
-        "poller": {k: child[k] for k in ("polls", "mean_poll_s", "max_poll_s", "mean_keys_per_poll", "mean_poll_period_s")},
-        "child_cpu_s": child["cpu_s"], "child_cpu_cores": round(child["cpu_s"] / max(1e-9, child["unresolved_bound_s"]), 2),
+        "poller": {
+            k: child[k] for k in ("polls", "mean_poll_s", "max_poll_s", "mean_keys_per_poll", "mean_poll_period_s")
+        },
+        "child_cpu_s": child["cpu_s"],
+        "child_cpu_cores": round(child["cpu_s"] / max(1e-9, child["unresolved_bound_s"]), 2),
         "job_cpu_s": round(own - child["cpu_s"], 1),
-        "job_cpu_cores": round((own - child["cpu_s"]) / max(1e-9, rows2[-1]["end"] - rows2[0]["start"]), 2) if rows2 else None,
-        **batch_summary(rows2), "where_time_goes": breakdown(rows2),
-        "foreign_cpu_pct": watch2.foreign_cpu_pct, "load_average_1m_at_start": round(watch2.load_average_1m, 2),
+        "job_cpu_cores": round((own - child["cpu_s"]) / max(1e-9, rows2[-1]["end"] - rows2[0]["start"]), 2)
+        if rows2
+        else None,
+        **batch_summary(rows2),
+        "where_time_goes": breakdown(rows2),
+        "foreign_cpu_pct": watch2.foreign_cpu_pct,
+        "load_average_1m_at_start": round(watch2.load_average_1m, 2),
         "spark_progress_found": len(progress2),
     }
     span_s = (events2["event_time"].max() - events2["event_time"].min()).total_seconds()
@@ -681,9 +801,12 @@ def measure_source(spark, source: str, sizes: dict[str, Any], scratch: Path, key
     }
     figures = {"max_events_per_s": round(max_rate, 1), "rate_events_per_s": rate, "freshness_ms": freshness}
     f = details["freshness"]
-    print(f"  [{source}] freshness p50/p95/p99 {freshness['p50']:.0f} / {freshness['p95']:.0f} / {freshness['p99']:.0f} ms "
-          f"({f['samples_after_warmup']:,} samples; {f['batches']} batches of mean {f['batch_messages'].get('mean', 0):,.0f} "
-          f"messages in {f['mean_batch_s']} s; foreign CPU {f['foreign_cpu_pct']} %; unresolved {f['unresolved_samples']})", flush=True)
+    print(
+        f"  [{source}] freshness p50/p95/p99 {freshness['p50']:.0f} / {freshness['p95']:.0f} / {freshness['p99']:.0f} ms "
+        f"({f['samples_after_warmup']:,} samples; {f['batches']} batches of mean {f['batch_messages'].get('mean', 0):,.0f} "
+        f"messages in {f['mean_batch_s']} s; foreign CPU {f['foreign_cpu_pct']} %; unresolved {f['unresolved_samples']})",
+        flush=True,
+    )
     return figures, details
 
 
@@ -716,9 +839,14 @@ def budget_verdicts(result: dict[str, Any]) -> dict[str, Any]:
             continue
         r = result[source]
         out[f"{source}_sustained_at_least_{BUDGET_EVENTS_PER_S}_events_per_s"] = {
-            "pass": r["max_events_per_s"] >= BUDGET_EVENTS_PER_S, "events_per_s": r["max_events_per_s"]}
+            "pass": r["max_events_per_s"] >= BUDGET_EVENTS_PER_S,
+            "events_per_s": r["max_events_per_s"],
+        }
         out[f"{source}_freshness_p95_under_{BUDGET_P95_MS}ms_at_half_rate"] = {
-            "pass": r["freshness_ms"]["p95"] < BUDGET_P95_MS, "p95_ms": r["freshness_ms"]["p95"], "rate_events_per_s": r["rate_events_per_s"]}
+            "pass": r["freshness_ms"]["p95"] < BUDGET_P95_MS,
+            "p95_ms": r["freshness_ms"]["p95"],
+            "rate_events_per_s": r["rate_events_per_s"],
+        }
     return out
 
 
@@ -749,7 +877,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     home = scratch / "home"
     home.mkdir(parents=True, exist_ok=True)
     stream_topic = f"bench-freshness-{uuid.uuid4().hex[:8]}"
-    os.environ.update(PROPENSITY_HOME=str(home), REDIS_URL=_redis_url(), PROPENSITY_PROFILE="redis", STOREFRONT_TOPIC=stream_topic)
+    os.environ.update(
+        PROPENSITY_HOME=str(home), REDIS_URL=_redis_url(), PROPENSITY_PROFILE="redis", STOREFRONT_TOPIC=stream_topic
+    )
     sources = [s for s in SOURCES if s in args.sources.split(",")]
     meta: dict[str, Any] = {
         **run_meta(NAME, args.quick),
@@ -793,7 +923,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             _redis_client().ping()
         except redis.exceptions.RedisError as error:
-            raise SystemExit(f"Redis is not reachable at {_redis_url()} ({error}): start it with `make services`") from None
+            raise SystemExit(
+                f"Redis is not reachable at {_redis_url()} ({error}): start it with `make services`"
+            ) from None
         from feature_repo import FEAST_OBJECTS
         from propensity.streaming.job import bootstrap_servers, spark_session
         from propensity.streaming.replayer import ensure_topic
@@ -803,7 +935,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             try:
                 ensure_topic(bootstrap_servers(), stream_topic)
             except Exception as error:  # noqa: BLE001
-                raise SystemExit(f"Kafka is not answering at {bootstrap_servers()}: run `make services` ({error})") from None
+                raise SystemExit(
+                    f"Kafka is not answering at {bootstrap_servers()}: run `make services` ({error})"
+                ) from None
         _redis_client().flushdb()
         open_feature_store("redis").apply(FEAST_OBJECTS)
         keys = SessionKeys()
@@ -813,13 +947,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         spark.conf.set("spark.sql.streaming.numRecentProgressUpdates", "10000")
         spark.conf.set("spark.sql.streaming.stopTimeout", str(QUERY_STOP_TIMEOUT_MS))
         meta["phases_s"]["spark_session_start"] = round(time.perf_counter() - t, 1)
-        meta["spark"] = {"master": spark.sparkContext.master, "default_parallelism": spark.sparkContext.defaultParallelism}
+        meta["spark"] = {
+            "master": spark.sparkContext.master,
+            "default_parallelism": spark.sparkContext.defaultParallelism,
+        }
         instrument.install()
         for n, source in enumerate(sources):
             print(f"--- {source}", flush=True)
             t = time.perf_counter()
             seeds = (SEED + 10 * n + 1, SEED + 10 * n + 2, SEED + 10 * n + 3)
-            result[source], meta["details"][source] = measure_source(spark, source, sizes, scratch, keys, seeds, instrument)
+            result[source], meta["details"][source] = measure_source(
+                spark, source, sizes, scratch, keys, seeds, instrument
+            )
             meta["phases_s"][source] = round(time.perf_counter() - t, 1)
     finally:
         instrument.uninstall()
@@ -843,10 +982,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     meta["wall_s"] = round(time.perf_counter() - start, 1)
     meta["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
     meta["budgets"] = budget_verdicts(result)
-    meta["contended"] = [f"{s}.{phase}" for s, d in meta["details"].items() for phase in ("throughput", "freshness")
-                         if (d.get(phase, {}).get("foreign_cpu_pct") or 0.0) > CONTENDED_PCT]
-    meta["contended_note"] = (f"phases during which other processes used more than {CONTENDED_PCT:.0f} % of the machine's CPU "
-                              "(foreign_cpu_pct in details): on 2 cores the job then had less than the 2 cores measured for")
+    meta["contended"] = [
+        f"{s}.{phase}"
+        for s, d in meta["details"].items()
+        for phase in ("throughput", "freshness")
+        if (d.get(phase, {}).get("foreign_cpu_pct") or 0.0) > CONTENDED_PCT
+    ]
+    meta["contended_note"] = (
+        f"phases during which other processes used more than {CONTENDED_PCT:.0f} % of the machine's CPU "
+        "(foreign_cpu_pct in details): on 2 cores the job then had less than the 2 cores measured for"
+    )
     return {**result, "meta": meta}
 
 
@@ -866,7 +1011,9 @@ def print_summary(result: dict[str, Any]) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=f"python -m bench.{NAME}", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer events, shorter paced phase (checks the plumbing, not the figures)")
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer events, shorter paced phase (checks the plumbing, not the figures)"
+    )
     parser.add_argument("--sources", default=",".join(SOURCES), help=argparse.SUPPRESS)
     parser.add_argument("--keep-scratch", action="store_true", help="keep the scratch state and the child's logs")
     parser.add_argument("--output", default=NAME, help="result name: var/bench/<name>.json")

@@ -103,7 +103,9 @@ def _as_optional_str(series: pd.Series) -> pd.Series:
     out = series.astype("object").where(series.notna(), None)
     if pd.api.types.infer_dtype(out, skipna=True) in ("string", "empty"):
         return out  # already strings (the common case): no per-value work
-    return out.map(lambda v: None if v is None else (str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)))
+    return out.map(
+        lambda v: None if v is None else (str(int(v)) if isinstance(v, float) and v.is_integer() else str(v))
+    )
 
 
 def _parse_event_time(values: pd.Series) -> pd.Series:
@@ -158,9 +160,14 @@ def _schema_reasons(typed: pd.DataFrame) -> pd.Series:
         row_cases = cases[cases["index"].notna()].copy()
         frame_cases = cases[cases["index"].isna()]
         if len(frame_cases):  # a column-level failure (wrong dtype, missing column) concerns every row
-            raise ValueError(f"event frame does not match contract {CONTRACT_VERSION}: {frame_cases.to_dict('records')}")
-        row_cases["text"] = row_cases["column"].astype(str) + ": " + row_cases["check"].astype(str).map(_describe_check) + (
-            " (" + row_cases["failure_case"].astype(str) + ")"
+            raise ValueError(
+                f"event frame does not match contract {CONTRACT_VERSION}: {frame_cases.to_dict('records')}"
+            )
+        row_cases["text"] = (
+            row_cases["column"].astype(str)
+            + ": "
+            + row_cases["check"].astype(str).map(_describe_check)
+            + (" (" + row_cases["failure_case"].astype(str) + ")")
         )
         grouped = row_cases.groupby("index")["text"].agg(lambda t: "; ".join(sorted(set(t))))
         return grouped.reindex(typed.index).fillna("").astype("object")
@@ -205,11 +212,15 @@ def validate_events(raw: pd.DataFrame, *, now: pd.Timestamp | None = None) -> Va
     combined.loc[failing] = [_merge_reasons(p, r) for p, r in zip(reasons[failing], schema_reasons[failing])]
     bad = combined.ne("")
 
-    quarantine = raw.reindex(columns=list(EVENT_COLUMNS)).loc[bad].astype("object").map(lambda v: None if pd.isna(v) else str(v))
+    quarantine = (
+        raw.reindex(columns=list(EVENT_COLUMNS)).loc[bad].astype("object").map(lambda v: None if pd.isna(v) else str(v))
+    )
     quarantine["reason"] = combined[bad]
     quarantine["quarantined_at"] = (now or pd.Timestamp.now(tz="UTC")).isoformat()
     valid = typed.loc[~bad].reset_index(drop=True)
     return ValidatedEvents(
-        valid=valid, quarantine=quarantine.reset_index(drop=True), duplicates_dropped=int(duplicate.sum()),
+        valid=valid,
+        quarantine=quarantine.reset_index(drop=True),
+        duplicates_dropped=int(duplicate.sum()),
         quarantine_positions=[int(i) for i in quarantine.index],
     )

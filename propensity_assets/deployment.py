@@ -40,7 +40,9 @@ class EndpointConfig(dg.Config):
     check_specs=[dg.AssetCheckSpec("deployment_not_rolled_back", asset="propensity_endpoint")],
     description="The registry's champion deployed to the endpoint (canary, baking, alarms, promote or roll back).",
 )
-def propensity_endpoint(context: dg.AssetExecutionContext, config: EndpointConfig, deployer: dg.ResourceParam[Deployer]):
+def propensity_endpoint(
+    context: dg.AssetExecutionContext, config: EndpointConfig, deployer: dg.ResourceParam[Deployer]
+):
     registry = ModelRegistry()
     version = registry.champion_version()
     if version is None:
@@ -52,7 +54,8 @@ def propensity_endpoint(context: dg.AssetExecutionContext, config: EndpointConfi
         context.log.warning(f"canary {version} rolled back: {record.reason}")
     history = deployer.history(config.endpoint)
     rows = "\n".join(
-        f"| {r.started_at[:19]} | {r.model_version} | {r.outcome} | {r.reason.replace('|', '/')[:160]} |" for r in history[-15:]
+        f"| {r.started_at[:19]} | {r.model_version} | {r.outcome} | {r.reason.replace('|', '/')[:160]} |"
+        for r in history[-15:]
     )
     yield dg.MaterializeResult(
         metadata={

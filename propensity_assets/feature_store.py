@@ -73,7 +73,9 @@ def online_features(feast: FeastResource, lake: LakeResource):
     latest_session = sessions.sort_values("event_timestamp").iloc[-1]
     example = store.get_online_features(
         features=store.get_feature_service(FEATURE_SERVICE_NAME),
-        entity_rows=[{USER_ENTITY_KEY: latest_session[USER_ENTITY_KEY], SESSION_ENTITY_KEY: latest_session[SESSION_ENTITY_KEY]}],
+        entity_rows=[
+            {USER_ENTITY_KEY: latest_session[USER_ENTITY_KEY], SESSION_ENTITY_KEY: latest_session[SESSION_ENTITY_KEY]}
+        ],
     ).to_df()
     yield dg.MaterializeResult(
         metadata={

@@ -27,7 +27,11 @@ def _schema_check(frame, schema, keys: list[str], check_name: str) -> dg.AssetCh
     return dg.AssetCheckResult(
         check_name=check_name,
         passed=not failures and duplicate_keys == 0,
-        metadata={"duplicate_keys": duplicate_keys, "rows_validated": len(sample), "failures": dg.MetadataValue.json(failures)},
+        metadata={
+            "duplicate_keys": duplicate_keys,
+            "rows_validated": len(sample),
+            "failures": dg.MetadataValue.json(failures),
+        },
     )
 
 
@@ -41,12 +45,16 @@ def _schema_check(frame, schema, keys: list[str], check_name: str) -> dg.AssetCh
 )
 def user_daily_aggregates(spark: LazyPySparkResource, lake: LakeResource):
     session = spark.spark_session
-    aggregates = compute_user_daily_aggregates(read_table(session, lake, "session_events"), read_table(session, lake, "sessions"))
+    aggregates = compute_user_daily_aggregates(
+        read_table(session, lake, "session_events"), read_table(session, lake, "sessions")
+    )
     written = write_table(aggregates, lake, "user_daily_aggregates")
     metadata = table_metadata(written, "feature_timestamp")
     metadata["users"] = written.select(F.countDistinct("user_id")).first()[0]
     yield dg.MaterializeResult(metadata=metadata)
-    yield _schema_check(written, user_daily_aggregates_schema(), ["user_id", "feature_timestamp"], "user_aggregates_schema")
+    yield _schema_check(
+        written, user_daily_aggregates_schema(), ["user_id", "feature_timestamp"], "user_aggregates_schema"
+    )
 
 
 @dg.asset(

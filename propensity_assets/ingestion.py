@@ -161,7 +161,9 @@ def read_landed_day(lake: LakeResource, day: str) -> tuple[pd.DataFrame, int]:
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name="ingestion",
     kinds={"pandas", "parquet"},
-    check_specs=[dg.AssetCheckSpec("contract_v1", asset=RAW_EVENTS, description="every row passes EventSchemaV1, ids unique")],
+    check_specs=[
+        dg.AssetCheckSpec("contract_v1", asset=RAW_EVENTS, description="every row passes EventSchemaV1, ids unique")
+    ],
     description="The clean event log: contract-v1 events, one partition per UTC day, unique event ids.",
 )
 def raw_events(context: dg.AssetExecutionContext, lake: LakeResource):

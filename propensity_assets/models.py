@@ -80,7 +80,9 @@ def training_dataset(config: TrainingSetConfig, feast: FeastResource, lake: Lake
         entity_df=points[list(ENTITY_COLUMNS)], features=store.get_feature_service(FEATURE_SERVICE_NAME)
     ).to_df()
     joined["event_timestamp"] = pd.to_datetime(joined["event_timestamp"], utc=True)
-    dataset = points.merge(joined.drop(columns=["session_id", "user_id", "event_timestamp"]), on="decision_id", how="left")
+    dataset = points.merge(
+        joined.drop(columns=["session_id", "user_id", "event_timestamp"]), on="decision_id", how="left"
+    )
     dataset = dataset.sort_values(["event_timestamp", "decision_id"]).reset_index(drop=True)
     path = lake.replace_dir(TRAINING_DATASET)
     path.mkdir(parents=True)
@@ -128,8 +130,12 @@ def training_dataset(config: TrainingSetConfig, feast: FeastResource, lake: Lake
     )
 
 
-@dg.asset(deps=[TRAINING_DATASET], group_name="models", kinds={"scikitlearn"},
-          description="Logistic regression with imputation and standardisation: the reference, stored as numbers.")
+@dg.asset(
+    deps=[TRAINING_DATASET],
+    group_name="models",
+    kinds={"scikitlearn"},
+    description="Logistic regression with imputation and standardisation: the reference, stored as numbers.",
+)
 def baseline_model(lake: LakeResource) -> dg.MaterializeResult:
     dataset = load_training_dataset(lake)
     X, y = _split(dataset, "train")
@@ -158,8 +164,12 @@ class LightGBMConfig(dg.Config):
         )
 
 
-@dg.asset(deps=[TRAINING_DATASET], group_name="models", kinds={"lightgbm"},
-          description="LightGBM with early stopping on the validation split; no reweighting (see training.py).")
+@dg.asset(
+    deps=[TRAINING_DATASET],
+    group_name="models",
+    kinds={"lightgbm"},
+    description="LightGBM with early stopping on the validation split; no reweighting (see training.py).",
+)
 def propensity_model(config: LightGBMConfig, lake: LakeResource) -> dg.MaterializeResult:
     dataset = load_training_dataset(lake)
     X_train, y_train = _split(dataset, "train")
@@ -186,9 +196,13 @@ def _load_booster():
     return lgb.Booster(model_str=(work_dir() / "model.txt").read_text())
 
 
-@dg.asset(deps=["propensity_model"], group_name="models", kinds={"lightgbm"},
-          description="Identity, temperature, sigmoid and isotonic maps compared by cross-validated log-loss on "
-          "validation; the simplest within one standard error of the best kept as plain numbers.")
+@dg.asset(
+    deps=["propensity_model"],
+    group_name="models",
+    kinds={"lightgbm"},
+    description="Identity, temperature, sigmoid and isotonic maps compared by cross-validated log-loss on "
+    "validation; the simplest within one standard error of the best kept as plain numbers.",
+)
 def calibrated_model(lake: LakeResource) -> dg.MaterializeResult:
     dataset = load_training_dataset(lake)
     X_valid, y_valid = _split(dataset, "valid")
@@ -200,7 +214,9 @@ def calibrated_model(lake: LakeResource) -> dg.MaterializeResult:
             "chosen": calibrator["method"],
             "best_by_cv_log_loss": evidence["best"],
             "cv_log_loss": dg.MetadataValue.json({k: round(v, 6) for k, v in evidence["cv_log_loss"].items()}),
-            "paired_se_vs_best": dg.MetadataValue.json({k: round(v, 6) for k, v in evidence["paired_se_vs_best"].items()}),
+            "paired_se_vs_best": dg.MetadataValue.json(
+                {k: round(v, 6) for k, v in evidence["paired_se_vs_best"].items()}
+            ),
             "rule": evidence["rule"],
         }
     )
@@ -297,7 +313,10 @@ def model_evaluation(config: QualityGateConfig, lake: LakeResource):
     )
     for gate in gates:
         yield dg.AssetCheckResult(
-            asset_key="model_evaluation", check_name=gate.name, passed=gate.passed, description=gate.detail,
+            asset_key="model_evaluation",
+            check_name=gate.name,
+            passed=gate.passed,
+            description=gate.detail,
             severity=dg.AssetCheckSeverity.ERROR,
         )
 

@@ -45,15 +45,21 @@ def sessions(spark: LazyPySparkResource, lake: LakeResource):
     users_per_session = session_events.groupBy("session_id").agg(F.countDistinct("user_id").alias("users"))
     shared = users_per_session.filter("users > 1").count()
     session_meta = table_metadata(session_table, "session_start")
-    rates = session_table.agg(F.avg(F.col("has_purchase").cast("double")).alias("rate"), F.countDistinct("user_id").alias("users")).first()
+    rates = session_table.agg(
+        F.avg(F.col("has_purchase").cast("double")).alias("rate"), F.countDistinct("user_id").alias("users")
+    ).first()
     session_meta |= {"purchase_rate": float(rates["rate"] or 0.0), "users": int(rates["users"])}
     yield dg.MaterializeResult(asset_key="sessions", metadata=session_meta)
     yield dg.AssetCheckResult(
         asset_key="session_events",
         check_name="every_event_sessionised",
-        passed=events_meta["dagster/row_count"] == raw_rows and session_events.filter("session_id IS NULL").count() == 0,
+        passed=events_meta["dagster/row_count"] == raw_rows
+        and session_events.filter("session_id IS NULL").count() == 0,
         metadata={"raw_events": raw_rows, "session_events": events_meta["dagster/row_count"]},
     )
     yield dg.AssetCheckResult(
-        asset_key="sessions", check_name="one_user_per_session", passed=shared == 0, metadata={"sessions_with_several_users": shared}
+        asset_key="sessions",
+        check_name="one_user_per_session",
+        passed=shared == 0,
+        metadata={"sessions_with_several_users": shared},
     )

@@ -23,7 +23,9 @@ def write_table(frame: DataFrame, lake: LakeResource, table: str) -> DataFrame:
 
 
 def table_metadata(frame: DataFrame, time_column: str) -> dict:
-    stats = frame.agg(F.count(F.lit(1)).alias("rows"), F.min(time_column).alias("start"), F.max(time_column).alias("end")).first()
+    stats = frame.agg(
+        F.count(F.lit(1)).alias("rows"), F.min(time_column).alias("start"), F.max(time_column).alias("end")
+    ).first()
     return {
         "dagster/row_count": int(stats["rows"]),
         **time_range(stats["start"], stats["end"]),

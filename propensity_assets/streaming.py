@@ -54,7 +54,9 @@ def storefront_stream(kafka: KafkaResource) -> dg.ObserveResult:
         metadata={
             "lag_messages": status["lag_messages"],
             "last_batch_id": status["last_batch_id"] if status["last_batch_id"] is not None else -1,
-            "seconds_since_last_batch": status["seconds_since_last_batch"] if status["seconds_since_last_batch"] is not None else -1.0,
+            "seconds_since_last_batch": status["seconds_since_last_batch"]
+            if status["seconds_since_last_batch"] is not None
+            else -1.0,
             "newest_event_time_online": status["newest_event_time_online"] or "none",
             "last_offsets": dg.MetadataValue.json(status["last_offsets"]),
             "lag_by_partition": dg.MetadataValue.json(status["lag_by_partition"]),
@@ -66,17 +68,29 @@ class StreamFreshnessConfig(dg.Config):
     max_stall_s: float = MAX_STALL_S
 
 
-@dg.asset_check(asset=storefront_stream, description="Fails when messages wait and the job has not finished a batch for max_stall_s.")
+@dg.asset_check(
+    asset=storefront_stream,
+    description="Fails when messages wait and the job has not finished a batch for max_stall_s.",
+)
 def stream_keeps_up(config: StreamFreshnessConfig, kafka: KafkaResource) -> dg.AssetCheckResult:
     status = stream_status(kafka, config.max_stall_s)
     if status["behind"]:
-        last = "never ran" if status["seconds_since_last_batch"] is None else f"last batch {status['seconds_since_last_batch']:.0f} s ago"
+        last = (
+            "never ran"
+            if status["seconds_since_last_batch"] is None
+            else f"last batch {status['seconds_since_last_batch']:.0f} s ago"
+        )
         description = f"{status['lag_messages']} messages waiting on {status['topic']}; {last}"
     else:
         description = f"caught up: lag {status['lag_messages']}"
     return dg.AssetCheckResult(
-        passed=not status["behind"], description=description, severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"lag_messages": status["lag_messages"], "seconds_since_last_batch": status["seconds_since_last_batch"] or -1.0},
+        passed=not status["behind"],
+        description=description,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "lag_messages": status["lag_messages"],
+            "seconds_since_last_batch": status["seconds_since_last_batch"] or -1.0,
+        },
     )
 
 

@@ -45,7 +45,9 @@ class LocalEndpointDeployer(dg.ConfigurableResource):
         files = EndpointFiles(endpoint)
         registry = ModelRegistry()
         if Path(model_dir).resolve() != (registry.root / model_version).resolve():
-            raise ValueError(f"{model_dir} is not registry version {model_version}: the local runtime serves registered versions only")
+            raise ValueError(
+                f"{model_dir} is not registry version {model_version}: the local runtime serves registered versions only"
+            )
         verify_manifest(Path(model_dir))
         run = CanaryRun(files, policy, outcomes=lake_outcomes)
         first = not files.read_variants()

@@ -39,7 +39,9 @@ def open_feature_store(profile: str) -> FeatureStore:
     """Export what the yaml's ${VAR}s need, then open the store."""
     home()
     (Path(os.environ["PROPENSITY_HOME"]) / "feast").mkdir(parents=True, exist_ok=True)
-    os.environ["FEAST_REDIS_CONNECTION_STRING"] = feast_redis_connection_string(os.environ.get("REDIS_URL", DEFAULT_REDIS_URL))
+    os.environ["FEAST_REDIS_CONNECTION_STRING"] = feast_redis_connection_string(
+        os.environ.get("REDIS_URL", DEFAULT_REDIS_URL)
+    )
     return FeatureStore(repo_path=str(FEATURE_REPO_DIR), fs_yaml_file=feature_store_yaml(profile))
 
 

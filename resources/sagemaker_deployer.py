@@ -111,11 +111,18 @@ class SageMakerDeployer(dg.ConfigurableResource):
     def from_env(cls) -> "SageMakerDeployer":
         """From SAGEMAKER_* variables (what `PROPENSITY_DEPLOYER=sagemaker` uses). SAGEMAKER_REDIS_URL is the online
         store as the endpoint reaches it (ElastiCache), passed to the container as REDIS_URL."""
-        required = {"bucket": "SAGEMAKER_BUCKET", "image_uri": "SAGEMAKER_IMAGE_URI",
-                    "execution_role_arn": "SAGEMAKER_EXECUTION_ROLE_ARN"}
-        optional = {"prefix": "SAGEMAKER_PREFIX", "instance_type": "SAGEMAKER_INSTANCE_TYPE",
-                    "initial_instance_count": "SAGEMAKER_INSTANCE_COUNT", "strategy": "SAGEMAKER_STRATEGY",
-                    "wait_timeout_s": "SAGEMAKER_WAIT_TIMEOUT_S"}
+        required = {
+            "bucket": "SAGEMAKER_BUCKET",
+            "image_uri": "SAGEMAKER_IMAGE_URI",
+            "execution_role_arn": "SAGEMAKER_EXECUTION_ROLE_ARN",
+        }
+        optional = {
+            "prefix": "SAGEMAKER_PREFIX",
+            "instance_type": "SAGEMAKER_INSTANCE_TYPE",
+            "initial_instance_count": "SAGEMAKER_INSTANCE_COUNT",
+            "strategy": "SAGEMAKER_STRATEGY",
+            "wait_timeout_s": "SAGEMAKER_WAIT_TIMEOUT_S",
+        }
         regions = ("SAGEMAKER_REGION", "AWS_REGION", "AWS_DEFAULT_REGION")
         region = next((os.environ[name] for name in regions if os.environ.get(name)), None)
         missing = [name for name in required.values() if not os.environ.get(name)] + ([] if region else [regions[0]])
@@ -235,11 +242,19 @@ class SageMakerDeployer(dg.ConfigurableResource):
         waited = self._wait_in_service(endpoint)
         outcome, reason = waited or ("deployed", f"first deployment on {endpoint}: {new['name']} takes all traffic")
         variants = [VariantSpec(new["name"], new["model_version"], 1.0)] if waited is None else []
-        return self._record(endpoint, new["model_version"], outcome, reason, started, variants,
-                            {"endpoint_config": config_name, "model_name": new["model_name"]})
+        return self._record(
+            endpoint,
+            new["model_version"],
+            outcome,
+            reason,
+            started,
+            variants,
+            {"endpoint_config": config_name, "model_name": new["model_name"]},
+        )
 
-    def _blue_green(self, endpoint: str, config_name: str, new: dict, current: list[dict], policy: CanaryPolicy,
-                    started: str) -> DeploymentRecord:
+    def _blue_green(
+        self, endpoint: str, config_name: str, new: dict, current: list[dict], policy: CanaryPolicy, started: str
+    ) -> DeploymentRecord:
         self._create_endpoint_config(endpoint, config_name, [self._production_variant(new, 1.0)])
         alarms = self._put_alarms(endpoint, new["name"], policy)
         deployment_config = self._deployment_config(policy, alarms)
@@ -252,14 +267,28 @@ class SageMakerDeployer(dg.ConfigurableResource):
             plan = f"canary {routing['CanarySize']['Value']}% for {routing['WaitIntervalInSeconds']} s, then all"
         else:
             plan = f"steps of {routing['LinearStepSize']['Value']}%, each baked {routing['WaitIntervalInSeconds']} s"
-        reason = (f"blue/green update to {new['name']} started ({plan}); SageMaker rolls back if any of "
-                  f"{', '.join(alarms)} fires; follow it with describe_endpoint")
-        return self._record(endpoint, new["model_version"], "in_progress", reason, started, _specs(current),
-                            {"alarms": alarms, "endpoint_config": config_name, "model_name": new["model_name"],
-                             "deployment_config": deployment_config})
+        reason = (
+            f"blue/green update to {new['name']} started ({plan}); SageMaker rolls back if any of "
+            f"{', '.join(alarms)} fires; follow it with describe_endpoint"
+        )
+        return self._record(
+            endpoint,
+            new["model_version"],
+            "in_progress",
+            reason,
+            started,
+            _specs(current),
+            {
+                "alarms": alarms,
+                "endpoint_config": config_name,
+                "model_name": new["model_name"],
+                "deployment_config": deployment_config,
+            },
+        )
 
-    def _variant_weights(self, endpoint: str, config_name: str, new: dict, current: list[dict], policy: CanaryPolicy,
-                         started: str) -> DeploymentRecord:
+    def _variant_weights(
+        self, endpoint: str, config_name: str, new: dict, current: list[dict], policy: CanaryPolicy, started: str
+    ) -> DeploymentRecord:
         [champion] = [v for v in current if v["weight"] > 0]  # deploy() checked there is exactly one
         variants = [
             {**champion["production_variant"], "InitialVariantWeight": 1.0 - policy.canary_share},
@@ -278,9 +307,15 @@ class SageMakerDeployer(dg.ConfigurableResource):
             f"canary {new['name']} at {policy.canary_share:.0%} beside {champion['name']}: "
             "promote or roll back with shift_traffic",
         )
-        return self._record(endpoint, new["model_version"], outcome, reason, started,
-                            specs if waited is None else _specs(current),
-                            {"endpoint_config": config_name, "model_name": new["model_name"]})
+        return self._record(
+            endpoint,
+            new["model_version"],
+            outcome,
+            reason,
+            started,
+            specs if waited is None else _specs(current),
+            {"endpoint_config": config_name, "model_name": new["model_name"]},
+        )
 
     # -- pieces -----------------------------------------------------------------------------------------------
 
@@ -333,8 +368,11 @@ class SageMakerDeployer(dg.ConfigurableResource):
         def metric(query_id: str, name: str) -> dict:
             return {
                 "Id": query_id,
-                "MetricStat": {"Metric": {"Namespace": NAMESPACE, "MetricName": name, "Dimensions": dimensions},
-                               "Period": ALARM_PERIOD_S, "Stat": "Sum"},
+                "MetricStat": {
+                    "Metric": {"Namespace": NAMESPACE, "MetricName": name, "Dimensions": dimensions},
+                    "Period": ALARM_PERIOD_S,
+                    "Stat": "Sum",
+                },
                 "ReturnData": False,
             }
 
@@ -348,8 +386,12 @@ class SageMakerDeployer(dg.ConfigurableResource):
                 Metrics=[
                     metric("errors", "Invocation5XXErrors"),
                     metric("invocations", "Invocations"),
-                    {"Id": "error_rate", "Expression": "IF(invocations > 0, errors / invocations, 0)",
-                     "Label": "5XX error rate", "ReturnData": True},
+                    {
+                        "Id": "error_rate",
+                        "Expression": "IF(invocations > 0, errors / invocations, 0)",
+                        "Label": "5XX error rate",
+                        "ReturnData": True,
+                    },
                 ],
                 ComparisonOperator="GreaterThanThreshold",
                 Threshold=float(policy.max_error_rate),
@@ -380,8 +422,9 @@ class SageMakerDeployer(dg.ConfigurableResource):
                 self._client("s3").upload_file(str(tarball), self.bucket, key)
         return f"s3://{self.bucket}/{key}"
 
-    def _create_model(self, endpoint: str, model_name: str, model_data_url: str, model_version: str,
-                      variant: str) -> None:
+    def _create_model(
+        self, endpoint: str, model_name: str, model_data_url: str, model_version: str, variant: str
+    ) -> None:
         environment = {
             "PROPENSITY_PROFILE": "redis",
             **self.environment,
@@ -446,9 +489,14 @@ class SageMakerDeployer(dg.ConfigurableResource):
         } or configured_weights
         total = sum(weights.values()) or 1.0
         return [
-            {"name": name, "weight": weight / total, "model_version": versions.get(name, name),
-             "production_variant": _production_variant_of(configured[name])}
-            for name, weight in weights.items() if name in configured
+            {
+                "name": name,
+                "weight": weight / total,
+                "model_version": versions.get(name, name),
+                "production_variant": _production_variant_of(configured[name]),
+            }
+            for name, weight in weights.items()
+            if name in configured
         ]
 
     def _wait_in_service(self, endpoint: str) -> tuple[str, str] | None:
@@ -471,13 +519,27 @@ class SageMakerDeployer(dg.ConfigurableResource):
             why = last.get("FailureReason") or last.get("Error", {}).get("Message") or str(error)
             return "failed", f"{endpoint} is {status}: {why}; see CloudWatch logs /aws/sagemaker/Endpoints/{endpoint}"
 
-    def _record(self, endpoint: str, model_version: str, outcome: str, reason: str, started: str,
-                variants: list[VariantSpec], observations: dict | None = None) -> DeploymentRecord:
+    def _record(
+        self,
+        endpoint: str,
+        model_version: str,
+        outcome: str,
+        reason: str,
+        started: str,
+        variants: list[VariantSpec],
+        observations: dict | None = None,
+    ) -> DeploymentRecord:
         """Append to the endpoint's audit trail; a record is finished unless SageMaker is still at work."""
         record = DeploymentRecord(
-            endpoint=endpoint, model_version=model_version, outcome=outcome, reason=reason, started_at=started,
-            finished_at=None if outcome == "in_progress" else utc_now(), variants=variants,
-            observations=observations or {}, deployer="sagemaker",
+            endpoint=endpoint,
+            model_version=model_version,
+            outcome=outcome,
+            reason=reason,
+            started_at=started,
+            finished_at=None if outcome == "in_progress" else utc_now(),
+            variants=variants,
+            observations=observations or {},
+            deployer="sagemaker",
         )
         append_history(self._history_path(endpoint), record)
         return record

@@ -41,7 +41,9 @@ def spark_config() -> dict[str, str]:
 
 
 # Where `make services` (scripts/services.sh) put them: $PROPENSITY_SERVICES_HOME/spark-jars, default var/services.
-SERVICES_HOME = Path(os.environ.get("PROPENSITY_SERVICES_HOME", Path(__file__).resolve().parent.parent / "var" / "services"))
+SERVICES_HOME = Path(
+    os.environ.get("PROPENSITY_SERVICES_HOME", Path(__file__).resolve().parent.parent / "var" / "services")
+)
 KAFKA_CONNECTOR_JARS = SERVICES_HOME / "spark-jars"
 # 4.2.1 is not on Maven Central; the connector of a patch release works with the others of its minor version.
 KAFKA_CONNECTOR_PACKAGE = "org.apache.spark:spark-sql-kafka-0-10_2.13:4.2.0"
@@ -74,11 +76,15 @@ def checkpoint_manager_jar() -> Path | None:
     JVM_BUILD_DIR.mkdir(parents=True, exist_ok=True)
     classpath = str(Path(pyspark.__file__).parent / "jars" / "*")
     with tempfile.TemporaryDirectory(dir=JVM_BUILD_DIR) as build:  # concurrent builds each rename a whole jar
-        for command in (["javac", "-nowarn", "-d", f"{build}/classes", "-cp", classpath, str(CHECKPOINT_MANAGER_SOURCE)],
-                        ["jar", "cf", f"{build}/out.jar", "-C", f"{build}/classes", "."]):
+        for command in (
+            ["javac", "-nowarn", "-d", f"{build}/classes", "-cp", classpath, str(CHECKPOINT_MANAGER_SOURCE)],
+            ["jar", "cf", f"{build}/out.jar", "-C", f"{build}/classes", "."],
+        ):
             done = subprocess.run(command, capture_output=True, text=True, timeout=JVM_BUILD_TIMEOUT_S)
             if done.returncode:
-                raise RuntimeError(f"building {CHECKPOINT_MANAGER_SOURCE.name} failed: {' '.join(command[:2])}: {done.stderr[-2000:]}")
+                raise RuntimeError(
+                    f"building {CHECKPOINT_MANAGER_SOURCE.name} failed: {' '.join(command[:2])}: {done.stderr[-2000:]}"
+                )
         os.replace(f"{build}/out.jar", jar)
     for stale in JVM_BUILD_DIR.glob("propensity-spark-*.jar"):  # earlier sources or pyspark versions
         if stale != jar:

@@ -28,9 +28,7 @@ def _metadata_value(result: dg.ExecuteInProcessResult, asset: str, key: str):
 
 
 def _checks(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
-    return {
-        f"{e.asset_key.to_user_string()}:{e.check_name}": e.passed for e in result.get_asset_check_evaluations()
-    }
+    return {f"{e.asset_key.to_user_string()}:{e.check_name}": e.passed for e in result.get_asset_check_evaluations()}
 
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # the UI keeps the full event log
@@ -189,7 +187,10 @@ def deploy_and_score(assets, resources, instance, profile: str, live_sessions: i
             selection=["propensity_endpoint"],
             resources=resources,
             instance=instance,
-            run_config={"ops": {"propensity_endpoint": {"config": {"endpoint": DEMO_ENDPOINT, "baking_s": DEMO_BAKING_S}}}, **QUIET},
+            run_config={
+                "ops": {"propensity_endpoint": {"config": {"endpoint": DEMO_ENDPOINT, "baking_s": DEMO_BAKING_S}}},
+                **QUIET,
+            },
             raise_on_error=False,
         )
         stop.set()
@@ -203,8 +204,14 @@ def deploy_and_score(assets, resources, instance, profile: str, live_sessions: i
             "reason": _metadata_value(result, "propensity_endpoint", "reason"),
             "variants": _metadata_value(result, "propensity_endpoint", "variants"),
             "live_scores": [
-                {"session_id": x.session_id, "propensity": round(x.propensity, 5), "variant": x.variant,
-                 "model_version": x.model_version, "fallback": x.fallback, "fallback_reason": x.reason}
+                {
+                    "session_id": x.session_id,
+                    "propensity": round(x.propensity, 5),
+                    "variant": x.variant,
+                    "model_version": x.model_version,
+                    "fallback": x.fallback,
+                    "fallback_reason": x.reason,
+                }
                 for x in scored
             ],
             "checks": _checks(result),
@@ -224,7 +231,9 @@ QUALITY_GATES = {"beats_baseline_log_loss", "ece_within_bound", "not_worse_than_
 def _model_summary(models: dg.ExecuteInProcessResult) -> dict:
     metrics = _metadata_value(models, "model_evaluation", "metrics")
     headline = ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "ece_vs_truth", "top_decile_lift")
-    failed_gates = [e.check_name for e in models.get_asset_check_evaluations() if e.check_name in QUALITY_GATES and not e.passed]
+    failed_gates = [
+        e.check_name for e in models.get_asset_check_evaluations() if e.check_name in QUALITY_GATES and not e.passed
+    ]
     blocked = bool(failed_gates)
     return {
         "version": None if blocked else _metadata_value(models, "registered_model", "version"),
@@ -239,16 +248,32 @@ def _model_summary(models: dg.ExecuteInProcessResult) -> dict:
 
 def _print_summary(summary: dict, path: Path) -> None:
     print("\n=== propensity demo ===")
-    for key in ("dataset", "profile", "events", "quarantined", "duplicates_dropped", "sessions", "users",
-                "session_purchase_rate", "decision_points", "user_daily_rows"):
+    for key in (
+        "dataset",
+        "profile",
+        "events",
+        "quarantined",
+        "duplicates_dropped",
+        "sessions",
+        "users",
+        "session_purchase_rate",
+        "decision_points",
+        "user_daily_rows",
+    ):
         print(f"{key:>24}: {summary[key]}")
     online = summary["online"]
-    print(f"{'online store':>24}: {online['store']} ({online['users_written']} users, {online['sessions_written']} sessions)")
+    print(
+        f"{'online store':>24}: {online['store']} ({online['users_written']} users, {online['sessions_written']} sessions)"
+    )
     print(f"{'example feature vector':>24}:")
     for name, value in online["example_feature_vector"].items():
         print(f"{'':>26}{name} = {value}")
     model = summary["model"]
-    verdict = f"promoted: {model['promoted']}" if not model["failed_quality_gates"] else f"NOT promoted, failed {model['failed_quality_gates']}"
+    verdict = (
+        f"promoted: {model['promoted']}"
+        if not model["failed_quality_gates"]
+        else f"NOT promoted, failed {model['failed_quality_gates']}"
+    )
     print(f"{'model':>24}: {model['version'] or 'candidate'} ({verdict}, calibration: {model['calibration']})")
     for name, m in model["test"].items():
         print(f"{'':>26}{name:<11} " + "  ".join(f"{k} {v:.4f}" for k, v in m.items()))
@@ -259,7 +284,10 @@ def _print_summary(summary: dict, path: Path) -> None:
     else:
         print(f"{'endpoint':>24}: {endpoint['name']} {endpoint['outcome']} ({endpoint['reason']})")
         for x in endpoint["live_scores"]:
-            print(f"{'':>26}{x['session_id']}  propensity {x['propensity']:.4f}  {x['variant']}" + (f"  fallback: {x['fallback_reason']}" if x["fallback"] else ""))
+            print(
+                f"{'':>26}{x['session_id']}  propensity {x['propensity']:.4f}  {x['variant']}"
+                + (f"  fallback: {x['fallback_reason']}" if x["fallback"] else "")
+            )
     failed = [name for name, passed in summary["checks"].items() if not passed]
     print(f"{'asset checks':>24}: {len(summary['checks']) - len(failed)} passed, {len(failed)} failed {failed or ''}")
     print(f"{'seconds':>24}: {summary['seconds']}\nsummary written to {path}")

@@ -110,12 +110,17 @@ def check_alarms(
 ) -> tuple[list[str], dict]:
     """The alarms that fire (as reasons) and everything measured."""
     alarms: list[str] = []
-    measured: dict = {"canary_requests": canary.requests, "canary_5xx": canary.server_errors,
-                      "champion_requests": champion.requests if champion else None}
+    measured: dict = {
+        "canary_requests": canary.requests,
+        "canary_5xx": canary.server_errors,
+        "champion_requests": champion.requests if champion else None,
+    }
     enough = canary.requests >= policy.min_requests
 
     if (enough or canary.server_errors >= 3) and canary.error_rate > policy.max_error_rate:
-        alarms.append(f"error rate {canary.error_rate:.1%} > {policy.max_error_rate:.1%} ({canary.server_errors} of {canary.requests} requests)")
+        alarms.append(
+            f"error rate {canary.error_rate:.1%} > {policy.max_error_rate:.1%} ({canary.server_errors} of {canary.requests} requests)"
+        )
     measured["error_rate"] = round(canary.error_rate, 5)
 
     if enough and canary.p99_ms is not None:
@@ -123,12 +128,18 @@ def check_alarms(
         if canary.p99_ms > policy.max_p99_latency_ms:
             alarms.append(f"p99 latency {canary.p99_ms:.1f} ms > {policy.max_p99_latency_ms:.1f} ms")
 
-    if champion is not None and len(canary.scores) >= policy.min_requests and len(champion.scores) >= policy.min_requests:
+    if (
+        champion is not None
+        and len(canary.scores) >= policy.min_requests
+        and len(champion.scores) >= policy.min_requests
+    ):
         psi = population_stability_index(champion.scores, canary.scores)
         excess = psi - (PSI_BINS - 1) * (1 / len(canary.scores) + 1 / len(champion.scores))  # less sampling noise
         measured.update(score_psi=round(psi, 4), score_psi_excess=round(excess, 4))
         if excess > policy.max_score_psi:
-            alarms.append(f"score distribution shift: PSI {psi:.3f} against the champion ({excess:.3f} beyond sampling noise) > {policy.max_score_psi}")
+            alarms.append(
+                f"score distribution shift: PSI {psi:.3f} against the champion ({excess:.3f} beyond sampling noise) > {policy.max_score_psi}"
+            )
 
     if outcomes is not None and canary.sessions:
         known = outcomes(set(canary.sessions))
@@ -169,19 +180,33 @@ def asked_once(outcomes: Outcomes | None) -> Outcomes | None:
 class CanaryRun:
     """One deployment of `model_version` on an endpoint of the local runtime (see `serving.endpoint`)."""
 
-    def __init__(self, files, policy: CanaryPolicy, outcomes: Outcomes | None = None,
-                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        files,
+        policy: CanaryPolicy,
+        outcomes: Outcomes | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.files = files
         self.policy = policy
         self.outcomes = outcomes
         self.sleep = sleep
         self.clock = clock
 
-    def _record(self, model_version: str, outcome: str, reason: str, started_at: str, observations: dict) -> DeploymentRecord:
+    def _record(
+        self, model_version: str, outcome: str, reason: str, started_at: str, observations: dict
+    ) -> DeploymentRecord:
         record = DeploymentRecord(
-            endpoint=self.files.name, model_version=model_version, outcome=outcome, reason=reason, started_at=started_at,
-            finished_at=utc_now() if outcome != "in_progress" else None, variants=self.files.read_variants(),
-            observations=observations, deployer="local",
+            endpoint=self.files.name,
+            model_version=model_version,
+            outcome=outcome,
+            reason=reason,
+            started_at=started_at,
+            finished_at=utc_now() if outcome != "in_progress" else None,
+            variants=self.files.read_variants(),
+            observations=observations,
+            deployer="local",
         )
         append_history(self.files.history, record)
         return record
@@ -192,25 +217,38 @@ class CanaryRun:
         new = model_version  # a variant is named after the version it serves (registry versions fit SageMaker's rule)
         if not current:
             self.files.write_variants([VariantSpec(new, model_version, 1.0)])
-            return self._record(model_version, "deployed", "first deployment on the endpoint: all traffic", started_at, {})
+            return self._record(
+                model_version, "deployed", "first deployment on the endpoint: all traffic", started_at, {}
+            )
         champion = max(current, key=lambda v: v.weight)
         if champion.model_version == model_version and len(current) == 1:
-            return self._record(model_version, "deployed", "already serving this version: nothing to do", started_at, {})
+            return self._record(
+                model_version, "deployed", "already serving this version: nothing to do", started_at, {}
+            )
 
         tail = LogTail(self.files.inference_log)
         outcomes = asked_once(self.outcomes)
         share = self.policy.canary_share
-        self.files.write_variants([VariantSpec(champion.name, champion.model_version, 1.0 - share), VariantSpec(new, model_version, share)])
-        self._record(model_version, "in_progress", f"canary at {share:.0%} next to {champion.model_version}", started_at, {})
+        self.files.write_variants(
+            [VariantSpec(champion.name, champion.model_version, 1.0 - share), VariantSpec(new, model_version, share)]
+        )
+        self._record(
+            model_version, "in_progress", f"canary at {share:.0%} next to {champion.model_version}", started_at, {}
+        )
         observations: dict = {}
         steps = [(share, self.policy.baking_s)]
         if self.policy.shift == "linear":
             while steps[-1][0] < 1.0:
-                steps.append((min(1.0, round(steps[-1][0] + self.policy.linear_step_share, 9)), self.policy.linear_step_baking_s))
+                steps.append(
+                    (min(1.0, round(steps[-1][0] + self.policy.linear_step_share, 9)), self.policy.linear_step_baking_s)
+                )
         for i, (step_share, baking_s) in enumerate(steps):
             if i > 0 and step_share < 1.0:
                 self.files.write_variants(
-                    [VariantSpec(champion.name, champion.model_version, 1.0 - step_share), VariantSpec(new, model_version, step_share)]
+                    [
+                        VariantSpec(champion.name, champion.model_version, 1.0 - step_share),
+                        VariantSpec(new, model_version, step_share),
+                    ]
                 )
             if step_share >= 1.0:
                 break  # full traffic: nothing left to compare against
@@ -221,10 +259,18 @@ class CanaryRun:
                 return self._record(model_version, "rolled_back", "; ".join(alarms), started_at, observations)
         self.files.write_variants([VariantSpec(new, model_version, 1.0)])
         seen = max((m["canary_requests"] for m in observations.values()), default=0)
-        note = "" if seen >= self.policy.min_requests else f" (only {seen} canary requests: too little traffic to judge score shift or calibration)"
-        return self._record(model_version, "promoted", f"no alarm while baking ({self.policy.shift}){note}", started_at, observations)
+        note = (
+            ""
+            if seen >= self.policy.min_requests
+            else f" (only {seen} canary requests: too little traffic to judge score shift or calibration)"
+        )
+        return self._record(
+            model_version, "promoted", f"no alarm while baking ({self.policy.shift}){note}", started_at, observations
+        )
 
-    def _bake(self, tail: LogTail, canary: str, champion: str, baking_s: float, outcomes: Outcomes | None) -> tuple[list[str], dict]:
+    def _bake(
+        self, tail: LogTail, canary: str, champion: str, baking_s: float, outcomes: Outcomes | None
+    ) -> tuple[list[str], dict]:
         deadline = self.clock() + baking_s
         while True:
             records = tail.poll()

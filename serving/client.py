@@ -41,7 +41,12 @@ class PropensityClient:
 
     @classmethod
     def sagemaker(
-        cls, endpoint_name: str, timeout_s: float = 0.1, fallback_score: float = 0.0, runtime_client=None, region: str | None = None
+        cls,
+        endpoint_name: str,
+        timeout_s: float = 0.1,
+        fallback_score: float = 0.0,
+        runtime_client=None,
+        region: str | None = None,
     ) -> "PropensityClient":
         if runtime_client is None:
             import boto3
@@ -63,7 +68,9 @@ class PropensityClient:
             LOG.warning(reason)
             return [Score(s, self.fallback_score, True, reason) for s, _ in pairs]
         return [
-            Score(p["session_id"], p["propensity"], p["fallback"], p["fallback_reason"], p["model_version"], p["variant"])
+            Score(
+                p["session_id"], p["propensity"], p["fallback"], p["fallback_reason"], p["model_version"], p["variant"]
+            )
             for p in predictions
         ]
 

@@ -74,13 +74,21 @@ class EndpointFiles:
         if len({v.name for v in variants}) != len(variants):
             raise ValueError(f"variant names must be unique: {[v.name for v in variants]}")
         self.dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(self.state, json.dumps({"variants": [asdict(v) for v in variants], "updated_at": time.time()}, indent=2))
+        write_text_atomic(
+            self.state, json.dumps({"variants": [asdict(v) for v in variants], "updated_at": time.time()}, indent=2)
+        )
 
 
 class VariantRouter(AsgiApp):
     """Serves an endpoint's variants behind one SageMaker contract, re-reading the endpoint's state on change."""
 
-    def __init__(self, files: EndpointFiles, reader: OnlineFeatureReader, registry: ModelRegistry | None = None, seed: int | None = None):
+    def __init__(
+        self,
+        files: EndpointFiles,
+        reader: OnlineFeatureReader,
+        registry: ModelRegistry | None = None,
+        seed: int | None = None,
+    ):
         self.files = files
         self.reader = reader
         self.registry = registry or ModelRegistry()
@@ -158,7 +166,9 @@ class VariantRouter(AsgiApp):
             app = self.choose(target.decode("latin-1") if target else None)
             if app is None:
                 if target:
-                    return _json_response(400, {"error": f"no variant {target.decode('latin-1')!r} on endpoint {self.files.name}"})
+                    return _json_response(
+                        400, {"error": f"no variant {target.decode('latin-1')!r} on endpoint {self.files.name}"}
+                    )
                 return _json_response(503, {"error": f"endpoint {self.files.name} has no variant deployed"})
             return app.invoke(body, headers)
         return _json_response(404, {"error": f"no route {method} {path}: use GET /ping or POST /invocations"})
@@ -197,7 +207,9 @@ def running_url(files: EndpointFiles) -> str | None:
         return None
 
 
-def start_server(files: EndpointFiles, profile: str, port: int | None = None, timeout_s: float = START_TIMEOUT_S) -> str:
+def start_server(
+    files: EndpointFiles, profile: str, port: int | None = None, timeout_s: float = START_TIMEOUT_S
+) -> str:
     """Start the endpoint's server in its own session (it outlives the caller, like a SageMaker endpoint) and wait
     until it answers /ping. Idempotent: a running server is reused."""
     url = running_url(files)
@@ -210,7 +222,11 @@ def start_server(files: EndpointFiles, profile: str, port: int | None = None, ti
     with open(files.dir / "server.out", "ab") as log:  # the child keeps its own descriptor
         process = subprocess.Popen(
             [sys.executable, "-m", "serving.endpoint", "serve", files.name, "--port", str(port)],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=PROJECT_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=PROJECT_ROOT,
         )
     files.pid.write_text(str(process.pid))
     files.port.write_text(str(port))
@@ -218,7 +234,9 @@ def start_server(files: EndpointFiles, profile: str, port: int | None = None, ti
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"endpoint {files.name} exited with {process.returncode} on start; see {files.dir / 'server.out'}")
+            raise RuntimeError(
+                f"endpoint {files.name} exited with {process.returncode} on start; see {files.dir / 'server.out'}"
+            )
         try:
             if requests.get(f"{url}/ping", timeout=0.5).status_code == 200:
                 return url
@@ -226,7 +244,9 @@ def start_server(files: EndpointFiles, profile: str, port: int | None = None, ti
             pass
         time.sleep(0.1)
     process.kill()
-    raise RuntimeError(f"endpoint {files.name} did not answer /ping within {timeout_s:.0f} s; see {files.dir / 'server.out'}")
+    raise RuntimeError(
+        f"endpoint {files.name} did not answer /ping within {timeout_s:.0f} s; see {files.dir / 'server.out'}"
+    )
 
 
 def stop_server(files: EndpointFiles, timeout_s: float = STOP_TIMEOUT_S) -> bool:

@@ -179,8 +179,7 @@ class OnlineFeatureReader:
         self._where = f"redis at {kwargs['host']}:{kwargs['port']} db {kwargs.get('db', 0)}"
         # HMGET fields per view: the features in order, then the view's timestamp field (Feast's layout).
         self._fields = tuple(
-            [_mmh3(f"{v.stored_name}:{f}") for f in v.features] + [f"_ts:{v.stored_name}".encode()]
-            for v in self._views
+            [_mmh3(f"{v.stored_name}:{f}") for f in v.features] + [f"_ts:{v.stored_name}".encode()] for v in self._views
         )
         self._read_rows = self._read_redis
 
@@ -351,4 +350,3 @@ def open_online_feature_reader(profile: str, **kwargs) -> OnlineFeatureReader:
     from resources.feast import open_feature_store
 
     return OnlineFeatureReader(open_feature_store(profile), profile=profile, **kwargs)
-

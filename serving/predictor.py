@@ -98,8 +98,9 @@ class Tree:
         n_internal = len(self.split_feature)
         if self.num_leaves < 1 or n_internal != self.num_leaves - 1:
             raise ValueError(f"tree {index}: {self.num_leaves} leaves but {n_internal} splits")
-        lengths = {len(a) for a in (self.threshold, self.default_left, self.missing_type, self.left_child,
-                                    self.right_child)}
+        lengths = {
+            len(a) for a in (self.threshold, self.default_left, self.missing_type, self.left_child, self.right_child)
+        }
         if lengths != {n_internal} and n_internal:
             raise ValueError(f"tree {index}: split arrays of unequal length")
         for node, feature in enumerate(self.split_feature):
@@ -134,16 +135,22 @@ class Tree:
 
 def _refuse_model(header_average_output: bool, num_tree_per_iteration: int, num_class: int) -> None:
     if header_average_output:
-        raise NotImplementedError("model uses average_output (random-forest mode): its raw score is the mean of the "
-                                  "trees, not their sum; only gradient-boosted binary models are supported")
+        raise NotImplementedError(
+            "model uses average_output (random-forest mode): its raw score is the mean of the "
+            "trees, not their sum; only gradient-boosted binary models are supported"
+        )
     if num_tree_per_iteration != 1 or num_class != 1:
-        raise NotImplementedError(f"model has {num_class} classes / {num_tree_per_iteration} trees per iteration: "
-                                  "only single-output (binary) models are supported")
+        raise NotImplementedError(
+            f"model has {num_class} classes / {num_tree_per_iteration} trees per iteration: "
+            "only single-output (binary) models are supported"
+        )
 
 
 def _refuse_categorical(index: int) -> NotImplementedError:
-    return NotImplementedError(f"tree {index} has a categorical split: TreeEnsemblePredictor evaluates numerical "
-                               "splits only (all the platform's features are numeric); score this model with LightGBM")
+    return NotImplementedError(
+        f"tree {index} has a categorical split: TreeEnsemblePredictor evaluates numerical "
+        "splits only (all the platform's features are numeric); score this model with LightGBM"
+    )
 
 
 def _parse_text(text: str) -> tuple[list[str], int, list[Tree]]:
@@ -165,8 +172,9 @@ def _parse_text(text: str) -> tuple[list[str], int, list[Tree]]:
         target[key] = value if sep else ""  # bare words: "tree" (first line) and "average_output"
     if "max_feature_idx" not in header or not (blocks or ended):
         raise ValueError("not a LightGBM text model (no max_feature_idx header or no trees)")
-    _refuse_model("average_output" in header, int(header.get("num_tree_per_iteration", "1")),
-                  int(header.get("num_class", "1")))
+    _refuse_model(
+        "average_output" in header, int(header.get("num_tree_per_iteration", "1")), int(header.get("num_class", "1"))
+    )
     n_features = int(header["max_feature_idx"]) + 1
     names = header.get("feature_names", "").split()
     if len(names) != n_features:
@@ -187,15 +195,17 @@ def _parse_text(text: str) -> tuple[list[str], int, list[Tree]]:
         decision = ints(block.get("decision_type", ""))
         if any(d & _CATEGORICAL_MASK for d in decision):
             raise _refuse_categorical(index)
-        trees.append(Tree(
-            split_feature=ints(block.get("split_feature", "")),
-            threshold=floats(block.get("threshold", "")),
-            default_left=tuple(bool(d & _DEFAULT_LEFT_MASK) for d in decision),
-            missing_type=tuple((d >> 2) & 3 for d in decision),
-            left_child=ints(block.get("left_child", "")),
-            right_child=ints(block.get("right_child", "")),
-            leaf_value=floats(block["leaf_value"]),
-        ))
+        trees.append(
+            Tree(
+                split_feature=ints(block.get("split_feature", "")),
+                threshold=floats(block.get("threshold", "")),
+                default_left=tuple(bool(d & _DEFAULT_LEFT_MASK) for d in decision),
+                missing_type=tuple((d >> 2) & 3 for d in decision),
+                left_child=ints(block.get("left_child", "")),
+                right_child=ints(block.get("right_child", "")),
+                leaf_value=floats(block["leaf_value"]),
+            )
+        )
         if int(block["num_leaves"]) != trees[-1].num_leaves:
             raise ValueError(f"tree {index}: num_leaves={block['num_leaves']} but {trees[-1].num_leaves} leaf values")
     return names, n_features, trees
@@ -208,8 +218,11 @@ def _parse_dump(dump: dict) -> tuple[list[str], int, list[Tree]]:
     """`dump_model()` JSON. It clips thresholds to +-1e300; LightGBM writes an infinite threshold for its
     "missing or not" splits, so +-1e300 is read back as +-inf (a finite threshold that large does not occur in
     practice). The text model has no such ambiguity and is the canonical input."""
-    _refuse_model(bool(dump.get("average_output", False)), int(dump.get("num_tree_per_iteration", 1)),
-                  int(dump.get("num_class", 1)))
+    _refuse_model(
+        bool(dump.get("average_output", False)),
+        int(dump.get("num_tree_per_iteration", 1)),
+        int(dump.get("num_class", 1)),
+    )
     n_features = int(dump["max_feature_idx"]) + 1
     names = list(dump.get("feature_names") or [f"Column_{i}" for i in range(n_features)])
     trees = []
@@ -230,17 +243,31 @@ def _parse_dump(dump: dict) -> tuple[list[str], int, list[Tree]]:
             threshold = float(node["threshold"])
             if abs(threshold) >= _DUMP_INF:  # the dump writes +-inf as +-1e300 (LightGBM's AvoidInf)
                 threshold = math.copysign(math.inf, threshold)
-            for key, value in (("f", int(node["split_feature"])), ("t", threshold),
-                               ("dl", bool(node["default_left"])), ("mt", _MISSING_NAMES[node["missing_type"]]),
-                               ("l", None), ("r", None)):
+            for key, value in (
+                ("f", int(node["split_feature"])),
+                ("t", threshold),
+                ("dl", bool(node["default_left"])),
+                ("mt", _MISSING_NAMES[node["missing_type"]]),
+                ("l", None),
+                ("r", None),
+            ):
                 arrays[key].append(value)
             arrays["l"][me] = visit(node["left_child"])
             arrays["r"][me] = visit(node["right_child"])
             return me
 
         visit(root)
-        trees.append(Tree(tuple(arrays["f"]), tuple(arrays["t"]), tuple(arrays["dl"]), tuple(arrays["mt"]),
-                          tuple(arrays["l"]), tuple(arrays["r"]), tuple(leaves)))
+        trees.append(
+            Tree(
+                tuple(arrays["f"]),
+                tuple(arrays["t"]),
+                tuple(arrays["dl"]),
+                tuple(arrays["mt"]),
+                tuple(arrays["l"]),
+                tuple(arrays["r"]),
+                tuple(leaves),
+            )
+        )
     return names, n_features, trees
 
 
@@ -349,7 +376,7 @@ class _Codegen:
         # Left to right from 0.0, exactly LightGBM's order; 32 trees a statement keeps the expressions shallow.
         chunk = 32
         for start in range(0, len(terms), chunk):
-            lines.append(f"    s = {'0.0' if start == 0 else 's'} + " + " + ".join(terms[start:start + chunk]))
+            lines.append(f"    s = {'0.0' if start == 0 else 's'} + " + " + ".join(terms[start : start + chunk]))
         if not terms:
             lines.append("    s = 0.0")
         lines.append("    return s")
@@ -397,9 +424,15 @@ class TreeEnsemblePredictor:
         namespace = {
             "_walk": _walk,
             "_TREES": [
-                (t.split_feature, t.threshold, tuple(t.nan_goes_left(n) for n in range(len(t.split_feature))),
-                 tuple(t.zero_goes_left(n) for n in range(len(t.split_feature))), t.left_child, t.right_child,
-                 t.leaf_value)
+                (
+                    t.split_feature,
+                    t.threshold,
+                    tuple(t.nan_goes_left(n) for n in range(len(t.split_feature))),
+                    tuple(t.zero_goes_left(n) for n in range(len(t.split_feature))),
+                    t.left_child,
+                    t.right_child,
+                    t.leaf_value,
+                )
                 for t in self.trees
             ],
         }
@@ -518,15 +551,16 @@ class TreeEnsemblePredictor:
     def raw_score_loop(self, X: np.ndarray) -> np.ndarray:
         """The generated one-row function over each row (fastest for small batches)."""
         score = self._score
-        return np.fromiter((score(row) for row in np.asarray(X, dtype=np.float64).tolist()), dtype=np.float64,
-                           count=len(X))
+        return np.fromiter(
+            (score(row) for row in np.asarray(X, dtype=np.float64).tolist()), dtype=np.float64, count=len(X)
+        )
 
     def raw_score_vectorised(self, X: np.ndarray) -> np.ndarray:
         """All rows and all trees advance one level per step, in numpy (fastest for large batches)."""
         X = np.asarray(X, dtype=np.float64)
         out = np.empty(X.shape[0], dtype=np.float64)
         for start in range(0, X.shape[0], _BLOCK_ROWS):
-            out[start:start + _BLOCK_ROWS] = self._walk_block(X[start:start + _BLOCK_ROWS])
+            out[start : start + _BLOCK_ROWS] = self._walk_block(X[start : start + _BLOCK_ROWS])
         return out
 
     def _walk_block(self, X: np.ndarray) -> np.ndarray:

@@ -19,9 +19,19 @@ from serving.predictor import TreeEnsemblePredictor
 
 
 class Scorer:
-    def __init__(self, artifact: ModelArtifact, reader: OnlineFeatureReader, variant: str = "champion", model_version: str | None = None):
-        if list(artifact.feature_names) != list(MODEL_FEATURE_NAMES) or list(reader.feature_names) != list(MODEL_FEATURE_NAMES):
-            raise ValueError("the model, the online reader and propensity.features.definitions disagree on the features")
+    def __init__(
+        self,
+        artifact: ModelArtifact,
+        reader: OnlineFeatureReader,
+        variant: str = "champion",
+        model_version: str | None = None,
+    ):
+        if list(artifact.feature_names) != list(MODEL_FEATURE_NAMES) or list(reader.feature_names) != list(
+            MODEL_FEATURE_NAMES
+        ):
+            raise ValueError(
+                "the model, the online reader and propensity.features.definitions disagree on the features"
+            )
         self.artifact = artifact
         self.reader = reader
         self.variant = variant

@@ -55,13 +55,23 @@ class Metrics:
     def __init__(self):
         self.registry = CollectorRegistry()
         self.latency = Histogram(
-            "propensity_request_seconds", "invocation latency", ["variant"], registry=self.registry,
+            "propensity_request_seconds",
+            "invocation latency",
+            ["variant"],
+            registry=self.registry,
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5),
         )
-        self.fallbacks = Counter("propensity_fallbacks_total", "rows scored without all features", ["variant"], registry=self.registry)
-        self.errors = Counter("propensity_errors_total", "requests answered with an error", ["variant", "status"], registry=self.registry)
+        self.fallbacks = Counter(
+            "propensity_fallbacks_total", "rows scored without all features", ["variant"], registry=self.registry
+        )
+        self.errors = Counter(
+            "propensity_errors_total", "requests answered with an error", ["variant", "status"], registry=self.registry
+        )
         self.scores = Histogram(
-            "propensity_score", "calibrated propensity served", ["variant"], registry=self.registry,
+            "propensity_score",
+            "calibrated propensity served",
+            ["variant"],
+            registry=self.registry,
             buckets=(0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0),
         )
 
@@ -138,7 +148,13 @@ class InferenceApp(AsgiApp):
             if prediction["fallback"]:
                 self.metrics.fallbacks.labels(variant).inc()
             self.log.append(
-                {"request_id": request_id, "ts": time.time(), "status": 200, "latency_ms": round(elapsed * 1000, 3), **prediction}
+                {
+                    "request_id": request_id,
+                    "ts": time.time(),
+                    "status": 200,
+                    "latency_ms": round(elapsed * 1000, 3),
+                    **prediction,
+                }
             )
         return _json_response(200, {"predictions": predictions} if is_batch else predictions[0])
 
@@ -147,9 +163,15 @@ class InferenceApp(AsgiApp):
         variant = self.scorer.variant
         self.metrics.errors.labels(variant, str(status)).inc()
         self.log.append(
-            {"request_id": str(uuid.uuid4()), "ts": time.time(), "status": status, "variant": variant,
-             "model_version": self.scorer.model_version, "latency_ms": round((time.perf_counter() - started) * 1000, 3),
-             "error": message[:300]}
+            {
+                "request_id": str(uuid.uuid4()),
+                "ts": time.time(),
+                "status": status,
+                "variant": variant,
+                "model_version": self.scorer.model_version,
+                "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+                "error": message[:300],
+            }
         )
         return _json_response(status, {"error": message})
 

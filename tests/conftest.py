@@ -49,7 +49,11 @@ def spark():
 
     # One session for batch and streaming tests: the Kafka connector (jars from `make services`) and the checkpoint
     # file manager ride along.
-    config = spark_config() | streaming_config() | {"spark.master": "local[2]", "spark.sql.shuffle.partitions": "2", "spark.driver.memory": "2g"}
+    config = (
+        spark_config()
+        | streaming_config()
+        | {"spark.master": "local[2]", "spark.sql.shuffle.partitions": "2", "spark.driver.memory": "2g"}
+    )
     builder = SparkSession.builder
     for key, value in config.items():
         builder = builder.config(key, value)

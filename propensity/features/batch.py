@@ -32,7 +32,9 @@ def user_daily_aggregates(session_events: DataFrame, sessions: DataFrame) -> Dat
         )
     )
     sessions_daily = (
-        sessions.withColumn("day", F.to_date("session_start")).groupBy("user_id", "day").agg(F.count(F.lit(1)).alias("sessions"))
+        sessions.withColumn("day", F.to_date("session_start"))
+        .groupBy("user_id", "day")
+        .agg(F.count(F.lit(1)).alias("sessions"))
     )
     order_values = (
         session_events.filter((F.col("event_type") == "purchase") & F.col("price").isNotNull())
@@ -62,10 +64,16 @@ def user_daily_aggregates(session_events: DataFrame, sessions: DataFrame) -> Dat
     )
 
     by_day = Window.partitionBy("user_id").orderBy("day")
-    columns = [F.col("user_id"), F.col("day").alias("as_of_date"), F.to_timestamp(F.date_add("day", 1)).alias("feature_timestamp")]
+    columns = [
+        F.col("user_id"),
+        F.col("day").alias("as_of_date"),
+        F.to_timestamp(F.date_add("day", 1)).alias("feature_timestamp"),
+    ]
     for count in ("sessions", "events", "cart_adds", "orders"):
         for days in USER_WINDOWS_DAYS:
-            columns.append(F.sum(count).over(by_day.rowsBetween(-(days - 1), 0)).cast("long").alias(f"user_{count}_{days}d"))
+            columns.append(
+                F.sum(count).over(by_day.rowsBetween(-(days - 1), 0)).cast("long").alias(f"user_{count}_{days}d")
+            )
     window_30 = by_day.rowsBetween(-29, 0)
     running = by_day.rowsBetween(Window.unboundedPreceding, 0)
 
@@ -78,14 +86,15 @@ def user_daily_aggregates(session_events: DataFrame, sessions: DataFrame) -> Dat
         ),
         ratio(F.sum("orders").over(window_30), F.sum("sessions").over(window_30)).alias("user_conversion_rate_30d"),
         ratio(F.sum("cart_adds").over(window_30), F.sum("events").over(window_30)).alias("user_cart_add_rate_30d"),
-        F.datediff("day", F.max(F.when(F.col("events") > 0, F.col("day"))).over(running)).cast("double").alias(
-            "user_days_since_last_event"
-        ),
-        F.datediff("day", F.max(F.when(F.col("orders") > 0, F.col("day"))).over(running)).cast("double").alias(
-            "user_days_since_last_order"
-        ),
+        F.datediff("day", F.max(F.when(F.col("events") > 0, F.col("day"))).over(running))
+        .cast("double")
+        .alias("user_days_since_last_event"),
+        F.datediff("day", F.max(F.when(F.col("orders") > 0, F.col("day"))).over(running))
+        .cast("double")
+        .alias("user_days_since_last_order"),
         F.when(
-            F.sum("priced_orders").over(window_30) > 0, F.sum("order_value").over(window_30) / F.sum("priced_orders").over(window_30)
+            F.sum("priced_orders").over(window_30) > 0,
+            F.sum("order_value").over(window_30) / F.sum("priced_orders").over(window_30),
         ).alias("user_avg_order_value_30d"),
         F.datediff("day", "first_day").cast("double").alias("user_tenure_days"),
     ]

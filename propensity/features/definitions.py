@@ -39,7 +39,9 @@ SESSION_FEATURES: tuple[Feature, ...] = (
     Feature("session_checkout_starts", "int64", "checkout_start events so far"),
     Feature("session_cart_value", "float64", "price x quantity added minus removed so far (unknown prices count 0)"),
     Feature("session_duration_s", "float64", "seconds from the session's first event to this decision point"),
-    Feature("session_seconds_since_previous_event", "float64", "gap before this decision point's event (0 at the first)"),
+    Feature(
+        "session_seconds_since_previous_event", "float64", "gap before this decision point's event (0 at the first)"
+    ),
     Feature("session_hour_utc", "int64", "hour of day of the decision point (UTC)"),
     Feature("session_weekday", "int64", "weekday of the decision point (Monday=0, UTC)"),
 )
@@ -60,8 +62,18 @@ def _user_features() -> tuple[Feature, ...]:
         Feature("user_conversion_rate_30d", "float64", "orders / sessions over 30 days (0 without sessions)"),
         Feature("user_cart_add_rate_30d", "float64", "cart adds / events over 30 days (0 without events)"),
         Feature("user_days_since_last_event", "float64", "days from the last active day to yesterday"),
-        Feature("user_days_since_last_order", "float64", "days from the last order to yesterday (null: never ordered)", nullable=True),
-        Feature("user_avg_order_value_30d", "float64", "mean priced order value over 30 days (null: no priced order)", nullable=True),
+        Feature(
+            "user_days_since_last_order",
+            "float64",
+            "days from the last order to yesterday (null: never ordered)",
+            nullable=True,
+        ),
+        Feature(
+            "user_avg_order_value_30d",
+            "float64",
+            "mean priced order value over 30 days (null: no priced order)",
+            nullable=True,
+        ),
         Feature("user_tenure_days", "float64", "days from the first active day to yesterday"),
     ]
     return tuple(features)

@@ -82,7 +82,10 @@ def _first_seen(events: pd.DataFrame, column: str, states: dict[str, SessionStat
     carried = held(events["session_id"], states) & new
     if carried.any():
         seen = np.fromiter(
-            (value in getattr(states[sid], attr) for sid, value in zip(events.loc[carried, "session_id"], events.loc[carried, column])),
+            (
+                value in getattr(states[sid], attr)
+                for sid, value in zip(events.loc[carried, "session_id"], events.loc[carried, column])
+            ),
             dtype=bool,
             count=int(carried.sum()),
         )
@@ -147,8 +150,12 @@ def fold_session_events(
     for name in _COUNTERS:
         rows[name] = (cumulative[name].to_numpy() + offset(lambda s, n=name: s.counts.get(n, 0))).astype(np.int64)
     rows["purchases_so_far"] = rows.pop("purchases")
-    rows["session_distinct_products"] = (cumulative["new_products"] + offset(lambda s: len(s.products))).astype(np.int64)
-    rows["session_distinct_categories"] = (cumulative["new_categories"] + offset(lambda s: len(s.categories))).astype(np.int64)
+    rows["session_distinct_products"] = (cumulative["new_products"] + offset(lambda s: len(s.products))).astype(
+        np.int64
+    )
+    rows["session_distinct_categories"] = (cumulative["new_categories"] + offset(lambda s: len(s.categories))).astype(
+        np.int64
+    )
     rows["session_cart_value"] = np.round(cumulative["cart_value"].to_numpy() + offset(lambda s: s.cart_value), 6)
 
     timestamps = rows["event_timestamp"]
@@ -159,10 +166,13 @@ def fold_session_events(
         first_time.iloc[at] = pd.array([states[sid].first_time for sid in session_ids.iloc[at]], dtype=EVENT_TIME_DTYPE)
         at = np.flatnonzero(previous_time.isna().to_numpy() & carried)  # a carried session's first point of this batch
         previous_time.iloc[at] = pd.array(
-            [_time_before(states[sid], ts) for sid, ts in zip(session_ids.iloc[at], timestamps.iloc[at])], dtype=EVENT_TIME_DTYPE
+            [_time_before(states[sid], ts) for sid, ts in zip(session_ids.iloc[at], timestamps.iloc[at])],
+            dtype=EVENT_TIME_DTYPE,
         )
     rows["session_duration_s"] = (timestamps - first_time).dt.total_seconds().astype("float64")
-    rows["session_seconds_since_previous_event"] = (timestamps - previous_time).dt.total_seconds().fillna(0.0).astype("float64")
+    rows["session_seconds_since_previous_event"] = (
+        (timestamps - previous_time).dt.total_seconds().fillna(0.0).astype("float64")
+    )
     rows["session_hour_utc"] = timestamps.dt.hour.astype(np.int64)
     rows["session_weekday"] = timestamps.dt.weekday.astype(np.int64)
 
@@ -176,8 +186,12 @@ def _time_before(state: SessionState, timestamp: pd.Timestamp) -> pd.Timestamp |
 
 
 def _next_states(
-    events: pd.DataFrame, rows: pd.DataFrame, first_time: pd.Series, previous_time: pd.Series,
-    states: dict[str, SessionState], keep_state_for: list[str] | None,
+    events: pd.DataFrame,
+    rows: pd.DataFrame,
+    first_time: pd.Series,
+    previous_time: pd.Series,
+    states: dict[str, SessionState],
+    keep_state_for: list[str] | None,
 ) -> dict[str, SessionState]:
     """Each wanted session's state after its last row: the row's counts and times, plus the products and
     categories seen (plain Python over the batch's events: per-group pandas calls cost more at stream batch sizes)."""
@@ -190,20 +204,31 @@ def _next_states(
     products: dict[str, set] = {}
     categories: dict[str, set] = {}
     for sid, product, has_product, category, has_category in zip(
-        events["session_id"], events["product_id"], events["product_id"].notna(),
-        events["category_id"], events["category_id"].notna(),
+        events["session_id"],
+        events["product_id"],
+        events["product_id"].notna(),
+        events["category_id"],
+        events["category_id"].notna(),
     ):
         if sid in wanted:
             if has_product:
                 products.setdefault(sid, set()).add(product)
             if has_category:
                 categories.setdefault(sid, set()).add(category)
-    counts = {name: last[name].tolist() for name in _COUNTERS if name != "purchases"} | {"purchases": last["purchases_so_far"].tolist()}
+    counts = {name: last[name].tolist() for name in _COUNTERS if name != "purchases"} | {
+        "purchases": last["purchases_so_far"].tolist()
+    }
     out: dict[str, SessionState] = {}
-    for i, (sid, user, last_time, first, previous, cart_value) in enumerate(zip(
-        last["session_id"], last["user_id"], last["event_timestamp"], first_time.loc[last.index], previous_time.loc[last.index],
-        last["session_cart_value"].tolist(),
-    )):
+    for i, (sid, user, last_time, first, previous, cart_value) in enumerate(
+        zip(
+            last["session_id"],
+            last["user_id"],
+            last["event_timestamp"],
+            first_time.loc[last.index],
+            previous_time.loc[last.index],
+            last["session_cart_value"].tolist(),
+        )
+    ):
         before = states.get(sid)
         out[sid] = SessionState(
             user_id=user,
@@ -233,7 +258,9 @@ def fold_sorted_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFram
         if batch.empty:
             continue
         last = batch.iloc[-1]
-        tail = (batch["session_id"] == last["session_id"]).to_numpy() & (batch["event_time"] == last["event_time"]).to_numpy()
+        tail = (batch["session_id"] == last["session_id"]).to_numpy() & (
+            batch["event_time"] == last["event_time"]
+        ).to_numpy()
         pending, ready = batch[tail], batch[~tail]
         if ready.empty:
             continue

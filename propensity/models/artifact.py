@@ -45,8 +45,16 @@ def fingerprint_frame(frame: pd.DataFrame) -> str:
     return hashlib.sha256(hashed.tobytes() + ",".join(frame.columns).encode()).hexdigest()
 
 
-def write_artifact(directory: Path, *, booster: lgb.Booster, calibrator: dict, baseline: dict, features: dict,
-                   training: dict, metrics: dict) -> Path:
+def write_artifact(
+    directory: Path,
+    *,
+    booster: lgb.Booster,
+    calibrator: dict,
+    baseline: dict,
+    features: dict,
+    training: dict,
+    metrics: dict,
+) -> Path:
     directory = Path(directory)
     if directory.exists():
         shutil.rmtree(directory)
@@ -108,7 +116,9 @@ def verify_manifest(directory: Path) -> dict[str, str]:
             raise ArtifactIntegrityError(f"{path} is listed in the manifest but missing")
         actual = sha256_file(path)
         if actual != expected:
-            raise ArtifactIntegrityError(f"{path} has sha256 {actual[:12]}…, the manifest says {expected[:12]}…: tampered or corrupt")
+            raise ArtifactIntegrityError(
+                f"{path} has sha256 {actual[:12]}…, the manifest says {expected[:12]}…: tampered or corrupt"
+            )
     return manifest
 
 

@@ -36,7 +36,9 @@ def split_boundaries(session_starts: pd.Series, valid_fraction: float, test_frac
     """Cut points in time such that about the last `test_fraction` of sessions (by start) are test, the
     `valid_fraction` before them validation, and the rest training."""
     if not (0 < valid_fraction < 1 and 0 < test_fraction < 1 and valid_fraction + test_fraction < 1):
-        raise ValueError(f"valid_fraction {valid_fraction} and test_fraction {test_fraction} must leave room for training")
+        raise ValueError(
+            f"valid_fraction {valid_fraction} and test_fraction {test_fraction} must leave room for training"
+        )
     starts = np.sort(session_starts.to_numpy())
     n = len(starts)
     test_start = pd.Timestamp(starts[int(np.floor(n * (1 - test_fraction)))])
@@ -48,7 +50,11 @@ def split_boundaries(session_starts: pd.Series, valid_fraction: float, test_frac
 
 def assign_split(session_start: pd.Series, boundaries: SplitBoundaries) -> pd.Series:
     return pd.Series(
-        np.where(session_start < boundaries.valid_start, "train", np.where(session_start < boundaries.test_start, "valid", "test")),
+        np.where(
+            session_start < boundaries.valid_start,
+            "train",
+            np.where(session_start < boundaries.test_start, "valid", "test"),
+        ),
         index=session_start.index,
     )
 
@@ -61,12 +67,16 @@ def complete_sessions(sessions: pd.DataFrame, gap_minutes: int = SESSION_GAP_MIN
 
 
 def decision_points(
-    session_prefix_features: pd.DataFrame, sessions: pd.DataFrame, valid_fraction: float = 0.2, test_fraction: float = 0.2
+    session_prefix_features: pd.DataFrame,
+    sessions: pd.DataFrame,
+    valid_fraction: float = 0.2,
+    test_fraction: float = 0.2,
 ) -> tuple[pd.DataFrame, SplitBoundaries]:
     """The entity frame for the point-in-time join: one row per decision point, with label and split."""
     sessions = sessions[complete_sessions(sessions)]
     points = session_prefix_features.loc[
-        session_prefix_features["purchases_so_far"] == 0, ["session_id", "user_id", "event_timestamp", "decision_event_id"]
+        session_prefix_features["purchases_so_far"] == 0,
+        ["session_id", "user_id", "event_timestamp", "decision_event_id"],
     ]
     outcome = sessions[["session_id", "session_start", "has_purchase"]]
     points = points.merge(outcome, on="session_id", how="inner", validate="many_to_one")
@@ -74,7 +84,9 @@ def decision_points(
     points["decision_id"] = points["session_id"] + "@" + points["event_timestamp"].map(lambda t: t.isoformat())
     boundaries = split_boundaries(outcome["session_start"], valid_fraction, test_fraction)
     points["split"] = assign_split(points["session_start"], boundaries)
-    points = points.drop(columns=["has_purchase"]).sort_values(["event_timestamp", "decision_id"]).reset_index(drop=True)
+    points = (
+        points.drop(columns=["has_purchase"]).sort_values(["event_timestamp", "decision_id"]).reset_index(drop=True)
+    )
     if not points["decision_id"].is_unique:
         raise ValueError("decision ids are not unique: session_prefix_features must have one row per decision point")
     return points, boundaries

@@ -12,7 +12,9 @@ class GateResult:
     detail: str
 
 
-def quality_gates(metrics: dict, champion_metrics: dict | None, max_ece: float, champion_tolerance: float) -> list[GateResult]:
+def quality_gates(
+    metrics: dict, champion_metrics: dict | None, max_ece: float, champion_tolerance: float
+) -> list[GateResult]:
     """`metrics` holds test metrics per model (baseline, lightgbm, calibrated); the challenger is `calibrated`."""
     challenger, baseline = metrics["calibrated"], metrics["baseline"]
     gates = [

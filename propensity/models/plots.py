@@ -32,7 +32,11 @@ def reliability_diagram(y_true, predictions: dict[str, np.ndarray], bins: int = 
         top = max(top, max(mean_p), max(rate))
         axis.plot(mean_p, rate, marker="o", label=name)
     axis.plot([0, top], [0, top], color="grey", linestyle="--", label="perfect")
-    axis.set(xlabel="mean predicted propensity (equal-mass bins)", ylabel="observed purchase rate", title="Reliability (test)")
+    axis.set(
+        xlabel="mean predicted propensity (equal-mass bins)",
+        ylabel="observed purchase rate",
+        title="Reliability (test)",
+    )
     axis.legend()
     return _png(figure)
 
@@ -45,6 +49,8 @@ def gain_chart(y_true, predictions: dict[str, np.ndarray]) -> bytes:
         captured = np.cumsum(y_true[np.argsort(-p, kind="stable")]) / max(y_true.sum(), 1)
         axis.plot(share, captured, label=name)
     axis.plot([0, 1], [0, 1], color="grey", linestyle="--", label="random")
-    axis.set(xlabel="share of decision points targeted", ylabel="share of purchases captured", title="Cumulative gain (test)")
+    axis.set(
+        xlabel="share of decision points targeted", ylabel="share of purchases captured", title="Cumulative gain (test)"
+    )
     axis.legend()
     return _png(figure)

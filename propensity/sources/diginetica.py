@@ -89,7 +89,9 @@ def _event_time(session_start: pd.Series, timeframe: pd.Series, eventdate: pd.Se
 def _session_users(views: pd.DataFrame, purchases: pd.DataFrame) -> pd.Series:
     """session_id -> the session's first known user id (views first), else "anon-" + session_id."""
     rows = pd.concat([views[["session_id", "user_id"]], purchases[["session_id", "user_id"]]], ignore_index=True)
-    known = rows.dropna(subset=["user_id"]).drop_duplicates("session_id", keep="first").set_index("session_id")["user_id"]
+    known = (
+        rows.dropna(subset=["user_id"]).drop_duplicates("session_id", keep="first").set_index("session_id")["user_id"]
+    )
     sessions = pd.Index(rows["session_id"].dropna().unique())
     anonymous = pd.Series("anon-" + sessions, index=sessions)
     return known.reindex(sessions).fillna(anonymous)
@@ -117,7 +119,11 @@ def load_diginetica(
 
     view_events = pd.DataFrame(
         {
-            "event_id": "dn-v-" + views["session_id"].fillna("NA") + "-" + views["timeframe"].fillna("NA") + "-"
+            "event_id": "dn-v-"
+            + views["session_id"].fillna("NA")
+            + "-"
+            + views["timeframe"].fillna("NA")
+            + "-"
             + views["item_id"].fillna("NA"),
             "event_time": _event_time(views["session_id"].map(session_start), views["timeframe"], views["eventdate"]),
             "user_id": _user(views["session_id"], session_users),

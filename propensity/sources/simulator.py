@@ -48,7 +48,14 @@ MAX_EVENT_GAP_S = 15 * 60  # well under the 30-minute sessionisation gap
 
 # Actions, in the column order of the action table. Exit emits no event.
 ACTIONS = (
-    "page_view", "product_view", "search", "favourite", "add_to_cart", "remove_from_cart", "checkout_start", "purchase"
+    "page_view",
+    "product_view",
+    "search",
+    "favourite",
+    "add_to_cart",
+    "remove_from_cart",
+    "checkout_start",
+    "purchase",
 )
 PV, PROD, SEARCH, FAV, ADD, REMOVE, CHECKOUT, PURCHASE, EXIT = range(9)
 # State kinds: the transition probabilities of cart count n >= 3 are those of C3.
@@ -63,8 +70,32 @@ _BROWSE_MIX_C = np.array([0.20, 0.60, 0.10, 0.10])
 
 # Storefront traffic by UTC hour: night trough, evening peak.
 _HOUR_WEIGHTS = np.array(
-    [1.2, 0.7, 0.4, 0.3, 0.3, 0.4, 0.8, 1.5, 2.2, 2.6, 2.8, 3.0,
-     3.3, 3.1, 2.9, 2.9, 3.1, 3.5, 4.2, 4.9, 5.2, 4.6, 3.3, 2.0]
+    [
+        1.2,
+        0.7,
+        0.4,
+        0.3,
+        0.3,
+        0.4,
+        0.8,
+        1.5,
+        2.2,
+        2.6,
+        2.8,
+        3.0,
+        3.3,
+        3.1,
+        2.9,
+        2.9,
+        3.1,
+        3.5,
+        4.2,
+        4.9,
+        5.2,
+        4.6,
+        3.3,
+        2.0,
+    ]
 )
 _NIGHT = np.arange(24) < 6  # 00-05 UTC
 _EVENING = (np.arange(24) >= 18) & (np.arange(24) <= 22)  # 18-22 UTC
@@ -97,7 +128,7 @@ def _action_table(intent: np.ndarray, checkout_factor=1.0) -> np.ndarray:
     add_b = 0.015 + 0.25 * p
     table[:, KIND_B, EXIT] = exit_b[:, 0]
     table[:, KIND_B, ADD] = add_b[:, 0]
-    table[:, KIND_B, PV:FAV + 1] = (1.0 - exit_b - add_b) * _BROWSE_MIX_B
+    table[:, KIND_B, PV : FAV + 1] = (1.0 - exit_b - add_b) * _BROWSE_MIX_B
 
     for kind, n in ((KIND_C1, 0), (KIND_C2, 1), (KIND_C3, 2)):
         exit_c = 0.14 - 0.06 * p
@@ -108,7 +139,7 @@ def _action_table(intent: np.ndarray, checkout_factor=1.0) -> np.ndarray:
         table[:, kind, ADD] = add_c[:, 0]
         table[:, kind, REMOVE] = remove_c[:, 0]
         table[:, kind, CHECKOUT] = checkout_c[:, 0]
-        table[:, kind, PV:FAV + 1] = (1.0 - exit_c - add_c - remove_c - checkout_c) * _BROWSE_MIX_C
+        table[:, kind, PV : FAV + 1] = (1.0 - exit_c - add_c - remove_c - checkout_c) * _BROWSE_MIX_C
 
     buy = 0.30 + 0.60 * p
     table[:, KIND_K, PURCHASE] = buy[:, 0]
@@ -120,7 +151,7 @@ def _transition_parts(table: np.ndarray) -> dict[str, np.ndarray]:
     """Per kind: P(stay), P(+1 line), P(-1 line), P(checkout), P(buy), each (5 kinds, n) and contiguous per
     kind, so the Bellman step below streams over sessions instead of striding."""
     return {
-        "stay": np.ascontiguousarray(table[:, :, PV:FAV + 1].sum(axis=2).T),
+        "stay": np.ascontiguousarray(table[:, :, PV : FAV + 1].sum(axis=2).T),
         "add": np.ascontiguousarray(table[:, :, ADD].T),
         "remove": np.ascontiguousarray(table[:, :, REMOVE].T),
         "checkout": np.ascontiguousarray(table[:, :, CHECKOUT].T),

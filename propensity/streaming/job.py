@@ -32,7 +32,10 @@ LOG = logging.getLogger("propensity.streaming")
 DEFAULT_TOPIC = "storefront.events"
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 ARCHIVE_TABLE = "stream_events"
-STREAMING_SPARK_CONFIG = {"spark.sql.shuffle.partitions": "2", "spark.sql.streaming.noDataMicroBatches.enabled": "false"}
+STREAMING_SPARK_CONFIG = {
+    "spark.sql.shuffle.partitions": "2",
+    "spark.sql.streaming.noDataMicroBatches.enabled": "false",
+}
 QUARANTINE_TABLE = "stream_quarantine"
 
 
@@ -66,7 +69,7 @@ def kafka_options() -> dict[str, str]:
     """Extra client settings for a managed cluster (MSK: SASL/IAM or TLS) as KAFKA_OPTION_<NAME>=value, e.g.
     KAFKA_OPTION_SECURITY_PROTOCOL=SASL_SSL -> security.protocol=SASL_SSL."""
     prefix = "KAFKA_OPTION_"
-    return {k[len(prefix):].lower().replace("_", "."): v for k, v in os.environ.items() if k.startswith(prefix)}
+    return {k[len(prefix) :].lower().replace("_", "."): v for k, v in os.environ.items() if k.startswith(prefix)}
 
 
 def spark_session(app_name: str = "propensity-stream"):
@@ -152,12 +155,12 @@ def start_query(spark, source: str, profile: str, max_per_batch: int | None = No
             reader = reader.option("maxFilesPerTrigger", "1")
         from pyspark.sql import functions as F
 
-        frame = (
-            reader.load(str(inbox_dir()))
-            .select(
-                F.lit(None).cast("string").alias("key"), F.col("value"), F.lit(-1).alias("partition"),
-                F.lit(-1).cast("long").alias("offset"), F.current_timestamp().alias("timestamp"),
-            )
+        frame = reader.load(str(inbox_dir())).select(
+            F.lit(None).cast("string").alias("key"),
+            F.col("value"),
+            F.lit(-1).alias("partition"),
+            F.lit(-1).cast("long").alias("offset"),
+            F.current_timestamp().alias("timestamp"),
         )
     else:
         raise ValueError(f"unknown stream source {source!r}: kafka or file")
@@ -174,12 +177,29 @@ def start_query(spark, source: str, profile: str, max_per_batch: int | None = No
         report = processor.process(batch_id, messages)
         if source == "kafka" and len(messages):
             offsets_done.update({str(p): int(o) for p, o in messages.groupby("partition")["offset"].max().items()})
-        write_text_atomic(progress, json.dumps({
-            "source": source, "batch_id": batch_id, "offsets": dict(offsets_done), "processed_at": time.time(),
-            "report": report.__dict__, "topic": consumed,
-        }, indent=2, default=str))
-        LOG.info("batch %s: %s messages, %s folded, %s quarantined in %.3f s", batch_id, report.messages, report.folded,
-                 report.quarantined, report.seconds)
+        write_text_atomic(
+            progress,
+            json.dumps(
+                {
+                    "source": source,
+                    "batch_id": batch_id,
+                    "offsets": dict(offsets_done),
+                    "processed_at": time.time(),
+                    "report": report.__dict__,
+                    "topic": consumed,
+                },
+                indent=2,
+                default=str,
+            ),
+        )
+        LOG.info(
+            "batch %s: %s messages, %s folded, %s quarantined in %.3f s",
+            batch_id,
+            report.messages,
+            report.folded,
+            report.quarantined,
+            report.seconds,
+        )
 
     return (
         frame.writeStream.foreachBatch(each_batch)
@@ -202,7 +222,10 @@ def main(argv: list[str] | None = None) -> int:
     spark.sparkContext.setLogLevel("WARN")
     query = start_query(spark, args.source, args.profile, args.max_per_batch)
     signal.signal(signal.SIGTERM, lambda *_: query.stop())
-    print(f"streaming from {args.source} into the {args.profile} online store; state in {stream_dir(args.source)}", flush=True)
+    print(
+        f"streaming from {args.source} into the {args.profile} online store; state in {stream_dir(args.source)}",
+        flush=True,
+    )
     try:
         query.awaitTermination(args.run_seconds)
     except KeyboardInterrupt:

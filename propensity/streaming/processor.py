@@ -70,8 +70,13 @@ def _ts(value):
 class StreamState:
     """Per-session fold state plus the event ids already folded, the event clock of each partition."""
 
-    def __init__(self, sessions: dict[str, SessionState] | None = None, seen: dict[str, set[str]] | None = None,
-                 max_event_time: pd.Timestamp | None = None, partition_clock: dict[str, pd.Timestamp] | None = None):
+    def __init__(
+        self,
+        sessions: dict[str, SessionState] | None = None,
+        seen: dict[str, set[str]] | None = None,
+        max_event_time: pd.Timestamp | None = None,
+        partition_clock: dict[str, pd.Timestamp] | None = None,
+    ):
         self.sessions = sessions or {}
         self.seen = seen or {}
         self.max_event_time = max_event_time
@@ -90,9 +95,14 @@ class StreamState:
     def _session(self, sid: str) -> dict:
         s = self.sessions[sid]
         return {
-            "user_id": s.user_id, "first_time": s.first_time.isoformat(), "last_time": s.last_time.isoformat(),
-            "previous_time": None if s.previous_time is None else s.previous_time.isoformat(), "counts": s.counts,
-            "cart_value": s.cart_value, "products": sorted(s.products), "categories": sorted(s.categories),
+            "user_id": s.user_id,
+            "first_time": s.first_time.isoformat(),
+            "last_time": s.last_time.isoformat(),
+            "previous_time": None if s.previous_time is None else s.previous_time.isoformat(),
+            "counts": s.counts,
+            "cart_value": s.cart_value,
+            "products": sorted(s.products),
+            "categories": sorted(s.categories),
             "seen": sorted(self.seen.get(sid, ())),
         }
 
@@ -101,15 +111,25 @@ class StreamState:
 
     def delta_json(self, changed: set[str], expired: list[str]) -> str:
         """Only what one batch changed: the sessions it folded, the ones it expired, the clocks."""
-        return json.dumps({**self._clocks(), "sessions": {sid: self._session(sid) for sid in changed if sid in self.sessions},
-                           "expired": expired})
+        return json.dumps(
+            {
+                **self._clocks(),
+                "sessions": {sid: self._session(sid) for sid in changed if sid in self.sessions},
+                "expired": expired,
+            }
+        )
 
     def apply(self, payload: dict) -> "StreamState":
         for sid, s in payload["sessions"].items():
             self.sessions[sid] = SessionState(
-                user_id=s["user_id"], first_time=_ts(s["first_time"]), last_time=_ts(s["last_time"]),
-                previous_time=_ts(s["previous_time"]), counts=s["counts"], cart_value=s["cart_value"],
-                products=frozenset(s["products"]), categories=frozenset(s["categories"]),
+                user_id=s["user_id"],
+                first_time=_ts(s["first_time"]),
+                last_time=_ts(s["last_time"]),
+                previous_time=_ts(s["previous_time"]),
+                counts=s["counts"],
+                cart_value=s["cart_value"],
+                products=frozenset(s["products"]),
+                categories=frozenset(s["categories"]),
             )
             self.seen[sid] = set(s["seen"])
         for sid in payload.get("expired", []):
@@ -140,7 +160,9 @@ class SnapshotStore:
 
     def before(self, batch_id: int) -> StreamState:
         fulls = [i for i in self._ids("state") if i < batch_id]
-        state = StreamState.from_json((self.directory / f"state-{fulls[-1]}.json").read_text()) if fulls else StreamState()
+        state = (
+            StreamState.from_json((self.directory / f"state-{fulls[-1]}.json").read_text()) if fulls else StreamState()
+        )
         start = fulls[-1] if fulls else -1
         for i in range(start + 1, batch_id):
             delta = self.directory / f"delta-{i}.json"
@@ -180,7 +202,12 @@ def parse_messages(messages: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         missing = [c for c in EVENT_COLUMNS if c not in record]
         unknown = sorted(set(record) - set(EVENT_COLUMNS))
         if missing or unknown:
-            bad.append((position, f"malformed: missing fields {missing}" if missing else f"malformed: unknown fields {unknown}"))
+            bad.append(
+                (
+                    position,
+                    f"malformed: missing fields {missing}" if missing else f"malformed: unknown fields {unknown}",
+                )
+            )
             continue
         rows.append(record)
         positions.append(position)
@@ -191,8 +218,15 @@ def parse_messages(messages: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 class SessionStreamProcessor:
-    def __init__(self, state_dir: Path, archive_dir: Path, quarantine_dir: Path, write_online: OnlineWriter,
-                 dead_letter: DeadLetter | None = None, allowed_lateness: pd.Timedelta = ALLOWED_LATENESS):
+    def __init__(
+        self,
+        state_dir: Path,
+        archive_dir: Path,
+        quarantine_dir: Path,
+        write_online: OnlineWriter,
+        dead_letter: DeadLetter | None = None,
+        allowed_lateness: pd.Timedelta = ALLOWED_LATENESS,
+    ):
         self.snapshots = SnapshotStore(state_dir)
         self.archive_dir = Path(archive_dir)
         self.quarantine_dir = Path(quarantine_dir)
@@ -209,7 +243,11 @@ class SessionStreamProcessor:
         report = BatchReport(batch_id=batch_id, messages=len(messages))
         # The state in memory is the one after the previous batch; anything else (a restart, a replay, a batch that
         # failed half way) reads it back from the snapshots.
-        state = self._state if self._state is not None and self._state_batch == batch_id - 1 else self.snapshots.before(batch_id)
+        state = (
+            self._state
+            if self._state is not None and self._state_batch == batch_id - 1
+            else self.snapshots.before(batch_id)
+        )
         self._state = None
         messages = messages.reset_index(drop=True)
         now = pd.Timestamp.now(tz="UTC")
@@ -218,7 +256,9 @@ class SessionStreamProcessor:
         raw, malformed = parse_messages(messages)
         self._advance_clocks(state, raw, messages)
         if len(malformed):
-            quarantine.append(self._quarantine_rows(messages, malformed["position"], malformed["reason"], now, batch_id))
+            quarantine.append(
+                self._quarantine_rows(messages, malformed["position"], malformed["reason"], now, batch_id)
+            )
         validated = validate_events(raw.reset_index(drop=True), now=now) if len(raw) else None
         events = pd.DataFrame()
         if validated is not None:
@@ -233,18 +273,28 @@ class SessionStreamProcessor:
             seen = pd.Series(False, index=events.index)
             carried = held(events["session_id"], state.seen)
             if carried.any():
-                seen[carried] = [e in state.seen[s] for s, e in zip(events.loc[carried, "session_id"], events.loc[carried, "event_id"])]
+                seen[carried] = [
+                    e in state.seen[s]
+                    for s, e in zip(events.loc[carried, "session_id"], events.loc[carried, "event_id"])
+                ]
             report.replays_dropped += int(seen.sum())
             events = events[~seen]
         if len(events):
             last = events["session_id"].map(
-                {sid: state.sessions[sid].last_time for sid in events["session_id"].unique() if sid in state.sessions})
+                {sid: state.sessions[sid].last_time for sid in events["session_id"].unique() if sid in state.sessions}
+            )
             late = last.notna() & (events["event_time"] < last.astype(EVENT_TIME_DTYPE))
             if late.any():
                 behind = (last[late].astype(EVENT_TIME_DTYPE) - events.loc[late, "event_time"]).dt.total_seconds()
                 late_rows = events[late]
-                quarantine.append(self._quarantine_events(
-                    late_rows, [f"late: {b:.0f} s older than its session's last processed event" for b in behind], now, batch_id))
+                quarantine.append(
+                    self._quarantine_events(
+                        late_rows,
+                        [f"late: {b:.0f} s older than its session's last processed event" for b in behind],
+                        now,
+                        batch_id,
+                    )
+                )
                 report.late = int(late.sum())
                 events = events[~late]
 
@@ -252,7 +302,9 @@ class SessionStreamProcessor:
             events = events.sort_values(["session_id", "event_time", "event_id"], kind="stable").reset_index(drop=True)
             rows, new_states = fold_session_events(events, state.sessions)
             newest = rows.groupby("session_id", sort=False).tail(1)
-            self.write_online(newest[["session_id", "user_id", "event_timestamp", *SESSION_FEATURE_NAMES]].reset_index(drop=True))
+            self.write_online(
+                newest[["session_id", "user_id", "event_timestamp", *SESSION_FEATURE_NAMES]].reset_index(drop=True)
+            )
             state.sessions.update(new_states)
             for sid, event_id in zip(events["session_id"], events["event_id"]):
                 state.seen.setdefault(sid, set()).add(event_id)
@@ -298,19 +350,33 @@ class SessionStreamProcessor:
     @staticmethod
     def _quarantine_rows(messages, positions: pd.Series, reasons: pd.Series, now, batch_id) -> pd.DataFrame:
         picked = messages.iloc[positions.to_numpy()]
-        values = [v.decode("utf-8", errors="replace") if isinstance(v, (bytes, bytearray)) else str(v) for v in picked["value"]]
-        return pd.DataFrame({
-            "partition": picked["partition"].astype("int64").to_numpy(),
-            "offset": picked["offset"].astype("int64").to_numpy(),
-            "message": values, "reason": reasons.to_numpy(), "quarantined_at": now.isoformat(), "batch_id": batch_id,
-        })
+        values = [
+            v.decode("utf-8", errors="replace") if isinstance(v, (bytes, bytearray)) else str(v)
+            for v in picked["value"]
+        ]
+        return pd.DataFrame(
+            {
+                "partition": picked["partition"].astype("int64").to_numpy(),
+                "offset": picked["offset"].astype("int64").to_numpy(),
+                "message": values,
+                "reason": reasons.to_numpy(),
+                "quarantined_at": now.isoformat(),
+                "batch_id": batch_id,
+            }
+        )
 
     @staticmethod
     def _quarantine_events(events: pd.DataFrame, reasons: list[str], now, batch_id) -> pd.DataFrame:
-        return pd.DataFrame({
-            "partition": -1, "offset": -1, "message": contract_json_lines(events), "reason": reasons,
-            "quarantined_at": now.isoformat(), "batch_id": batch_id,
-        })
+        return pd.DataFrame(
+            {
+                "partition": -1,
+                "offset": -1,
+                "message": contract_json_lines(events),
+                "reason": reasons,
+                "quarantined_at": now.isoformat(),
+                "batch_id": batch_id,
+            }
+        )
 
     @staticmethod
     def _write_parquet(directory: Path, batch_id: int, table) -> None:

@@ -35,7 +35,9 @@ _EMPTY = ValueProto().SerializeToString()  # Feast's encoding of a null (NaN) va
 
 def _encode_column(values: pd.Series, kind: str) -> list[bytes]:
     if kind in ("double_val", "float_val"):
-        return [_EMPTY if v != v else ValueProto(**{kind: v}).SerializeToString() for v in values.astype("float64").tolist()]
+        return [
+            _EMPTY if v != v else ValueProto(**{kind: v}).SerializeToString() for v in values.astype("float64").tolist()
+        ]
     if values.isna().any():
         return [_EMPTY if pd.isna(v) else ValueProto(**{kind: int(v)}).SerializeToString() for v in values.tolist()]
     return [ValueProto(**{kind: v}).SerializeToString() for v in values.astype("int64").tolist()]
@@ -76,26 +78,38 @@ class RedisPushWriter:
         online = config.online_store
         if online.type != "redis" or online.redis_type != RedisType.redis:
             raise NotImplementedError("RedisPushWriter writes to a single Redis online store")
-        views = [fv for fv in store.list_feature_views()
-                 if fv.stream_source is not None and fv.stream_source.name == push_source_name]
+        views = [
+            fv
+            for fv in store.list_feature_views()
+            if fv.stream_source is not None and fv.stream_source.name == push_source_name
+        ]
         if not views:
             raise ValueError(f"no feature view is fed by push source {push_source_name!r}")
         precomputed = [s.name for s in store.list_feature_services() if getattr(s, "precompute_online", False)]
         if precomputed:  # push would refresh their precomputed vectors; this writer does not
-            raise NotImplementedError(f"feature services {precomputed} precompute online vectors: use FeatureStore.push")
+            raise NotImplementedError(
+                f"feature services {precomputed} precompute online vectors: use FeatureStore.push"
+            )
         self.project = store.project
         self.key_version = config.entity_key_serialization_version
         self.ttl_s = online.key_ttl_seconds
         self.views = [_View(store, fv) for fv in views]
         nodes, kwargs = RedisOnlineStore._parse_connection_string(online.connection_string)
-        kwargs.update(host=nodes[0]["host"], port=int(nodes[0]["port"]), socket_timeout=SOCKET_TIMEOUT_S,
-                      socket_connect_timeout=CONNECT_TIMEOUT_S)
+        kwargs.update(
+            host=nodes[0]["host"],
+            port=int(nodes[0]["port"]),
+            socket_timeout=SOCKET_TIMEOUT_S,
+            socket_connect_timeout=CONNECT_TIMEOUT_S,
+        )
         self.redis = redis.Redis(**kwargs)
 
     def _keys(self, join_key: str, ids: list[str]) -> list[bytes]:
         return [
-            _redis_key(self.project, EntityKeyProto(join_keys=[join_key], entity_values=[ValueProto(string_val=i)]),
-                       entity_key_serialization_version=self.key_version)
+            _redis_key(
+                self.project,
+                EntityKeyProto(join_keys=[join_key], entity_values=[ValueProto(string_val=i)]),
+                entity_key_serialization_version=self.key_version,
+            )
             for i in ids
         ]
 
@@ -104,12 +118,16 @@ class RedisPushWriter:
             return
         for view in self.views:
             if rows[view.join_key].duplicated().any():  # which of two rows Feast keeps depends on its batch order
-                raise ValueError(f"one row per {view.join_key} expected; duplicates: "
-                                 f"{rows.loc[rows[view.join_key].duplicated(), view.join_key].unique()[:5].tolist()}")
+                raise ValueError(
+                    f"one row per {view.join_key} expected; duplicates: "
+                    f"{rows.loc[rows[view.join_key].duplicated(), view.join_key].unique()[:5].tolist()}"
+                )
         # Feast goes through datetime (µs); counted in ns whatever unit the column has (the fold's is µs)
         times = pd.to_datetime(rows["event_timestamp"], utc=True).dt.floor("us").dt.as_unit("ns")
         nanos = times.astype("int64").to_numpy()
-        stamps = [Timestamp(seconds=int(n // 1_000_000_000), nanos=int(n % 1_000_000_000)).SerializeToString() for n in nanos]
+        stamps = [
+            Timestamp(seconds=int(n // 1_000_000_000), nanos=int(n % 1_000_000_000)).SerializeToString() for n in nanos
+        ]
         for view in self.views:
             keys = self._keys(view.join_key, rows[view.join_key].astype(str).tolist())
             with self.redis.pipeline(transaction=False) as pipe:

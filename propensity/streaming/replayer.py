@@ -83,14 +83,29 @@ def paced(events: pd.DataFrame, speedup: float | None) -> Iterator[tuple[int, st
         yield i, session_id, line
 
 
-def replay_to_kafka(events: pd.DataFrame, bootstrap: str, topic: str, speedup: float | None, progress: bool = True,
-                    score_every: int = 0, client=None, options: dict | None = None) -> int:
+def replay_to_kafka(
+    events: pd.DataFrame,
+    bootstrap: str,
+    topic: str,
+    speedup: float | None,
+    progress: bool = True,
+    score_every: int = 0,
+    client=None,
+    options: dict | None = None,
+) -> int:
     from confluent_kafka import Producer
     from tqdm import tqdm
 
     ensure_topic(bootstrap, topic, options=options)
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True,
-                         "message.timeout.ms": 30000, **(options or {})})
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 5,
+            "enable.idempotence": True,
+            "message.timeout.ms": 30000,
+            **(options or {}),
+        }
+    )
     failures: list[str] = []
 
     def delivered(error, message):
@@ -140,7 +155,9 @@ def replay_to_files(events: pd.DataFrame, inbox: Path, speedup: float | None, pe
 def main(argv: list[str] | None = None) -> int:
     from propensity.streaming.job import bootstrap_servers, inbox_dir, kafka_options, topic
 
-    parser = argparse.ArgumentParser(prog="python -m propensity.streaming.replayer", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m propensity.streaming.replayer", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--dataset", default="simulator", choices=["simulator", "taobao", "diginetica"])
     parser.add_argument("--users", type=int, default=500)
     parser.add_argument("--days", type=int, default=1)
@@ -162,8 +179,15 @@ def main(argv: list[str] | None = None) -> int:
             from serving.client import PropensityClient
 
             client = PropensityClient.local(args.score_url)
-        sent = replay_to_kafka(events, bootstrap_servers(), topic(), speedup, score_every=args.score_every if client else 0,
-                               client=client, options=kafka_options())
+        sent = replay_to_kafka(
+            events,
+            bootstrap_servers(),
+            topic(),
+            speedup,
+            score_every=args.score_every if client else 0,
+            client=client,
+            options=kafka_options(),
+        )
     else:
         sent = replay_to_files(events, inbox_dir(), speedup)
     print(f"replayed {sent:,} {args.dataset} events to {args.to} in {time.monotonic() - started:.1f} s")

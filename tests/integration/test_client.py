@@ -37,15 +37,35 @@ def test_client_falls_back_when_the_endpoint_is_unreachable():
 
 
 def test_client_invokes_a_sagemaker_endpoint_with_the_contract_body():
-    runtime = boto3.client("sagemaker-runtime", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x")
-    answer = json.dumps({"predictions": [{"session_id": "s1", "user_id": "u1", "propensity": 0.2, "model_version": "v1",
-                                          "variant": "canary", "feature_age_s": {}, "fallback": False, "fallback_reason": None}]}).encode()
+    runtime = boto3.client(
+        "sagemaker-runtime", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    answer = json.dumps(
+        {
+            "predictions": [
+                {
+                    "session_id": "s1",
+                    "user_id": "u1",
+                    "propensity": 0.2,
+                    "model_version": "v1",
+                    "variant": "canary",
+                    "feature_age_s": {},
+                    "fallback": False,
+                    "fallback_reason": None,
+                }
+            ]
+        }
+    ).encode()
     with Stubber(runtime) as stubber:
         stubber.add_response(
             "invoke_endpoint",
             {"Body": StreamingBody(io.BytesIO(answer), len(answer)), "ContentType": "application/json"},
-            {"EndpointName": "propensity-prod", "ContentType": "application/json", "Accept": "application/json",
-             "Body": json.dumps({"instances": [{"session_id": "s1", "user_id": "u1"}]})},
+            {
+                "EndpointName": "propensity-prod",
+                "ContentType": "application/json",
+                "Accept": "application/json",
+                "Body": json.dumps({"instances": [{"session_id": "s1", "user_id": "u1"}]}),
+            },
         )
         stubber.add_client_error("invoke_endpoint", service_error_code="ModelError", http_status_code=424)
         client = PropensityClient.sagemaker("propensity-prod", runtime_client=runtime, fallback_score=0.05)

@@ -47,7 +47,10 @@ def test_asset_graph_names_the_spine_assets_and_checks():
     assert SPINE_CHECKS <= checks
     assert {f"model_evaluation:{gate}" for gate in BLOCKING_GATES} <= checks
     # lineage as DESIGN.md draws it
-    parents = {key.to_user_string(): {p.to_user_string() for p in graph.get(key).parent_keys} for key in graph.get_all_asset_keys()}
+    parents = {
+        key.to_user_string(): {p.to_user_string() for p in graph.get(key).parent_keys}
+        for key in graph.get_all_asset_keys()
+    }
     assert parents["raw_events"] == {"source_events"}
     assert parents["session_prefix_features"] == {"session_events"}
     assert parents["feast_registry"] == {"user_daily_aggregates", "session_prefix_features"}

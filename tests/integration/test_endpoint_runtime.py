@@ -35,8 +35,15 @@ def _register(artifact_dir, calibrator=None) -> tuple[str, object]:
 
         a = load_artifact(artifact_dir)
         source = artifact_dir.parent / f"variant-{time.time_ns()}"
-        write_artifact(source, booster=a.booster, calibrator=calibrator, baseline=a.baseline, features=a.features,
-                       training=a.training, metrics=json.loads((artifact_dir / "metrics.json").read_text()))
+        write_artifact(
+            source,
+            booster=a.booster,
+            calibrator=calibrator,
+            baseline=a.baseline,
+            features=a.features,
+            training=a.training,
+            metrics=json.loads((artifact_dir / "metrics.json").read_text()),
+        )
     version = registry.register(source, promote=True, reason="test")
     return version, registry.root / version
 
@@ -89,12 +96,16 @@ def test_router_splits_by_weight_honours_the_target_header_and_follows_state_cha
     assert abs(answered.count("green") / 800 - 0.25) < 0.05  # binomial sd 0.015
     targeted = router.handle("POST", "/invocations", body, {**headers, b"x-amzn-sagemaker-target-variant": b"green"})
     assert json.loads(targeted[1])["variant"] == "green"
-    status, message, _ = router.handle("POST", "/invocations", body, {**headers, b"x-amzn-sagemaker-target-variant": b"red"})
+    status, message, _ = router.handle(
+        "POST", "/invocations", body, {**headers, b"x-amzn-sagemaker-target-variant": b"red"}
+    )
     assert status == 400 and b"no variant 'red'" in message
 
     files.write_variants([VariantSpec("green", b, 1.0)])
     time.sleep(0.3)  # the router looks at the state file at most every 0.2 s
-    assert {json.loads(router.handle("POST", "/invocations", body, headers)[1])["variant"] for _ in range(50)} == {"green"}
+    assert {json.loads(router.handle("POST", "/invocations", body, headers)[1])["variant"] for _ in range(50)} == {
+        "green"
+    }
 
 
 def test_canary_is_promoted_on_live_traffic_then_a_bad_one_is_rolled_back(served, endpoint_name):  # noqa: F811
@@ -108,7 +119,9 @@ def test_canary_is_promoted_on_live_traffic_then_a_bad_one_is_rolled_back(served
     assert url and requests.get(f"{url}/ping", timeout=2).status_code == 200
 
     challenger, challenger_dir = _register(artifact.directory)  # the same model again: a healthy canary
-    policy = CanaryPolicy(canary_share=0.3, baking_s=4, shift="linear", linear_step_share=0.35, linear_step_baking_s=1.5)
+    policy = CanaryPolicy(
+        canary_share=0.3, baking_s=4, shift="linear", linear_step_share=0.35, linear_step_baking_s=1.5
+    )
     with Storefront(url, pairs) as storefront:
         promoted = deployer.deploy(endpoint_name, challenger_dir, challenger, policy)
         time.sleep(0.5)
@@ -117,7 +130,9 @@ def test_canary_is_promoted_on_live_traffic_then_a_bad_one_is_rolled_back(served
     assert list(promoted.observations) == ["30%", "65%"]
     assert promoted.observations["30%"]["canary_requests"] >= policy.min_requests
     served_by = {a.variant for a in storefront.answers}
-    assert served_by == {champion, challenger} and not any(a.fallback and "endpoint" in (a.reason or "") for a in storefront.answers)
+    assert served_by == {champion, challenger} and not any(
+        a.fallback and "endpoint" in (a.reason or "") for a in storefront.answers
+    )
     assert storefront.answers[-1].variant == challenger  # the last answers come from the promoted variant
 
     # Same trees, probabilities pushed up: the score-shift alarm must catch it and traffic must go back.
@@ -138,7 +153,15 @@ def test_canary_is_promoted_on_live_traffic_then_a_bad_one_is_rolled_back(served
     assert deployer.variants(endpoint_name) == [VariantSpec(challenger, challenger, 1.0)]
     assert storefront.answers[-1].variant == challenger and not storefront.answers[-1].fallback
     outcomes = [r.outcome for r in deployer.history(endpoint_name)]
-    assert outcomes == ["deployed", "in_progress", "promoted", "in_progress", "rolled_back", "in_progress", "rolled_back"]
+    assert outcomes == [
+        "deployed",
+        "in_progress",
+        "promoted",
+        "in_progress",
+        "rolled_back",
+        "in_progress",
+        "rolled_back",
+    ]
 
 
 @pytest.fixture
@@ -148,8 +171,21 @@ def private_redis(tmp_path):
         pytest.fail("redis-server is missing: run `make services` (it installs Redis)")
     port = free_port()
     process = subprocess.Popen(
-        ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            "redis-server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     for _ in range(100):
         try:
@@ -172,7 +208,10 @@ def test_endpoint_survives_redis_stopping_mid_run_and_says_why(served, endpoint_
     store = open_feature_store("redis")
     store.apply(FEAST_OBJECTS)
     start = sessions["event_timestamp"].min() - np.timedelta64(40, "D")
-    store.materialize(start_date=start.to_pydatetime(), end_date=(sessions["event_timestamp"].max() + np.timedelta64(2, "D")).to_pydatetime())
+    store.materialize(
+        start_date=start.to_pydatetime(),
+        end_date=(sessions["event_timestamp"].max() + np.timedelta64(2, "D")).to_pydatetime(),
+    )
 
     version, version_dir = _register(artifact.directory)
     files = EndpointFiles(endpoint_name)

@@ -144,17 +144,26 @@ def test_feast_apply_cli_registers_the_feature_service(propensity_home):
     yaml = str(FEATURE_REPO_DIR / "feature_store.local.yaml")
     applied = subprocess.run(
         [*feast, "-c", str(FEATURE_REPO_DIR), "-f", yaml, "apply", "--skip-source-validation"],
-        capture_output=True, text=True, env=env, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert applied.returncode == 0, applied.stderr[-3000:]
     listed = subprocess.run(
         [*feast, "-c", str(FEATURE_REPO_DIR), "-f", yaml, "feature-services", "list"],
-        capture_output=True, text=True, env=env, timeout=120,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert listed.returncode == 0, listed.stderr[-3000:]
     assert FEATURE_SERVICE_NAME in listed.stdout
     views = subprocess.run(
         [*feast, "-c", str(FEATURE_REPO_DIR), "-f", yaml, "feature-views", "list"],
-        capture_output=True, text=True, env=env, timeout=120,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert USER_FEATURE_VIEW in views.stdout and SESSION_FEATURE_VIEW in views.stdout

@@ -16,9 +16,9 @@ from propensity.models.artifact import load_artifact, write_artifact
 from propensity.models.calibration import choose_calibrator
 from propensity.models.training import LightGBMSettings, fit_logistic_baseline, train_lightgbm
 from resources.feast import open_feature_store
+from serving.endpoint import free_port
 from serving.online_features import open_online_feature_reader
 from serving.scorer import Scorer
-from serving.endpoint import free_port
 from serving.server import InferenceApp, InferenceLog
 from tests.integration.test_feast import feature_lake  # noqa: F401 - the fixture: simulated traffic through Spark
 
@@ -42,20 +42,32 @@ def served(feature_lake, tmp_path):  # noqa: F811
     store = open_feature_store("local")
     store.apply(FEAST_OBJECTS)
     start = min(users["feature_timestamp"].min(), sessions["event_timestamp"].min()).to_pydatetime()
-    store.materialize(start_date=start, end_date=(sessions["event_timestamp"].max() + pd.Timedelta(days=2)).to_pydatetime())
+    store.materialize(
+        start_date=start, end_date=(sessions["event_timestamp"].max() + pd.Timedelta(days=2)).to_pydatetime()
+    )
     # a small real model on the point-in-time features of every decision point
     entities = sessions[["session_id", "user_id", "event_timestamp"]].copy()
     entities["label"] = sessions.groupby("session_id")["purchases_so_far"].transform("max").gt(0).astype(int)
-    frame = store.get_historical_features(entity_df=entities, features=store.get_feature_service(FEATURE_SERVICE_NAME)).to_df()
+    frame = store.get_historical_features(
+        entity_df=entities, features=store.get_feature_service(FEATURE_SERVICE_NAME)
+    ).to_df()
     X, y = frame[list(MODEL_FEATURE_NAMES)], frame["label"].to_numpy()
     half = len(X) // 2
-    booster = train_lightgbm(X[:half], y[:half], X[half:], y[half:], LightGBMSettings(min_data_in_leaf=20, max_rounds=60))
+    booster = train_lightgbm(
+        X[:half], y[:half], X[half:], y[half:], LightGBMSettings(min_data_in_leaf=20, max_rounds=60)
+    )
     calibrator, _ = choose_calibrator(booster.predict(X[half:], raw_score=True), y[half:])
-    artifact = load_artifact(write_artifact(
-        tmp_path / "model", booster=booster, calibrator=calibrator, baseline=fit_logistic_baseline(X, y),
-        features={"feature_service": FEATURE_SERVICE_NAME, "features": list(MODEL_FEATURE_NAMES)},
-        training={"rows": len(X)}, metrics={},
-    ))
+    artifact = load_artifact(
+        write_artifact(
+            tmp_path / "model",
+            booster=booster,
+            calibrator=calibrator,
+            baseline=fit_logistic_baseline(X, y),
+            features={"feature_service": FEATURE_SERVICE_NAME, "features": list(MODEL_FEATURE_NAMES)},
+            training={"rows": len(X)},
+            metrics={},
+        )
+    )
     log = InferenceLog(tmp_path / "inference.log")
     app = InferenceApp(Scorer(artifact, open_online_feature_reader("local")), log)
     url, server = _serve(app)
@@ -79,10 +91,14 @@ def test_ping_single_and_batch_scores_equal_the_model_on_feast_features(served):
     assert body["fallback"] is False and body["model_version"] == artifact.version and body["variant"] == "champion"
     assert set(body["feature_age_s"]) == {"user_history", "session_activity"}
 
-    batch = requests.post(f"{url}/invocations", json={"instances": pairs.to_dict("records")}, timeout=5).json()["predictions"]
+    batch = requests.post(f"{url}/invocations", json={"instances": pairs.to_dict("records")}, timeout=5).json()[
+        "predictions"
+    ]
     assert np.allclose([p["propensity"] for p in batch], expected, atol=1e-9, rtol=0)
 
-    unknown = requests.post(f"{url}/invocations", json={"session_id": "never-seen", "user_id": pairs.iloc[0]["user_id"]}, timeout=5).json()
+    unknown = requests.post(
+        f"{url}/invocations", json={"session_id": "never-seen", "user_id": pairs.iloc[0]["user_id"]}, timeout=5
+    ).json()
     assert unknown["fallback"] is True and "session_activity" in unknown["fallback_reason"]
     assert 0 < unknown["propensity"] < 1
 
@@ -99,7 +115,11 @@ def test_ping_single_and_batch_scores_equal_the_model_on_feast_features(served):
         (b"{not json", {"content-type": "application/json"}, 400),
         (b'{"session_id": 1, "user_id": "u"}', {"content-type": "application/json"}, 422),
         (b'{"session_id": "s", "user_id": "u", "extra": true}', {"content-type": "application/json"}, 422),
-        (json.dumps({"instances": [{"session_id": "s", "user_id": "u"}] * 101}).encode(), {"content-type": "application/json"}, 413),
+        (
+            json.dumps({"instances": [{"session_id": "s", "user_id": "u"}] * 101}).encode(),
+            {"content-type": "application/json"},
+            413,
+        ),
         (b"s,u", {"content-type": "text/csv"}, 415),
     ],
 )

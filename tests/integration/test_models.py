@@ -19,7 +19,12 @@ SMALL_DATA_GATES = {"max_ece": 0.05, "champion_tolerance": 0.002}  # ~1.5k test 
 
 def _materialize(instance, selection, run_config=None, tags=None):
     return dg.materialize(
-        ASSETS, selection=selection, resources=RESOURCES, instance=instance, run_config=run_config or {}, tags=tags,
+        ASSETS,
+        selection=selection,
+        resources=RESOURCES,
+        instance=instance,
+        run_config=run_config or {},
+        tags=tags,
         raise_on_error=False,
     )
 
@@ -30,13 +35,17 @@ def spine():
     clear_home()
     with dg.instance_for_test() as instance:
         landed = _materialize(
-            instance, ["source_events", "event_quarantine"],
+            instance,
+            ["source_events", "event_quarantine"],
             {"ops": {"source_events": {"config": {"source": "simulator", "users": 1500, "days": 6, "seed": 21}}}},
         )
         assert landed.success
         days = sorted(instance.get_dynamic_partitions(event_date_partitions.name))
-        assert _materialize(instance, ["raw_events"], tags={
-            "dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]}).success
+        assert _materialize(
+            instance,
+            ["raw_events"],
+            tags={"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]},
+        ).success
         assert _materialize(instance, dg.AssetSelection.groups("sessions", "features", "feature_store")).success
         yield instance
 
@@ -56,7 +65,10 @@ def _checks(result) -> dict[str, bool]:
 
 
 def _materialized(result) -> set[str]:
-    return {e.event_specific_data.materialization.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    return {
+        e.event_specific_data.materialization.asset_key.to_user_string()
+        for e in result.get_asset_materialization_events()
+    }
 
 
 def test_training_set_is_point_in_time_and_split_by_time(spine):

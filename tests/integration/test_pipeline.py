@@ -53,7 +53,11 @@ def test_simulated_traffic_flows_from_source_to_online_store(propensity_home):
     with dg.instance_for_test() as instance:
         landed = _land(instance, {"source": "simulator", "users": 150, "days": 3, "seed": 5})
         assert landed.success
-        assert sorted(instance.get_dynamic_partitions(event_date_partitions.name)) == ["2026-11-02", "2026-11-03", "2026-11-04"]
+        assert sorted(instance.get_dynamic_partitions(event_date_partitions.name)) == [
+            "2026-11-02",
+            "2026-11-03",
+            "2026-11-04",
+        ]
         raw = _raw_events(instance)
         spine = dg.materialize(
             ASSETS,
@@ -61,7 +65,11 @@ def test_simulated_traffic_flows_from_source_to_online_store(propensity_home):
             resources=RESOURCES,
             instance=instance,
         )
-        checks = {f"{e.asset_key.to_user_string()}:{e.check_name}": e.passed for r in (landed, raw, spine) for e in r.get_asset_check_evaluations()}
+        checks = {
+            f"{e.asset_key.to_user_string()}:{e.check_name}": e.passed
+            for r in (landed, raw, spine)
+            for e in r.get_asset_check_evaluations()
+        }
         assert checks and all(checks.values()), checks
         assert _metadata(raw, "raw_events", "dagster/row_count") == len(simulated.events)
         assert _metadata(spine, "sessions", "dagster/row_count") == simulated.events["session_id"].nunique()

@@ -6,7 +6,12 @@ import pytest
 
 from feature_repo import FEAST_OBJECTS
 from propensity.contract import EVENT_TIME_DTYPE
-from propensity.features.definitions import SESSION_FEATURE_NAMES, SESSION_FEATURE_VIEW, SESSION_FEATURES, SESSION_PUSH_SOURCE
+from propensity.features.definitions import (
+    SESSION_FEATURE_NAMES,
+    SESSION_FEATURE_VIEW,
+    SESSION_FEATURES,
+    SESSION_PUSH_SOURCE,
+)
 from propensity.streaming.redis_writer import RedisPushWriter
 from resources.feast import open_feature_store
 from tests.conftest import REDIS_URL
@@ -29,12 +34,15 @@ def store(propensity_home, monkeypatch):
 
 def _rows(n: int, seed: int, start: str = "2026-11-02 10:00:00") -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    rows = pd.DataFrame({
-        "session_id": [f"s{i:04d}" for i in range(n)],
-        "user_id": [f"u{i % 7}" for i in range(n)],
-        # microsecond times, as the contract's event times are
-        "event_timestamp": pd.Timestamp(start, tz="UTC") + pd.to_timedelta(rng.integers(0, 3_600_000_000, n), unit="us"),
-    })
+    rows = pd.DataFrame(
+        {
+            "session_id": [f"s{i:04d}" for i in range(n)],
+            "user_id": [f"u{i % 7}" for i in range(n)],
+            # microsecond times, as the contract's event times are
+            "event_timestamp": pd.Timestamp(start, tz="UTC")
+            + pd.to_timedelta(rng.integers(0, 3_600_000_000, n), unit="us"),
+        }
+    )
     for feature in SESSION_FEATURES:
         if feature.dtype == "int64":
             rows[feature.name] = rng.integers(0, 40, n).astype("int64")
@@ -49,7 +57,6 @@ def _dump(client) -> dict:
 
 def test_writes_the_bytes_feast_push_writes(store):
     import redis
-
     from feast.data_source import PushMode
 
     client = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
@@ -89,7 +96,8 @@ def test_a_stored_newer_row_stays_and_an_equal_instant_is_overwritten(store):
     writer.write(same_instant.iloc[[1]])
 
     read = store.get_online_features(
-        features=[f"{SESSION_FEATURE_VIEW}:session_events"], entity_rows=[{"session_id": s} for s in first["session_id"]],
+        features=[f"{SESSION_FEATURE_VIEW}:session_events"],
+        entity_rows=[{"session_id": s} for s in first["session_id"]],
     ).to_df()
     expected = first["session_events"].tolist()
     expected[1] += 1

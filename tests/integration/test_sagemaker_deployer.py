@@ -62,8 +62,15 @@ def aws(monkeypatch, propensity_home):
 
 
 def _deployer(sagemaker=None, **overrides) -> SageMakerDeployer:
-    config = dict(region=REGION, bucket=BUCKET, image_uri=IMAGE, execution_role_arn=ROLE, wait_poll_s=1,
-                  wait_timeout_s=3, environment={"REDIS_URL": REDIS_URL})
+    config = dict(
+        region=REGION,
+        bucket=BUCKET,
+        image_uri=IMAGE,
+        execution_role_arn=ROLE,
+        wait_poll_s=1,
+        wait_timeout_s=3,
+        environment={"REDIS_URL": REDIS_URL},
+    )
     deployer = SageMakerDeployer(**(config | overrides))
     return deployer.with_clients(sagemaker=sagemaker) if sagemaker is not None else deployer
 
@@ -75,8 +82,13 @@ def _tarball(key: str) -> dict[str, bytes]:
 
 
 def _variant(name: str, model: str, weight: float, instances: int = 1, instance_type: str = "ml.c6i.large") -> dict:
-    return {"VariantName": name, "ModelName": model, "InstanceType": instance_type, "InitialInstanceCount": instances,
-            "InitialVariantWeight": weight}
+    return {
+        "VariantName": name,
+        "ModelName": model,
+        "InstanceType": instance_type,
+        "InitialInstanceCount": instances,
+        "InitialVariantWeight": weight,
+    }
 
 
 def test_first_deploy_uploads_the_artifact_and_brings_the_endpoint_in_service(aws, artifacts, tmp_path):
@@ -103,8 +115,10 @@ def test_first_deploy_uploads_the_artifact_and_brings_the_endpoint_in_service(aw
     assert model["PrimaryContainer"]["Image"] == IMAGE
     assert model["PrimaryContainer"]["ModelDataUrl"] == f"s3://{BUCKET}/propensity/models/v0001-aaaa/model.tar.gz"
     assert model["PrimaryContainer"]["Environment"] == {
-        "PROPENSITY_PROFILE": "redis", "REDIS_URL": REDIS_URL,
-        "PROPENSITY_VARIANT": "v0001-aaaa", "PROPENSITY_MODEL_VERSION": "v0001-aaaa",
+        "PROPENSITY_PROFILE": "redis",
+        "REDIS_URL": REDIS_URL,
+        "PROPENSITY_VARIANT": "v0001-aaaa",
+        "PROPENSITY_MODEL_VERSION": "v0001-aaaa",
     }
     assert sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointStatus"] == "InService"
     assert deployer.variants(ENDPOINT) == record.variants
@@ -172,48 +186,85 @@ def _arn(kind: str, name: str) -> str:
 
 
 def _described_endpoint(status="InService", **extra) -> dict:
-    return {"EndpointName": ENDPOINT, "EndpointArn": _arn("endpoint", ENDPOINT), "EndpointStatus": status,
-            "CreationTime": NOW, "LastModifiedTime": NOW, **extra}
+    return {
+        "EndpointName": ENDPOINT,
+        "EndpointArn": _arn("endpoint", ENDPOINT),
+        "EndpointStatus": status,
+        "CreationTime": NOW,
+        "LastModifiedTime": NOW,
+        **extra,
+    }
 
 
 def _stub_current_champion(stubber: Stubber, instances: int = 1) -> None:
     """An endpoint serving v0001-aaaa, as a previous deployment left it."""
     serving = {"VariantName": "v0001-aaaa", "CurrentWeight": 1.0, "CurrentInstanceCount": instances}
-    stubber.add_response("describe_endpoint",
-                         _described_endpoint(EndpointConfigName="old-config", ProductionVariants=[serving]),
-                         {"EndpointName": ENDPOINT})
+    stubber.add_response(
+        "describe_endpoint",
+        _described_endpoint(EndpointConfigName="old-config", ProductionVariants=[serving]),
+        {"EndpointName": ENDPOINT},
+    )
     stubber.add_response(
         "describe_endpoint_config",
-        {"EndpointConfigName": "old-config", "EndpointConfigArn": _arn("endpoint-config", "old-config"),
-         "CreationTime": NOW, "ProductionVariants": [_variant("v0001-aaaa", "old-model", 1.0, instances)]},
+        {
+            "EndpointConfigName": "old-config",
+            "EndpointConfigArn": _arn("endpoint-config", "old-config"),
+            "CreationTime": NOW,
+            "ProductionVariants": [_variant("v0001-aaaa", "old-model", 1.0, instances)],
+        },
         {"EndpointConfigName": "old-config"},
     )
     stubber.add_response(
         "describe_model",
-        {"ModelName": "old-model", "ModelArn": _arn("model", "old-model"), "CreationTime": NOW,
-         "PrimaryContainer": {"Image": IMAGE, "Environment": {"PROPENSITY_MODEL_VERSION": "v0001-aaaa"}}},
+        {
+            "ModelName": "old-model",
+            "ModelArn": _arn("model", "old-model"),
+            "CreationTime": NOW,
+            "PrimaryContainer": {"Image": IMAGE, "Environment": {"PROPENSITY_MODEL_VERSION": "v0001-aaaa"}},
+        },
         {"ModelName": "old-model"},
     )
 
 
 def _stub_new_model_and_config(stubber: Stubber, variants: list[dict]) -> None:
-    environment = {"PROPENSITY_PROFILE": "redis", "REDIS_URL": REDIS_URL,
-                   "PROPENSITY_VARIANT": "v0002-bbbb", "PROPENSITY_MODEL_VERSION": "v0002-bbbb"}
-    container = {"Image": IMAGE, "ModelDataUrl": f"s3://{BUCKET}/propensity/models/v0002-bbbb/model.tar.gz",
-                 "Environment": environment}
-    stubber.add_response("create_model", {"ModelArn": _arn("model", NEW_NAME)},
-                         {"ModelName": NEW_NAME, "ExecutionRoleArn": ROLE, "PrimaryContainer": container})
-    stubber.add_response("create_endpoint_config", {"EndpointConfigArn": _arn("endpoint-config", NEW_NAME)},
-                         {"EndpointConfigName": NEW_NAME, "ProductionVariants": variants})
+    environment = {
+        "PROPENSITY_PROFILE": "redis",
+        "REDIS_URL": REDIS_URL,
+        "PROPENSITY_VARIANT": "v0002-bbbb",
+        "PROPENSITY_MODEL_VERSION": "v0002-bbbb",
+    }
+    container = {
+        "Image": IMAGE,
+        "ModelDataUrl": f"s3://{BUCKET}/propensity/models/v0002-bbbb/model.tar.gz",
+        "Environment": environment,
+    }
+    stubber.add_response(
+        "create_model",
+        {"ModelArn": _arn("model", NEW_NAME)},
+        {"ModelName": NEW_NAME, "ExecutionRoleArn": ROLE, "PrimaryContainer": container},
+    )
+    stubber.add_response(
+        "create_endpoint_config",
+        {"EndpointConfigArn": _arn("endpoint-config", NEW_NAME)},
+        {"EndpointConfigName": NEW_NAME, "ProductionVariants": variants},
+    )
 
 
 @pytest.mark.parametrize(
     "policy, routing",
     [
-        (CanaryPolicy(canary_share=0.1, baking_s=300, shift="all_at_once"),
-         {"Type": "CANARY", "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 10}, "WaitIntervalInSeconds": 300}),
-        (CanaryPolicy(shift="linear", linear_step_share=0.25, linear_step_baking_s=120),
-         {"Type": "LINEAR", "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": 25}, "WaitIntervalInSeconds": 120}),
+        (
+            CanaryPolicy(canary_share=0.1, baking_s=300, shift="all_at_once"),
+            {"Type": "CANARY", "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 10}, "WaitIntervalInSeconds": 300},
+        ),
+        (
+            CanaryPolicy(shift="linear", linear_step_share=0.25, linear_step_baking_s=120),
+            {
+                "Type": "LINEAR",
+                "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": 25},
+                "WaitIntervalInSeconds": 120,
+            },
+        ),
     ],
     ids=["canary", "linear"],
 )
@@ -223,15 +274,19 @@ def test_blue_green_update_hands_baking_and_rollback_to_sagemaker_alarms(aws, ar
     bake = routing["WaitIntervalInSeconds"]
     shifting = 2 * bake if routing["Type"] == "CANARY" else 4 * bake  # canary + final bake, or four 25% steps
     deployment_config = {
-        "BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": routing, "TerminationWaitInSeconds": bake,
-                                  "MaximumExecutionTimeoutInSeconds": max(600, 3 + shifting + bake)},
+        "BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": routing,
+            "TerminationWaitInSeconds": bake,
+            "MaximumExecutionTimeoutInSeconds": max(600, 3 + shifting + bake),
+        },
         "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": alarm} for alarm in alarms]},
     }
     with Stubber(sagemaker) as stubber:
         _stub_current_champion(stubber)
         _stub_new_model_and_config(stubber, [_variant("v0002-bbbb", NEW_NAME, 1.0)])
         stubber.add_response(
-            "update_endpoint", {"EndpointArn": _arn("endpoint", ENDPOINT)},
+            "update_endpoint",
+            {"EndpointArn": _arn("endpoint", ENDPOINT)},
             {"EndpointName": ENDPOINT, "EndpointConfigName": NEW_NAME, "DeploymentConfig": deployment_config},
         )
         record = _deployer(sagemaker).deploy(ENDPOINT, artifacts["v0002-bbbb"], "v0002-bbbb", policy)
@@ -263,10 +318,14 @@ def test_variant_weights_request_shapes(aws, artifacts):
     sagemaker = boto3.client("sagemaker", region_name=REGION)
     with Stubber(sagemaker) as stubber:
         _stub_current_champion(stubber, instances=3)
-        _stub_new_model_and_config(stubber, [_variant("v0001-aaaa", "old-model", 0.8, instances=3),
-                                             _variant("v0002-bbbb", NEW_NAME, 0.2)])
-        stubber.add_response("update_endpoint", {"EndpointArn": _arn("endpoint", ENDPOINT)},
-                             {"EndpointName": ENDPOINT, "EndpointConfigName": NEW_NAME})
+        _stub_new_model_and_config(
+            stubber, [_variant("v0001-aaaa", "old-model", 0.8, instances=3), _variant("v0002-bbbb", NEW_NAME, 0.2)]
+        )
+        stubber.add_response(
+            "update_endpoint",
+            {"EndpointArn": _arn("endpoint", ENDPOINT)},
+            {"EndpointName": ENDPOINT, "EndpointConfigName": NEW_NAME},
+        )
         stubber.add_response("describe_endpoint", _described_endpoint(), {"EndpointName": ENDPOINT})  # the waiter
         deployer = _deployer(sagemaker, strategy="variant_weights")
         record = deployer.deploy(ENDPOINT, artifacts["v0002-bbbb"], "v0002-bbbb", CanaryPolicy(canary_share=0.2))
@@ -281,8 +340,11 @@ def test_an_endpoint_that_fails_to_start_is_recorded_with_sagemakers_reason(aws,
     with Stubber(sagemaker) as stubber:
         stubber.add_client_error("describe_endpoint", "ValidationException", f'Could not find endpoint "{ENDPOINT}".')
         _stub_new_model_and_config(stubber, [_variant("v0002-bbbb", NEW_NAME, 1.0)])
-        stubber.add_response("create_endpoint", {"EndpointArn": _arn("endpoint", ENDPOINT)},
-                             {"EndpointName": ENDPOINT, "EndpointConfigName": NEW_NAME})
+        stubber.add_response(
+            "create_endpoint",
+            {"EndpointArn": _arn("endpoint", ENDPOINT)},
+            {"EndpointName": ENDPOINT, "EndpointConfigName": NEW_NAME},
+        )
         stubber.add_response("describe_endpoint", failed, {"EndpointName": ENDPOINT})
         record = _deployer(sagemaker).deploy(ENDPOINT, artifacts["v0002-bbbb"], "v0002-bbbb", CanaryPolicy())
         stubber.assert_no_pending_responses()
@@ -323,8 +385,9 @@ def _intact(artifacts, tmp_path):
     ],
     ids=["tampered-artifact", "canary-over-50%", "linear-step-under-10%", "bad-endpoint-name"],
 )
-def test_what_sagemaker_would_refuse_is_refused_before_any_call(aws, artifacts, tmp_path, endpoint, artifact, policy,
-                                                                error):
+def test_what_sagemaker_would_refuse_is_refused_before_any_call(
+    aws, artifacts, tmp_path, endpoint, artifact, policy, error
+):
     sagemaker = boto3.client("sagemaker", region_name=REGION)
     with Stubber(sagemaker):  # no responses queued: any SageMaker call fails the test
         with pytest.raises(error):
@@ -347,9 +410,14 @@ def test_from_env_names_every_missing_variable_and_reads_the_rest(monkeypatch):
     monkeypatch.setenv("SAGEMAKER_EXECUTION_ROLE_ARN", ROLE)
     with pytest.raises(ValueError, match="SAGEMAKER_BUCKET, SAGEMAKER_IMAGE_URI, SAGEMAKER_REGION"):
         SageMakerDeployer.from_env()
-    for name, value in {"SAGEMAKER_BUCKET": BUCKET, "SAGEMAKER_IMAGE_URI": IMAGE, "AWS_REGION": "eu-west-1",
-                        "SAGEMAKER_INSTANCE_COUNT": "4", "SAGEMAKER_STRATEGY": "variant_weights",
-                        "SAGEMAKER_REDIS_URL": "rediss://cache.example:6379/0"}.items():
+    for name, value in {
+        "SAGEMAKER_BUCKET": BUCKET,
+        "SAGEMAKER_IMAGE_URI": IMAGE,
+        "AWS_REGION": "eu-west-1",
+        "SAGEMAKER_INSTANCE_COUNT": "4",
+        "SAGEMAKER_STRATEGY": "variant_weights",
+        "SAGEMAKER_REDIS_URL": "rediss://cache.example:6379/0",
+    }.items():
         monkeypatch.setenv(name, value)
     deployer = SageMakerDeployer.from_env()
     assert (deployer.region, deployer.bucket, deployer.initial_instance_count) == ("eu-west-1", BUCKET, 4)

@@ -28,12 +28,44 @@ def test_sessions_are_cut_at_a_thirty_minute_gap(spark):
     events = contract_events(
         [
             {"event_id": "a1", "event_time": "2026-11-02 10:00:00", "user_id": "u1", "event_type": "page_view"},
-            {"event_id": "a2", "event_time": "2026-11-02 10:29:59", "user_id": "u1", "event_type": "page_view"},  # 29:59 gap: same
-            {"event_id": "a3", "event_time": "2026-11-02 10:59:59", "user_id": "u1", "event_type": "page_view"},  # exactly 30:00: same
-            {"event_id": "a4", "event_time": "2026-11-02 11:30:00", "user_id": "u1", "event_type": "page_view"},  # 30:01: new
-            {"event_id": "b1", "event_time": "2026-11-02 10:10:00", "user_id": "u2", "event_type": "page_view"},  # other user
-            {"event_id": "c1", "event_time": "2026-11-02 10:00:00", "user_id": "u3", "session_id": "given", "event_type": "page_view"},
-            {"event_id": "c2", "event_time": "2026-11-02 15:00:00", "user_id": "u3", "session_id": "given", "event_type": "page_view"},
+            {
+                "event_id": "a2",
+                "event_time": "2026-11-02 10:29:59",
+                "user_id": "u1",
+                "event_type": "page_view",
+            },  # 29:59 gap: same
+            {
+                "event_id": "a3",
+                "event_time": "2026-11-02 10:59:59",
+                "user_id": "u1",
+                "event_type": "page_view",
+            },  # exactly 30:00: same
+            {
+                "event_id": "a4",
+                "event_time": "2026-11-02 11:30:00",
+                "user_id": "u1",
+                "event_type": "page_view",
+            },  # 30:01: new
+            {
+                "event_id": "b1",
+                "event_time": "2026-11-02 10:10:00",
+                "user_id": "u2",
+                "event_type": "page_view",
+            },  # other user
+            {
+                "event_id": "c1",
+                "event_time": "2026-11-02 10:00:00",
+                "user_id": "u3",
+                "session_id": "given",
+                "event_type": "page_view",
+            },
+            {
+                "event_id": "c2",
+                "event_time": "2026-11-02 15:00:00",
+                "user_id": "u3",
+                "session_id": "given",
+                "event_type": "page_view",
+            },
         ]
     )
     result = sessionize(to_spark(spark, events)).toPandas().set_index("event_id")["session_id"]
@@ -51,13 +83,60 @@ def test_user_daily_aggregates_match_a_hand_computation(spark):
     # u1: Mon 2026-11-02 a session with a cart add and an order of 2 x 10 + 5; Wed 11-04 a session without an order.
     events = contract_events(
         [
-            {"event_id": "1", "event_time": "2026-11-02 09:00", "user_id": "u1", "session_id": "s1", "event_type": "page_view"},
-            {"event_id": "2", "event_time": "2026-11-02 09:01", "user_id": "u1", "session_id": "s1", "event_type": "add_to_cart", "price": 10.0, "quantity": 2},
-            {"event_id": "3", "event_time": "2026-11-02 09:02", "user_id": "u1", "session_id": "s1", "event_type": "purchase", "price": 10.0, "quantity": 2},
-            {"event_id": "4", "event_time": "2026-11-02 09:02", "user_id": "u1", "session_id": "s1", "event_type": "purchase", "price": 5.0},
-            {"event_id": "5", "event_time": "2026-11-04 20:00", "user_id": "u1", "session_id": "s2", "event_type": "page_view"},
-            {"event_id": "6", "event_time": "2026-11-04 20:05", "user_id": "u1", "session_id": "s2", "event_type": "search"},
-            {"event_id": "7", "event_time": "2026-11-05 08:00", "user_id": "u2", "session_id": "s3", "event_type": "page_view"},
+            {
+                "event_id": "1",
+                "event_time": "2026-11-02 09:00",
+                "user_id": "u1",
+                "session_id": "s1",
+                "event_type": "page_view",
+            },
+            {
+                "event_id": "2",
+                "event_time": "2026-11-02 09:01",
+                "user_id": "u1",
+                "session_id": "s1",
+                "event_type": "add_to_cart",
+                "price": 10.0,
+                "quantity": 2,
+            },
+            {
+                "event_id": "3",
+                "event_time": "2026-11-02 09:02",
+                "user_id": "u1",
+                "session_id": "s1",
+                "event_type": "purchase",
+                "price": 10.0,
+                "quantity": 2,
+            },
+            {
+                "event_id": "4",
+                "event_time": "2026-11-02 09:02",
+                "user_id": "u1",
+                "session_id": "s1",
+                "event_type": "purchase",
+                "price": 5.0,
+            },
+            {
+                "event_id": "5",
+                "event_time": "2026-11-04 20:00",
+                "user_id": "u1",
+                "session_id": "s2",
+                "event_type": "page_view",
+            },
+            {
+                "event_id": "6",
+                "event_time": "2026-11-04 20:05",
+                "user_id": "u1",
+                "session_id": "s2",
+                "event_type": "search",
+            },
+            {
+                "event_id": "7",
+                "event_time": "2026-11-05 08:00",
+                "user_id": "u2",
+                "session_id": "s3",
+                "event_type": "page_view",
+            },
         ]
     )
     session_events = to_spark(spark, events)
@@ -66,7 +145,9 @@ def test_user_daily_aggregates_match_a_hand_computation(spark):
     days = [pd.Timestamp(d).date() for d in ("2026-11-02", "2026-11-03", "2026-11-04", "2026-11-05")]
     assert list(u1.index) == days  # dense: a row for the quiet day, up to the data's last day
     # stamped at the next midnight: day D's activity is knowable from D+1 00:00 UTC, never earlier
-    assert list(u1["feature_timestamp"]) == [pd.Timestamp(d) for d in ("2026-11-03", "2026-11-04", "2026-11-05", "2026-11-06")]
+    assert list(u1["feature_timestamp"]) == [
+        pd.Timestamp(d) for d in ("2026-11-03", "2026-11-04", "2026-11-05", "2026-11-06")
+    ]
     assert list(u1["user_events_1d"]) == [4, 0, 2, 0]
     assert list(u1["user_events_7d"]) == [4, 4, 6, 6]
     assert list(u1["user_sessions_7d"]) == [1, 1, 2, 2]

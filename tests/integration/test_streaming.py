@@ -88,14 +88,15 @@ def test_taobao_through_kafka_and_the_stream_equals_the_batch_features(stream_en
     online = online_session_features(store, list(last.index))
     assert len(last) == events["session_id"].nunique() > 5000
     for name in SESSION_FEATURE_NAMES:
-        np.testing.assert_array_equal(online.loc[last.index, name].to_numpy(dtype="float64"),
-                                      last[name].to_numpy(dtype="float64"), err_msg=name)
+        np.testing.assert_array_equal(
+            online.loc[last.index, name].to_numpy(dtype="float64"), last[name].to_numpy(dtype="float64"), err_msg=name
+        )
 
 
 def test_restart_from_checkpoint_mid_stream_loses_and_double_counts_nothing(stream_env, spark):
     topic, store = stream_env
     events = simulate_traffic(n_users=400, days=1, seed=21).events
-    first, second = events.iloc[: len(events) // 2], events.iloc[len(events) // 2:]
+    first, second = events.iloc[: len(events) // 2], events.iloc[len(events) // 2 :]
     replay_to_kafka(first, bootstrap_servers(), topic, speedup=None, progress=False)
     query = start_query(spark, "kafka", "redis", max_per_batch=150)
     commits = stream_dir("kafka") / "checkpoint" / "commits"
@@ -133,7 +134,9 @@ def test_bad_messages_do_not_stop_the_job_and_are_quarantined_with_reasons(strea
         for line in lines[:20]:
             producer.produce(topic, value=line.encode())
         producer.produce(topic, value=b"{this is not json")
-        producer.produce(topic, value=json.dumps({**json.loads(lines[0]), "event_id": "bad-price", "price": -5}).encode())
+        producer.produce(
+            topic, value=json.dumps({**json.loads(lines[0]), "event_id": "bad-price", "price": -5}).encode()
+        )
         for line in lines[20:]:
             producer.produce(topic, value=line.encode())
         producer.flush(30)
@@ -148,7 +151,9 @@ def test_bad_messages_do_not_stop_the_job_and_are_quarantined_with_reasons(strea
     online = online_session_features(store, list(expected.index))
     np.testing.assert_array_equal(online.loc[expected.index, "session_events"].to_numpy(), expected.to_numpy())
 
-    consumer = Consumer({"bootstrap.servers": bootstrap_servers(), "group.id": f"t-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"})
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap_servers(), "group.id": f"t-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"}
+    )
     consumer.subscribe([f"{topic}.dlq"])
     dead, deadline = [], time.monotonic() + 30
     while len(dead) < 2 and time.monotonic() < deadline:
@@ -164,7 +169,9 @@ def test_freshness_check_fails_while_the_stream_is_stopped_and_passes_once_it_ca
 
     topic, _ = stream_env
     kafka = KafkaResource(bootstrap_servers=bootstrap_servers(), topic=topic)
-    replay_to_kafka(simulate_traffic(n_users=50, days=1, seed=8).events, bootstrap_servers(), topic, speedup=None, progress=False)
+    replay_to_kafka(
+        simulate_traffic(n_users=50, days=1, seed=8).events, bootstrap_servers(), topic, speedup=None, progress=False
+    )
     stopped = stream_keeps_up(config=StreamFreshnessConfig(max_stall_s=5), kafka=kafka)
     assert not stopped.passed and "messages waiting" in stopped.description
 
@@ -181,9 +188,21 @@ def test_freshness_check_fails_while_the_stream_is_stopped_and_passes_once_it_ca
 
     from propensity_assets.streaming import storefront_stream, stream_watch_job
 
-    watch = dg.Definitions(assets=[storefront_stream], asset_checks=[stream_keeps_up], jobs=[stream_watch_job],
-                           resources={"kafka": kafka}).resolve_job_def("watch_stream").execute_in_process()
-    observed = [e.event_specific_data.asset_observation for e in watch.all_events if e.event_type_value == "ASSET_OBSERVATION"]
+    watch = (
+        dg.Definitions(
+            assets=[storefront_stream],
+            asset_checks=[stream_keeps_up],
+            jobs=[stream_watch_job],
+            resources={"kafka": kafka},
+        )
+        .resolve_job_def("watch_stream")
+        .execute_in_process()
+    )
+    observed = [
+        e.event_specific_data.asset_observation for e in watch.all_events if e.event_type_value == "ASSET_OBSERVATION"
+    ]
     checked = watch.get_asset_check_evaluations()
-    assert [o.asset_key for o in observed] == [storefront_stream.key] and observed[0].metadata["lag_messages"].value == 0
+    assert [o.asset_key for o in observed] == [storefront_stream.key] and observed[0].metadata[
+        "lag_messages"
+    ].value == 0
     assert [(c.check_name, c.passed) for c in checked] == [("stream_keeps_up", True)]

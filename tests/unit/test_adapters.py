@@ -153,7 +153,10 @@ def test_diginetica_views_match_source_md(diginetica, diginetica_raw):
     assert views["user_id"].tolist() == expected.tolist()
     assert events.groupby("session_id")["user_id"].nunique().max() == 1
     anonymous = views["user_id"].str.startswith("anon-")
-    assert views.loc[anonymous, "session_id"].nunique() == raw_views.loc[~raw_views["session_id"].isin(first_known.index), "session_id"].nunique()
+    assert (
+        views.loc[anonymous, "session_id"].nunique()
+        == raw_views.loc[~raw_views["session_id"].isin(first_known.index), "session_id"].nunique()
+    )
     assert views["event_id"].is_unique
 
 
@@ -277,7 +280,7 @@ def contract_sample(taobao_window_gate, diginetica) -> pd.DataFrame:
                 format="ISO8601",
             ),
             "user_id": ["00123", "u" * 40, "12345678901234567890123"],
-            "session_id": ["s-1", None, "s 3; \"quoted\", with comma"],
+            "session_id": ["s-1", None, 's 3; "quoted", with comma'],
             "event_type": ["add_to_cart", "search", "purchase"],
             "product_id": ["p-1", None, "p-3"],
             "category_id": ["NA", None, "ü-κατηγορία"],  # "NA" is an id here, not a null

@@ -13,7 +13,12 @@ from serving.endpoint import EndpointFiles
 def rows(variant: str, scores, latency_ms: float = 1.0, status: int = 200, start: int = 0) -> list[dict]:
     out = []
     for i, p in enumerate(scores):
-        record = {"request_id": f"{variant}-{start + i}", "variant": variant, "status": status, "latency_ms": latency_ms}
+        record = {
+            "request_id": f"{variant}-{start + i}",
+            "variant": variant,
+            "status": status,
+            "latency_ms": latency_ms,
+        }
         if status == 200:
             record.update(propensity=float(p), session_id=f"s{start + i}")
         out.append(record)
@@ -21,7 +26,10 @@ def rows(variant: str, scores, latency_ms: float = 1.0, status: int = 200, start
 
 
 def test_observe_counts_requests_once_per_request_and_only_5xx_as_errors():
-    batch = [{"request_id": "r1", "variant": "a", "status": 200, "latency_ms": 3.0, "propensity": 0.1, "session_id": f"s{i}"} for i in range(5)]
+    batch = [
+        {"request_id": "r1", "variant": "a", "status": 200, "latency_ms": 3.0, "propensity": 0.1, "session_id": f"s{i}"}
+        for i in range(5)
+    ]
     records = batch + rows("a", [0.2], status=500) + rows("a", [0.2], status=422, start=9) + rows("b", [0.3])
     obs = observe(records, "a")
     assert obs.requests == 3 and obs.server_errors == 1 and len(obs.scores) == 5
@@ -36,7 +44,9 @@ def test_population_stability_index_is_small_for_the_same_distribution_and_large
 
 
 def test_each_alarm_fires_on_its_own_condition_and_not_otherwise():
-    policy = CanaryPolicy(min_requests=100, max_p99_latency_ms=10, max_error_rate=0.05, max_score_psi=0.25, max_calibration_gap=0.02)
+    policy = CanaryPolicy(
+        min_requests=100, max_p99_latency_ms=10, max_error_rate=0.05, max_score_psi=0.25, max_calibration_gap=0.02
+    )
     rng = np.random.default_rng(1)
     base = rng.beta(1, 15, 400)
     champion = observe(rows("champ", base), "champ")
@@ -105,7 +115,9 @@ def endpoint(tmp_path) -> EndpointFiles:
 
 def test_healthy_canary_is_promoted_after_linear_steps(endpoint):
     traffic = TrafficOnSleep(endpoint, lambda rng: rng.beta(1, 15))
-    policy = CanaryPolicy(canary_share=0.2, baking_s=5, shift="linear", linear_step_share=0.4, linear_step_baking_s=3, min_requests=100)
+    policy = CanaryPolicy(
+        canary_share=0.2, baking_s=5, shift="linear", linear_step_share=0.4, linear_step_baking_s=3, min_requests=100
+    )
     record = CanaryRun(endpoint, policy, sleep=traffic.sleep, clock=traffic.clock).deploy("v-new")
     assert record.outcome == "promoted", record.reason
     assert endpoint.read_variants() == [VariantSpec("v-new", "v-new", 1.0)]

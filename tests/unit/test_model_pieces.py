@@ -12,7 +12,12 @@ from propensity.models.calibration import METHODS, apply_calibrator, choose_cali
 from propensity.models.dataset import decision_points
 from propensity.models.metrics import expected_calibration_error, top_decile
 from propensity.models.offers import OfferEconomics, expected_gain, hillstrom_relative_lift, intervention_threshold
-from propensity.models.training import LightGBMSettings, fit_logistic_baseline, predict_logistic_baseline, train_lightgbm
+from propensity.models.training import (
+    LightGBMSettings,
+    fit_logistic_baseline,
+    predict_logistic_baseline,
+    train_lightgbm,
+)
 
 
 def test_ece_matches_a_hand_computation():
@@ -56,7 +61,9 @@ def test_choice_is_by_cross_validated_log_loss():
     calibrator, evidence = choose_calibrator(raw, y)
     losses = evidence["cv_log_loss"]
     assert calibrator["method"] != "identity" and losses[calibrator["method"]] < losses["identity"]
-    assert losses[calibrator["method"]] - losses[evidence["best"]] <= evidence["paired_se_vs_best"][calibrator["method"]]
+    assert (
+        losses[calibrator["method"]] - losses[evidence["best"]] <= evidence["paired_se_vs_best"][calibrator["method"]]
+    )
 
 
 def test_an_already_calibrated_score_is_left_alone():
@@ -104,7 +111,9 @@ def test_baseline_from_numbers_equals_its_fit():
 
 
 def _artifact(tmp_path, X, y):
-    booster = train_lightgbm(X[:3000], y[:3000], X[3000:], y[3000:], LightGBMSettings(min_data_in_leaf=20, max_rounds=50))
+    booster = train_lightgbm(
+        X[:3000], y[:3000], X[3000:], y[3000:], LightGBMSettings(min_data_in_leaf=20, max_rounds=50)
+    )
     return write_artifact(
         tmp_path / "candidate",
         booster=booster,
@@ -152,8 +161,15 @@ def test_splits_are_by_time_and_never_share_a_session():
     rows = []
     for i in range(10):
         for k in range(3):
-            rows.append({"session_id": f"s{i}", "user_id": "u", "event_timestamp": t0 + pd.Timedelta(hours=i, minutes=k),
-                         "decision_event_id": f"e{i}{k}", "purchases_so_far": 1 if (i % 3 == 0 and k == 2) else 0})
+            rows.append(
+                {
+                    "session_id": f"s{i}",
+                    "user_id": "u",
+                    "event_timestamp": t0 + pd.Timedelta(hours=i, minutes=k),
+                    "decision_event_id": f"e{i}{k}",
+                    "purchases_so_far": 1 if (i % 3 == 0 and k == 2) else 0,
+                }
+            )
     points, boundaries = decision_points(pd.DataFrame(rows), sessions, valid_fraction=0.2, test_fraction=0.2)
     assert (points.groupby("session_id")["split"].nunique() == 1).all()
     order = {"train": 0, "valid": 1, "test": 2}
@@ -202,6 +218,8 @@ def _metrics(log_loss, ece=0.01):
 def test_quality_gates_fail_exactly_where_the_challenger_falls_short(calibrated, baseline, champion, failing):
     from propensity.models.gates import quality_gates
 
-    gates = quality_gates({"calibrated": calibrated, "baseline": baseline}, champion, max_ece=0.02, champion_tolerance=0.002)
+    gates = quality_gates(
+        {"calibrated": calibrated, "baseline": baseline}, champion, max_ece=0.02, champion_tolerance=0.002
+    )
     assert {g.name for g in gates if not g.passed} == failing
     assert {g.name for g in gates} == {"beats_baseline_log_loss", "ece_within_bound", "not_worse_than_champion"}

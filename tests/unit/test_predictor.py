@@ -18,8 +18,25 @@ KZ = K_ZERO_THRESHOLD
 # Values at and around every edge LightGBM treats specially: NaN, signed zeros, the zero band [-kZero, kZero] and
 # its neighbours, denormals, infinities.
 SPECIAL_VALUES = [
-    math.nan, 0.0, -0.0, KZ, -KZ, np.nextafter(KZ, 0.0), -np.nextafter(KZ, 0.0), np.nextafter(KZ, math.inf),
-    -np.nextafter(KZ, math.inf), 1e-36, -1e-36, 1e-40, -1e-40, 5e-324, -5e-324, math.inf, -math.inf, 1e300, -1e300,
+    math.nan,
+    0.0,
+    -0.0,
+    KZ,
+    -KZ,
+    np.nextafter(KZ, 0.0),
+    -np.nextafter(KZ, 0.0),
+    np.nextafter(KZ, math.inf),
+    -np.nextafter(KZ, math.inf),
+    1e-36,
+    -1e-36,
+    1e-40,
+    -1e-40,
+    5e-324,
+    -5e-324,
+    math.inf,
+    -math.inf,
+    1e300,
+    -1e300,
 ]
 
 
@@ -36,19 +53,43 @@ def _synthetic(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
     tiny = rng.choice([0.0, 1e-36, -1e-36, 2e-35, -2e-35, 1.0, -1.0], n)
     recency = np.round(rng.exponential(5.0, n), 1)
     recency[rng.random(n) < 0.15] = np.nan
-    logit = (0.3 * views - 0.02 * spend + 0.8 * trend + np.where(new_user, 1.0, -0.5 * history) + 0.5 * np.sign(tiny)
-             - 0.1 * np.nan_to_num(recency, nan=20.0) - 1.0)
+    logit = (
+        0.3 * views
+        - 0.02 * spend
+        + 0.8 * trend
+        + np.where(new_user, 1.0, -0.5 * history)
+        + 0.5 * np.sign(tiny)
+        - 0.1 * np.nan_to_num(recency, nan=20.0)
+        - 1.0
+    )
     y = (rng.random(n) < 1.0 / (1.0 + np.exp(-logit))).astype(int)
-    X = pd.DataFrame({"views": views, "spend": spend, "trend": trend, "history": history, "tiny": tiny,
-                      "recency": recency, "spend_copy": spend * 2.0, "noise": rng.normal(size=n)})
+    X = pd.DataFrame(
+        {
+            "views": views,
+            "spend": spend,
+            "trend": trend,
+            "history": history,
+            "tiny": tiny,
+            "recency": recency,
+            "spend_copy": spend * 2.0,
+            "noise": rng.normal(size=n),
+        }
+    )
     return X, y
 
 
 def _train(settings_extra: dict, n: int = 4000, **kwargs) -> lgb.Booster:
     X, y = _synthetic(n, seed=7)
     cut = int(n * 0.75)
-    settings = LightGBMSettings(num_leaves=15, min_data_in_leaf=10, max_rounds=80, early_stopping_rounds=20,
-                                threads=1, extra={"min_data_in_bin": 1, **settings_extra}, **kwargs)
+    settings = LightGBMSettings(
+        num_leaves=15,
+        min_data_in_leaf=10,
+        max_rounds=80,
+        early_stopping_rounds=20,
+        threads=1,
+        extra={"min_data_in_bin": 1, **settings_extra},
+        **kwargs,
+    )
     return train_lightgbm(X[:cut], y[:cut], X[cut:], y[cut:], settings)
 
 
@@ -81,14 +122,22 @@ def _assert_matches_lightgbm(booster: lgb.Booster, predictor: TreeEnsemblePredic
     }
     for name, got in results.items():
         worst = int(np.argmax(np.abs(got - expected)))
-        np.testing.assert_allclose(got, expected, rtol=0, atol=TOLERANCE,
-                                   err_msg=f"{name} differs from LightGBM, worst row {X[worst].tolist()}")
+        np.testing.assert_allclose(
+            got,
+            expected,
+            rtol=0,
+            atol=TOLERANCE,
+            err_msg=f"{name} differs from LightGBM, worst row {X[worst].tolist()}",
+        )
 
 
 def _splits(predictor: TreeEnsemblePredictor) -> list[tuple[int, bool, float]]:
     """(missing type, default left, threshold) of every split."""
-    return [(t.missing_type[k], t.default_left[k], t.threshold[k])
-            for t in predictor.trees for k in range(len(t.split_feature))]
+    return [
+        (t.missing_type[k], t.default_left[k], t.threshold[k])
+        for t in predictor.trees
+        for k in range(len(t.split_feature))
+    ]
 
 
 @pytest.mark.parametrize(
@@ -123,8 +172,9 @@ def test_booster_scores_with_the_iterations_predict_uses():
     _assert_matches_lightgbm(booster, predictor, X.to_numpy())
     first_five = TreeEnsemblePredictor.from_booster(booster, num_iteration=5)
     assert first_five.num_trees == 5
-    np.testing.assert_allclose(first_five.raw_score(X.to_numpy()),
-                               booster.predict(X, raw_score=True, num_iteration=5), rtol=0, atol=TOLERANCE)
+    np.testing.assert_allclose(
+        first_five.raw_score(X.to_numpy()), booster.predict(X, raw_score=True, num_iteration=5), rtol=0, atol=TOLERANCE
+    )
 
 
 def test_text_model_file_and_dump_json_give_the_same_scores(tmp_path):
@@ -144,8 +194,9 @@ def test_dataframe_columns_are_taken_by_name_and_rows_of_the_wrong_length_are_re
     predictor = TreeEnsemblePredictor.from_booster(booster)
     X, _ = _synthetic(200, seed=9)
     shuffled = X[list(reversed(X.columns))]
-    np.testing.assert_allclose(predictor.raw_score(shuffled), booster.predict(X, raw_score=True), rtol=0,
-                               atol=TOLERANCE)
+    np.testing.assert_allclose(
+        predictor.raw_score(shuffled), booster.predict(X, raw_score=True), rtol=0, atol=TOLERANCE
+    )
     assert predictor.raw_score_one(X.iloc[0].to_numpy()) == predictor.raw_score_one(X.iloc[0].tolist())
     with pytest.raises(ValueError, match="expected 8 feature values"):
         predictor.raw_score_one([1.0] * 7)
@@ -155,8 +206,9 @@ def test_dataframe_columns_are_taken_by_name_and_rows_of_the_wrong_length_are_re
 
 def test_single_leaf_model_predicts_its_constant():
     X, y = _synthetic(300, seed=1)
-    booster = train_lightgbm(X[:200], y[:200], X[200:], y[200:],
-                             LightGBMSettings(min_data_in_leaf=1000, max_rounds=5, threads=1))
+    booster = train_lightgbm(
+        X[:200], y[:200], X[200:], y[200:], LightGBMSettings(min_data_in_leaf=1000, max_rounds=5, threads=1)
+    )
     predictor = TreeEnsemblePredictor.from_booster(booster)
     assert all(tree.num_leaves == 1 for tree in predictor.trees)
     constant = booster.predict(X[:1], raw_score=True)[0]
@@ -171,12 +223,17 @@ def test_categorical_split_is_refused():
     n = 2000
     X = pd.DataFrame({"category": pd.Categorical(rng.choice(list("abcdefgh"), n)), "value": rng.normal(size=n)})
     y = X["category"].isin(["a", "c", "f"]).to_numpy().astype(int)
-    booster = train_lightgbm(X[:1500], y[:1500], X[1500:], y[1500:],
-                             LightGBMSettings(min_data_in_leaf=20, max_rounds=5, threads=1,
-                                              extra={"max_cat_to_onehot": 1}))
+    booster = train_lightgbm(
+        X[:1500],
+        y[:1500],
+        X[1500:],
+        y[1500:],
+        LightGBMSettings(min_data_in_leaf=20, max_rounds=5, threads=1, extra={"max_cat_to_onehot": 1}),
+    )
     text = booster.model_to_string()
-    assert any(line.startswith("num_cat=") and line != "num_cat=0" for line in text.splitlines()), \
+    assert any(line.startswith("num_cat=") and line != "num_cat=0" for line in text.splitlines()), (
         "the model should contain categorical splits"
+    )
     with pytest.raises(NotImplementedError, match="categorical"):
         TreeEnsemblePredictor.from_model_string(text)
     with pytest.raises(NotImplementedError, match="categorical"):
@@ -188,26 +245,52 @@ def test_categorical_split_is_refused():
 
 def _tree(index, splits, leaves):
     """One tree in LightGBM's text format; splits are (feature, threshold, decision_type, left, right)."""
+
     def join(values):
         return " ".join(repr(float(v)) if isinstance(v, float) else str(v) for v in values)
 
     n = len(leaves)
     feature, threshold, decision, left, right = (list(column) for column in zip(*splits)) if splits else ([],) * 5
-    return "\n".join([
-        f"Tree={index}", f"num_leaves={n}", "num_cat=0", f"split_feature={join(feature)}",
-        f"split_gain={join([1] * (n - 1))}", f"threshold={join(threshold)}", f"decision_type={join(decision)}",
-        f"left_child={join(left)}", f"right_child={join(right)}", f"leaf_value={join(leaves)}",
-        f"leaf_weight={join([1] * n)}", f"leaf_count={join([1] * n)}", f"internal_value={join([0] * (n - 1))}",
-        f"internal_weight={join([1] * (n - 1))}", f"internal_count={join([1] * (n - 1))}", "is_linear=0",
-        "shrinkage=1", "", "",
-    ])
+    return "\n".join(
+        [
+            f"Tree={index}",
+            f"num_leaves={n}",
+            "num_cat=0",
+            f"split_feature={join(feature)}",
+            f"split_gain={join([1] * (n - 1))}",
+            f"threshold={join(threshold)}",
+            f"decision_type={join(decision)}",
+            f"left_child={join(left)}",
+            f"right_child={join(right)}",
+            f"leaf_value={join(leaves)}",
+            f"leaf_weight={join([1] * n)}",
+            f"leaf_count={join([1] * n)}",
+            f"internal_value={join([0] * (n - 1))}",
+            f"internal_weight={join([1] * (n - 1))}",
+            f"internal_count={join([1] * (n - 1))}",
+            "is_linear=0",
+            "shrinkage=1",
+            "",
+            "",
+        ]
+    )
 
 
 def _model(trees, n_features=2, header_extra=()):
-    header = ["tree", "version=v4", "num_class=1", "num_tree_per_iteration=1", "label_index=0",
-              f"max_feature_idx={n_features - 1}", "objective=binary sigmoid:1", *header_extra,
-              "feature_names=" + " ".join(f"f{i}" for i in range(n_features)),
-              "feature_infos=" + " ".join(["none"] * n_features), "", ""]
+    header = [
+        "tree",
+        "version=v4",
+        "num_class=1",
+        "num_tree_per_iteration=1",
+        "label_index=0",
+        f"max_feature_idx={n_features - 1}",
+        "objective=binary sigmoid:1",
+        *header_extra,
+        "feature_names=" + " ".join(f"f{i}" for i in range(n_features)),
+        "feature_infos=" + " ".join(["none"] * n_features),
+        "",
+        "",
+    ]
     return "\n".join(header) + "".join(trees) + "end of trees\n"
 
 
@@ -215,8 +298,21 @@ def _decision_type(missing_type: int, default_left: bool) -> int:
     return (missing_type << 2) | (2 if default_left else 0)
 
 
-EDGE_THRESHOLDS = [-KZ, KZ, 0.0, -0.0, 1e-36, -1e-36, np.nextafter(-KZ, -math.inf), np.nextafter(KZ, math.inf),
-                   -1.5, 1.5, 1e300, math.inf, -math.inf]
+EDGE_THRESHOLDS = [
+    -KZ,
+    KZ,
+    0.0,
+    -0.0,
+    1e-36,
+    -1e-36,
+    np.nextafter(-KZ, -math.inf),
+    np.nextafter(KZ, math.inf),
+    -1.5,
+    1.5,
+    1e300,
+    math.inf,
+    -math.inf,
+]
 
 
 def test_every_missing_type_default_direction_and_edge_threshold_matches_lightgbm():
@@ -225,14 +321,18 @@ def test_every_missing_type_default_direction_and_edge_threshold_matches_lightgb
         for default_left in (False, True):
             for threshold in EDGE_THRESHOLDS:
                 # feature 0 at the root, feature 1 below: both children paths are exercised
-                splits = [(0, threshold, _decision_type(missing_type, default_left), 1, -3),
-                          (1, threshold, _decision_type(missing_type, not default_left), -1, -2)]
+                splits = [
+                    (0, threshold, _decision_type(missing_type, default_left), 1, -3),
+                    (1, threshold, _decision_type(missing_type, not default_left), -1, -2),
+                ]
                 trees.append(_tree(len(trees), splits, rng.normal(size=3).round(6).tolist()))
     text = _model(trees)
     booster = lgb.Booster(model_str=text)
     predictor = TreeEnsemblePredictor.from_model_string(text)
-    values = sorted(set(SPECIAL_VALUES + EDGE_THRESHOLDS + [-1.5000000000000002, 1.4999999999999998, 2.0, -2.0]),
-                    key=lambda v: (math.isnan(v), v))
+    values = sorted(
+        set(SPECIAL_VALUES + EDGE_THRESHOLDS + [-1.5000000000000002, 1.4999999999999998, 2.0, -2.0]),
+        key=lambda v: (math.isnan(v), v),
+    )
     X = np.array([(a, b) for a in values for b in values], dtype=np.float64)
     _assert_matches_lightgbm(booster, predictor, X)
     # and not only within the tolerance: bit for bit
@@ -243,8 +343,10 @@ def test_leaf_values_are_summed_in_lightgbm_order():
     # 1e16 + 1.0 rounds back to 1e16: one after another (LightGBM) the ones vanish and the sum is 0.0; the exact sum
     # and numpy's pairwise sum are 8.0
     leaves = [1e16] + [1.0] * 8 + [-1e16]
-    trees = [_tree(i, [(0, 0.5, _decision_type(MISSING_NAN, True), -1, -2)], [value, value])
-             for i, value in enumerate(leaves)]
+    trees = [
+        _tree(i, [(0, 0.5, _decision_type(MISSING_NAN, True), -1, -2)], [value, value])
+        for i, value in enumerate(leaves)
+    ]
     text = _model(trees)
     expected = lgb.Booster(model_str=text).predict(np.zeros((40, 2)), raw_score=True)
     assert expected[0] != math.fsum(leaves) and expected[0] != np.sum(leaves), "the order must matter here"
@@ -256,8 +358,16 @@ def test_leaf_values_are_summed_in_lightgbm_order():
 def test_deep_trees_are_walked_and_shallower_ones_inlined():
     def chain(index, thresholds):  # node k: f0 <= thresholds[k] ? leaf k : node k + 1; all missing types in turn
         depth = len(thresholds)
-        splits = [(0, t, _decision_type((MISSING_NONE, MISSING_ZERO, MISSING_NAN)[k % 3], k % 2 == 0), ~k,
-                   k + 1 if k + 1 < depth else ~depth) for k, t in enumerate(thresholds)]
+        splits = [
+            (
+                0,
+                t,
+                _decision_type((MISSING_NONE, MISSING_ZERO, MISSING_NAN)[k % 3], k % 2 == 0),
+                ~k,
+                k + 1 if k + 1 < depth else ~depth,
+            )
+            for k, t in enumerate(thresholds)
+        ]
         return _tree(index, splits, [float(k) / 7 for k in range(depth + 1)])
 
     deep = sorted({float(k - 64) for k in range(127)} | {-KZ, KZ / 2, np.nextafter(KZ, math.inf)})
@@ -275,10 +385,14 @@ def test_deep_trees_are_walked_and_shallower_ones_inlined():
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda text: text.replace("objective=binary sigmoid:1", "objective=binary sigmoid:1\naverage_output"),
-         "average_output"),
-        (lambda text: text.replace("num_class=1\nnum_tree_per_iteration=1", "num_class=3\nnum_tree_per_iteration=3"),
-         "classes"),
+        (
+            lambda text: text.replace("objective=binary sigmoid:1", "objective=binary sigmoid:1\naverage_output"),
+            "average_output",
+        ),
+        (
+            lambda text: text.replace("num_class=1\nnum_tree_per_iteration=1", "num_class=3\nnum_tree_per_iteration=3"),
+            "classes",
+        ),
         (lambda text: text.replace("is_linear=0", "is_linear=1", 1), "linear"),
     ],
     ids=["random-forest", "multiclass", "linear-tree"],

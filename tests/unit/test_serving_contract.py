@@ -25,7 +25,12 @@ def test_single_and_batch_requests_parse():
         (b'{"instances": [], "extra": 1}', "application/json", 422, "unknown top-level"),
         (b"[1, 2]", "application/json", 422, "must be an object"),
         (b'{"session_id": "s", "user_id": "u"}', "text/csv", 415, "application/json"),
-        (json.dumps({"instances": [{"session_id": "s", "user_id": "u"}] * (MAX_BATCH + 1)}).encode(), None, 413, "exceeds"),
+        (
+            json.dumps({"instances": [{"session_id": "s", "user_id": "u"}] * (MAX_BATCH + 1)}).encode(),
+            None,
+            413,
+            "exceeds",
+        ),
     ],
 )
 def test_bad_input_is_a_client_error_with_a_reason(body, content_type, status, says):

@@ -41,6 +41,7 @@ def sessions_of(events: pd.DataFrame) -> pd.DataFrame:
 
 # ---- contract ------------------------------------------------------------------------------------------------
 
+
 def test_every_row_passes_the_contract(small):
     events = small.events
     assert tuple(events.columns) == EVENT_COLUMNS
@@ -78,6 +79,7 @@ def test_truth_frame_matches_events(small):
 
 # ---- determinism -----------------------------------------------------------------------------------------------
 
+
 def test_same_seed_same_frames_other_seed_other_frames():
     a, b = simulate_traffic(n_users=200, days=2, seed=3), simulate_traffic(n_users=200, days=2, seed=3)
     pd.testing.assert_frame_equal(a.events, b.events)
@@ -89,6 +91,7 @@ def test_same_seed_same_frames_other_seed_other_frames():
 
 
 # ---- the truth is right ----------------------------------------------------------------------------------------
+
 
 def test_capped_truth_agrees_with_the_linear_solve():
     """Backward induction over the horizon and np.linalg.solve of the uncapped chain are two independent
@@ -146,6 +149,7 @@ def test_truth_is_calibrated_against_outcomes(large):
 
 
 # ---- storefront structure --------------------------------------------------------------------------------------
+
 
 def test_purchases_follow_checkout_and_list_the_cart(large):
     buyers = large[large["converted"]]

@@ -13,8 +13,15 @@ from tests.conftest import contract_events
 
 
 def messages(lines: list[str]) -> pd.DataFrame:
-    return pd.DataFrame({"key": None, "value": [line.encode() for line in lines], "partition": 0,
-                         "offset": range(len(lines)), "timestamp": None})
+    return pd.DataFrame(
+        {
+            "key": None,
+            "value": [line.encode() for line in lines],
+            "partition": 0,
+            "offset": range(len(lines)),
+            "timestamp": None,
+        }
+    )
 
 
 class OnlineStore:
@@ -32,7 +39,9 @@ class OnlineStore:
 def processor(tmp_path):
     store = OnlineStore()
     dead = []
-    proc = SessionStreamProcessor(tmp_path / "state", tmp_path / "archive", tmp_path / "quarantine", store.write, dead.append)
+    proc = SessionStreamProcessor(
+        tmp_path / "state", tmp_path / "archive", tmp_path / "quarantine", store.write, dead.append
+    )
     return proc, store, dead, tmp_path
 
 
@@ -41,21 +50,35 @@ def test_online_rows_equal_the_batch_fold_whatever_the_batching(processor):
     events = simulate_traffic(n_users=150, days=1, seed=5).events
     lines = contract_json_lines(events)
     for batch_id, start in enumerate(range(0, len(lines), 97)):
-        proc.process(batch_id, messages(lines[start:start + 97]))
+        proc.process(batch_id, messages(lines[start : start + 97]))
     expected = fold_session_events(events.sort_values(["session_id", "event_time", "event_id"]))[0]
     expected = expected.groupby("session_id").tail(1).set_index("session_id")
     assert set(store.rows) == set(expected.index)
     for sid, row in store.rows.items():
-        for feature in ("session_events", "session_cart_value", "session_distinct_products", "session_duration_s",
-                        "session_seconds_since_previous_event"):
+        for feature in (
+            "session_events",
+            "session_cart_value",
+            "session_distinct_products",
+            "session_duration_s",
+            "session_seconds_since_previous_event",
+        ):
             assert row[feature] == expected.loc[sid, feature], (sid, feature)
     assert len(pd.read_parquet(tmp_path / "archive")) == len(events)
 
 
 def test_bad_messages_are_quarantined_with_reasons_and_sent_to_the_dead_letter_topic(processor):
     proc, store, dead, tmp_path = processor
-    good = contract_events([{"event_id": "e1", "event_time": "2026-11-02T10:00:00Z", "user_id": "u1", "session_id": "s1",
-                             "event_type": "page_view"}])
+    good = contract_events(
+        [
+            {
+                "event_id": "e1",
+                "event_time": "2026-11-02T10:00:00Z",
+                "user_id": "u1",
+                "session_id": "s1",
+                "event_type": "page_view",
+            }
+        ]
+    )
     line = contract_json_lines(good)[0]
     negative = json.dumps({**json.loads(line), "event_id": "e2", "price": -1.0})
     unknown_type = json.dumps({**json.loads(line), "event_id": "e3", "event_type": "teleport"})
@@ -73,8 +96,17 @@ def test_bad_messages_are_quarantined_with_reasons_and_sent_to_the_dead_letter_t
 
 def test_replayed_batch_and_replayed_events_change_nothing(processor):
     proc, store, _, tmp_path = processor
-    rows = [{"event_id": f"e{i}", "event_time": f"2026-11-02T10:0{i}:00Z", "user_id": "u1", "session_id": "s1",
-             "event_type": "add_to_cart", "price": 10.0} for i in range(4)]
+    rows = [
+        {
+            "event_id": f"e{i}",
+            "event_time": f"2026-11-02T10:0{i}:00Z",
+            "user_id": "u1",
+            "session_id": "s1",
+            "event_type": "add_to_cart",
+            "price": 10.0,
+        }
+        for i in range(4)
+    ]
     lines = contract_json_lines(contract_events(rows))
     proc.process(0, messages(lines[:2]))
     proc.process(1, messages(lines[2:]))
@@ -88,12 +120,22 @@ def test_replayed_batch_and_replayed_events_change_nothing(processor):
 
 def test_late_event_is_quarantined_and_not_archived_but_in_batch_disorder_is_sorted(processor):
     proc, store, _, tmp_path = processor
-    rows = [{"event_id": f"e{i}", "event_time": f"2026-11-02T10:0{i}:00Z", "user_id": "u1", "session_id": "s1",
-             "event_type": "page_view"} for i in range(5)]
+    rows = [
+        {
+            "event_id": f"e{i}",
+            "event_time": f"2026-11-02T10:0{i}:00Z",
+            "user_id": "u1",
+            "session_id": "s1",
+            "event_type": "page_view",
+        }
+        for i in range(5)
+    ]
     lines = contract_json_lines(contract_events(rows))
     proc.process(0, messages([lines[2], lines[0], lines[1]]))  # out of order within one batch: sorted, folded
     assert store.rows["s1"]["session_events"] == 3 and store.rows["s1"]["session_duration_s"] == 120.0
-    late = contract_json_lines(contract_events([{**rows[0], "event_id": "e-late", "event_time": "2026-11-02T10:01:30Z"}]))[0]
+    late = contract_json_lines(
+        contract_events([{**rows[0], "event_id": "e-late", "event_time": "2026-11-02T10:01:30Z"}])
+    )[0]
     report = proc.process(1, messages([late, lines[3]]))
     assert report.late == 1 and report.folded == 1
     quarantine = pd.read_parquet(tmp_path / "quarantine")
@@ -104,8 +146,22 @@ def test_late_event_is_quarantined_and_not_archived_but_in_batch_disorder_is_sor
 def test_state_survives_its_json_snapshot_and_idle_sessions_expire(processor):
     proc, _, _, tmp_path = processor
     rows = [
-        {"event_id": "a", "event_time": "2026-11-02T10:00:00Z", "user_id": "u1", "session_id": "s1", "event_type": "product_view", "product_id": "p1", "category_id": "c1"},
-        {"event_id": "b", "event_time": "2026-11-02T12:00:00Z", "user_id": "u2", "session_id": "s2", "event_type": "page_view"},
+        {
+            "event_id": "a",
+            "event_time": "2026-11-02T10:00:00Z",
+            "user_id": "u1",
+            "session_id": "s1",
+            "event_type": "product_view",
+            "product_id": "p1",
+            "category_id": "c1",
+        },
+        {
+            "event_id": "b",
+            "event_time": "2026-11-02T12:00:00Z",
+            "user_id": "u2",
+            "session_id": "s2",
+            "event_type": "page_view",
+        },
     ]
     proc.process(0, messages(contract_json_lines(contract_events(rows[:1]))))
     state = proc.snapshots.before(1)
@@ -117,9 +173,25 @@ def test_state_survives_its_json_snapshot_and_idle_sessions_expire(processor):
 
 def test_a_partition_running_ahead_does_not_expire_sessions_on_a_slower_one(processor):
     proc, store, _, _ = processor
-    slow = [{"event_id": f"s{i}", "event_time": f"2026-11-02T10:0{i}:00Z", "user_id": "u1", "session_id": "slow",
-             "event_type": "page_view"} for i in range(3)]
-    fast = [{"event_id": "f0", "event_time": "2026-11-02T14:00:00Z", "user_id": "u2", "session_id": "fast", "event_type": "page_view"}]
+    slow = [
+        {
+            "event_id": f"s{i}",
+            "event_time": f"2026-11-02T10:0{i}:00Z",
+            "user_id": "u1",
+            "session_id": "slow",
+            "event_type": "page_view",
+        }
+        for i in range(3)
+    ]
+    fast = [
+        {
+            "event_id": "f0",
+            "event_time": "2026-11-02T14:00:00Z",
+            "user_id": "u2",
+            "session_id": "fast",
+            "event_type": "page_view",
+        }
+    ]
     lines = contract_json_lines(contract_events(slow[:2] + fast))
     batch = messages(lines)
     batch["partition"] = [0, 0, 1]
@@ -133,11 +205,13 @@ def test_state_rebuilt_from_full_snapshots_and_deltas_equals_the_state_in_memory
     proc, store, _, tmp_path = processor
     events = simulate_traffic(n_users=200, days=1, seed=9).events
     lines = contract_json_lines(events)
-    chunks = [lines[i:i + 5] for i in range(0, len(lines), 5)][:60]
+    chunks = [lines[i : i + 5] for i in range(0, len(lines), 5)][:60]
     for batch_id, chunk in enumerate(chunks):
         proc.process(batch_id, messages(chunk))
     assert len(chunks) > proc.snapshots.FULL_EVERY  # crosses a full snapshot
-    rebuilt = SessionStreamProcessor(tmp_path / "state", tmp_path / "a2", tmp_path / "q2", lambda frame: None).snapshots.before(len(chunks))
+    rebuilt = SessionStreamProcessor(
+        tmp_path / "state", tmp_path / "a2", tmp_path / "q2", lambda frame: None
+    ).snapshots.before(len(chunks))
     assert rebuilt.sessions == proc._state.sessions and rebuilt.seen == proc._state.seen
     assert rebuilt.partition_clock == proc._state.partition_clock
     assert {p.name for p in (tmp_path / "state").iterdir()} >= {"state-0.json", "state-50.json", "delta-59.json"}
