@@ -3,6 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
+SERVING_VENV := .venv-serving
 UV_VERSION := 0.13.9
 DATASET ?= simulator
 PROFILE ?= local
@@ -13,25 +14,41 @@ else
 PROPENSITY_HOME ?= $(CURDIR)/var/$(DATASET)
 endif
 export PROPENSITY_HOME
+export PROPENSITY_PROFILE := $(PROFILE)
 export DAGSTER_HOME := $(PROPENSITY_HOME)/dagster
+# OpenMP threads spin while idle by default: beside Spark or a server on 2 cores a 0.3 s LightGBM fit took 10 s+.
+export OMP_WAIT_POLICY ?= PASSIVE
+# Spark's Python workers run this interpreter (PySpark reads only the environment for it).
+export PYSPARK_PYTHON ?= $(CURDIR)/$(VENV)/bin/python
 
-.PHONY: install demo test dev services services-down stream replay endpoint endpoint-down bench lock clean
+.PHONY: install data demo test lint dev services services-down stream replay endpoint endpoint-down bench \
+	serving-env lock clean
 
 install: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	@command -v java >/dev/null || { echo "Java 17+ is required for Spark: apt-get install openjdk-17-jre-headless"; exit 1; }
-	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q "uv==$(UV_VERSION)"
-	$(VENV)/bin/uv pip install --python $(PY) -q -r requirements.lock
-	$(VENV)/bin/uv pip install --python $(PY) -q --no-deps -e .
+	@echo "[install] $(VENV) from requirements.lock (pinned versions)"
+	@$(PYTHON) -m venv $(VENV)
+	@$(VENV)/bin/pip install -q --disable-pip-version-check "uv==$(UV_VERSION)"
+	@$(VENV)/bin/uv pip install --python $(PY) -q -r requirements.lock
+	@$(VENV)/bin/uv pip install --python $(PY) -q --no-deps -e .
 	@touch $@
+
+# The real datasets into data/ (PROPENSITY_DATA moves it), sha256 checked; PROPENSITY_DATA_MIRROR serves them offline.
+data: install
+	@$(PY) -m propensity.datasets fetch
 
 demo: install
 	@if [ "$(PROFILE)" = "redis" ]; then $(MAKE) --no-print-directory services; fi
-	PYTHONWARNINGS=ignore $(PY) scripts/demo.py --dataset $(DATASET) --profile $(PROFILE)
+	@if [ "$(DATASET)" != "simulator" ]; then $(MAKE) --no-print-directory data; fi
+	@$(PY) scripts/demo.py --dataset $(DATASET)
 
-test: install services
+lint: install
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+
+test: install lint data services
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 dev: install
@@ -51,27 +68,44 @@ services-down:
 SOURCE ?= file
 stream: install
 	@if [ "$(SOURCE)" = "kafka" ] || [ "$(PROFILE)" = "redis" ]; then $(MAKE) --no-print-directory services; fi
-	$(PY) -m propensity.streaming.job --source $(SOURCE) --profile $(PROFILE)
+	$(PY) -m propensity.streaming.job --source $(SOURCE)
 
-# Replay simulated storefront traffic into the stream (REPLAY_ARGS="--dataset taobao --asap", etc.).
+# Replay storefront traffic into the stream (REPLAY_ARGS="--dataset taobao --asap", etc.).
 replay: install
-	$(PY) -m propensity.streaming.replayer --to $(SOURCE) $(REPLAY_ARGS)
+	$(PY) scripts/replay.py --to $(SOURCE) $(REPLAY_ARGS)
 
 # The local endpoint `propensity` (deployed by `make demo`): start or stop its server in the background.
 endpoint: install
-	PROPENSITY_PROFILE=$(PROFILE) $(PY) -m serving.endpoint start propensity
+	$(PY) -m serving.control.endpoint start propensity
 
 endpoint-down: install
-	$(PY) -m serving.endpoint stop propensity
+	$(PY) -m serving.control.endpoint stop propensity
 
-bench: install services
+bench: install data services serving-env
 	$(PY) -m bench
 	$(PY) -m bench.report
 
+# The scoring container's environment: requirements-serving.lock only (no Dagster, Spark, moto or pytest).
+serving-env: $(SERVING_VENV)/.installed
+
+$(SERVING_VENV)/.installed: requirements-serving.lock pyproject.toml install
+	@echo "[install] $(SERVING_VENV) from requirements-serving.lock (what the scoring container installs)"
+	@$(PYTHON) -m venv $(SERVING_VENV)
+	@$(VENV)/bin/uv pip install --python $(SERVING_VENV)/bin/python -q -r requirements-serving.lock
+	@$(VENV)/bin/uv pip install --python $(SERVING_VENV)/bin/python -q --no-deps -e .
+	@touch $@
+
+# Both locks from pyproject.toml: the full one (platform and dev extras) and the serving one, a subset of the
+# full lock's versions. Add a dependency in pyproject.toml, then `make lock`.
 lock: install
-	$(VENV)/bin/uv pip install --python $(PY) -q -e .
-	{ echo "# Pinned, resolved together (uv pip freeze). \`make install\` installs exactly these; add a dependency in pyproject.toml, then \`make lock\`."; \
-	  $(VENV)/bin/uv pip freeze --python $(PY) --exclude-editable; } > requirements.lock
+	$(VENV)/bin/uv pip compile -q pyproject.toml --extra platform --extra dev --python-version 3.11 \
+	  --constraint requirements.lock --no-header -o requirements.lock.new
+	{ echo "# Pinned, resolved together (make lock). \`make install\` installs exactly these."; \
+	  cat requirements.lock.new; } > requirements.lock && rm requirements.lock.new
+	$(VENV)/bin/uv pip compile -q pyproject.toml --python-version 3.11 --constraint requirements.lock --no-header \
+	  -o requirements-serving.lock.new
+	{ echo "# The scoring container's pins (make lock): the serving dependencies at the full lock's versions."; \
+	  cat requirements-serving.lock.new; } > requirements-serving.lock && rm requirements-serving.lock.new
 
 clean:
-	rm -rf var $(VENV)
+	rm -rf var $(VENV) $(SERVING_VENV)

@@ -66,7 +66,10 @@ RSS_NOTE = (
 
 def _lake(home: Path) -> None:
     """Point the project's lake paths (propensity.paths, LakeResource) at a scratch state directory."""
+    from propensity.settings import reload_settings
+
     os.environ["PROPENSITY_HOME"] = str(home)
+    reload_settings()
 
 
 def _users_for(target: int, days: int, seed: int) -> tuple[int, float]:
@@ -223,19 +226,20 @@ def _preload_spark_modules() -> None:
 
     import propensity.features.batch  # noqa: F401
     import propensity.sessions  # noqa: F401
+    import propensity.spark  # noqa: F401
     import propensity_assets.spark_tables  # noqa: F401
     import resources.lake  # noqa: F401
-    import resources.spark  # noqa: F401
 
 
 def start_spark(driver_memory: str):
-    """One session for the whole run, from the project's one Spark configuration (resources/spark.py)."""
+    """One session for the whole run, from the project's one Spark configuration (propensity/spark.py)."""
     from pyspark.sql import SparkSession
 
-    os.environ["SPARK_DRIVER_MEMORY"] = driver_memory  # spark_config() reads it; the JVM is not started yet
-    from resources.spark import spark_config
+    from propensity.settings import reload_settings
+    from propensity.spark import spark_config
 
-    config = spark_config()
+    os.environ["SPARK_DRIVER_MEMORY"] = driver_memory  # the settings read it; the JVM is not started yet
+    config = spark_config(reload_settings())
     builder = SparkSession.builder
     for key, value in config.items():
         builder = builder.config(key, value)
@@ -378,7 +382,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "spark_master": config["spark.master"],
                 "spark_default_parallelism": spark.sparkContext.defaultParallelism,
                 "driver_memory": config["spark.driver.memory"],
-                "driver_memory_how": "SPARK_DRIVER_MEMORY env read by resources.spark.spark_config() (project default 4g)",
+                "driver_memory_how": "SPARK_DRIVER_MEMORY, read by propensity.settings (project default 4g)",
                 "jvm_max_heap_mb": round(jvm_heap_mb),
                 "spark_shuffle_partitions": config.get("spark.sql.shuffle.partitions"),
                 "spark_version": spark.version,

@@ -41,14 +41,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from propensity.paths import PROJECT_ROOT, SHARED_DATA_DIR
+from propensity.datasets import dataset_file
+from propensity.paths import PROJECT_ROOT
 
 NAME = "model_quality"
 MODELS = ("baseline", "lightgbm", "calibrated")
 DATASETS = ("uci", "uci_no_pagevalues", "taobao", "simulator")
 HEADLINE = ("roc_auc", "pr_auc", "log_loss", "brier", "ece")
 
-UCI_CSV = SHARED_DATA_DIR / "uci_online_shoppers_intention" / "online_shoppers_intention.csv"
 UCI_FOLDS = 5
 UCI_VALID_FRACTION = 0.2
 UCI_SEED = 20261127  # = propensity.models.training.SEED: one seed for the CV split, the valid hold-out and the models
@@ -70,7 +70,7 @@ BENCH_DIR = PROJECT_ROOT / "var" / "bench"
 
 
 def load_uci(drop_pagevalues: bool = False) -> tuple[pd.DataFrame, np.ndarray]:
-    frame = pd.read_csv(UCI_CSV)
+    frame = pd.read_csv(dataset_file("uci"))
     y = frame.pop("Revenue").astype(bool).astype(int).to_numpy()
     frame["Weekend"] = frame["Weekend"].astype(bool).astype("float64")
     if drop_pagevalues:
@@ -112,7 +112,8 @@ def fit_and_predict(X_fit, y_fit, X_valid, y_valid, X_test) -> tuple[dict[str, n
     """The pipeline's recipe on one split: baseline on fit, LightGBM early-stopped on valid, calibrator on valid."""
     from scipy.special import expit
 
-    from propensity.models.calibration import apply_calibrator, choose_calibrator
+    from propensity.models.calibration import apply_calibrator
+    from propensity.models.calibration_fit import choose_calibrator
     from propensity.models.training import (
         SEED,
         LightGBMSettings,
@@ -148,7 +149,7 @@ def worker_fit(args: argparse.Namespace) -> dict[str, Any]:
     import psutil
 
     from bench.common import hwm_bytes, release_memory, reset_hwm
-    from propensity.models.calibration import choose_calibrator
+    from propensity.models.calibration_fit import choose_calibrator
     from propensity.models.training import SEED, LightGBMSettings, fit_logistic_baseline, train_lightgbm
 
     if args.source == "uci":

@@ -48,7 +48,8 @@ import numpy as np
 
 from bench.common import CONTENDED_PCT
 from propensity.paths import PROJECT_ROOT
-from serving.endpoint import free_port
+from propensity.settings import reload_settings
+from serving.control.endpoint import free_port
 
 NAME = "serving_latency"
 STORES = ("redis", "sqlite")
@@ -412,7 +413,7 @@ def _redis_url() -> str:
     """REDIS_URL's server (default the local one `make services` starts) with the bench's own db."""
     from urllib.parse import urlparse
 
-    from resources.feast import DEFAULT_REDIS_URL
+    from propensity.settings import DEFAULT_REDIS_URL
 
     return urlparse(os.environ.get("REDIS_URL", DEFAULT_REDIS_URL))._replace(path=f"/{REDIS_DB}").geturl()
 
@@ -632,8 +633,8 @@ def measure_endpoint(store: str, artifact_dir: Path, home: Path, pairs, counts, 
 
 
 def measure_feast_serve(store: str, home: Path, pairs, counts, scratch: Path) -> tuple[dict, dict]:
+    from propensity.feature_store import FEATURE_REPO_DIR, feast_redis_connection_string, feature_store_yaml
     from propensity.features.definitions import FEATURE_SERVICE_NAME, SESSION_ENTITY_KEY, USER_ENTITY_KEY
-    from resources.feast import FEATURE_REPO_DIR, feast_redis_connection_string, feature_store_yaml
 
     single = [
         json.dumps(
@@ -643,7 +644,7 @@ def measure_feast_serve(store: str, home: Path, pairs, counts, scratch: Path) ->
         for u, s in pairs
     ]
     port = free_port()
-    # What resources.feast.open_feature_store exports for the yaml's ${VAR}s, and the profile's yaml.
+    # The yaml's ${VAR}s, as propensity.feature_store fills them, for the feast CLI; and the profile's yaml.
     env = _child_env(home) | {"FEAST_REDIS_CONNECTION_STRING": feast_redis_connection_string(_redis_url())}
     feast = Path(sys.executable).with_name("feast")
     command = [
@@ -683,6 +684,7 @@ def measure_feast_serve(store: str, home: Path, pairs, counts, scratch: Path) ->
 def measure_inprocess(store: str, artifact, pairs, n: int) -> tuple[dict, dict]:
     import pandas as pd
 
+    from propensity.feature_store import open_feature_store
     from propensity.features.definitions import (
         FEATURE_SERVICE_NAME,
         MODEL_FEATURE_NAMES,
@@ -690,7 +692,6 @@ def measure_inprocess(store: str, artifact, pairs, n: int) -> tuple[dict, dict]:
         USER_ENTITY_KEY,
     )
     from propensity.models.calibration import apply_calibrator
-    from resources.feast import open_feature_store
     from serving.contract import ScoringRequest
     from serving.online_features import open_online_feature_reader
     from serving.scorer import Scorer
@@ -937,6 +938,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     os.environ["PROPENSITY_HOME"] = str(home)
     os.environ["REDIS_URL"] = _redis_url()
     os.environ.pop("PROPENSITY_MODEL_DIR", None)
+    reload_settings()  # this process and the children it starts read the bench's own state directory and db
     start = time.perf_counter()
     try:
         check_redis()

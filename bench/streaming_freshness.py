@@ -98,7 +98,7 @@ PHASES = ("state_read", "parse", "validate", "fold", "online_write", "parquet_wr
 def _redis_url() -> str:
     from urllib.parse import urlparse
 
-    from resources.feast import DEFAULT_REDIS_URL
+    from propensity.settings import DEFAULT_REDIS_URL
 
     return urlparse(os.environ.get("REDIS_URL", DEFAULT_REDIS_URL))._replace(path=f"/{REDIS_DB}").geturl()
 
@@ -327,8 +327,8 @@ class SessionKeys:
     def __init__(self) -> None:
         from feast.infra.online_stores.helpers import _mmh3, compute_versioned_name
 
+        from propensity.feature_store import open_feature_store
         from propensity.features.definitions import SESSION_FEATURE_VIEW
-        from resources.feast import open_feature_store
 
         store = open_feature_store("redis")
         view = store.get_feature_view(SESSION_FEATURE_VIEW)
@@ -622,16 +622,18 @@ def measure_source(
     instrument: Instrument,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     from bench.serving_latency import CpuWatch, tree_cpu_s
+    from propensity.settings import settings
     from propensity.sources.contract_files import contract_json_lines
-    from propensity.streaming.job import bootstrap_servers, inbox_dir, kafka_options, start_query, topic
+    from propensity.streaming.job import inbox_dir, start_query
 
+    kafka = settings().kafka
     details: dict[str, Any] = {}
     # ---- warm-up: the query's first run (cold JVM code paths, Kafka consumer, Python worker), then stopped
     nw = sizes["warmup_events"]
     warm = simulate(nw, seeds[2], "2026-11-01")
     _preload(source, warm)
     mark = len(instrument.snapshot())
-    query = start_query(spark, source, "redis", None)
+    query = start_query(spark, source, "redis")
     try:
         wait_for_messages(query, instrument, mark, nw, CATCH_UP_TIMEOUT_S)
         records = instrument.snapshot()[mark:]
@@ -667,7 +669,7 @@ def measure_source(
     )
 
     first = len(instrument.snapshot())  # batches recorded so far (the other source's)
-    query = start_query(spark, source, "redis", None)  # from the warm-up's checkpoint
+    query = start_query(spark, source, "redis")  # from the warm-up's checkpoint
     try:
         with CpuWatch() as watch1:
             wait_for_messages(query, instrument, first, n1, CATCH_UP_TIMEOUT_S)
@@ -716,9 +718,9 @@ def measure_source(
             "keys": str(keys_path),
             "field": keys.field.hex(),
             "redis_url": _redis_url(),
-            "bootstrap": bootstrap_servers(),
-            "topic": topic(),
-            "kafka_options": kafka_options(),
+            "bootstrap": kafka.bootstrap_servers,
+            "topic": kafka.topic,
+            "kafka_options": dict(kafka.options),
             "inbox": str(inbox_dir()),
             "file_seconds": FILE_SECONDS,
             "drain_timeout_s": DRAIN_TIMEOUT_S,
@@ -811,11 +813,12 @@ def measure_source(
 
 
 def _preload(source: str, events) -> None:
-    from propensity.streaming.job import bootstrap_servers, inbox_dir, kafka_options, topic
+    from propensity.settings import settings
+    from propensity.streaming.job import inbox_dir
     from propensity.streaming.replayer import replay_to_files, replay_to_kafka
 
     if source == "kafka":
-        replay_to_kafka(events, bootstrap_servers(), topic(), None, progress=False, options=kafka_options())
+        replay_to_kafka(events, settings().kafka, None, progress=False)
     else:
         replay_to_files(events, inbox_dir(), None, per_file=FILE_LINES)
 
@@ -853,9 +856,10 @@ def budget_verdicts(result: dict[str, Any]) -> dict[str, Any]:
 def delete_topics(names: list[str]) -> None:
     from confluent_kafka.admin import AdminClient
 
-    from propensity.streaming.job import bootstrap_servers, kafka_options
+    from propensity.settings import settings
 
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers(), **kafka_options()})
+    kafka = settings().kafka
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers, **kafka.options})
     existing = admin.list_topics(timeout=TOPIC_TIMEOUT_S).topics
     doomed = [n for n in names if n in existing]
     if doomed:
@@ -880,6 +884,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     os.environ.update(
         PROPENSITY_HOME=str(home), REDIS_URL=_redis_url(), PROPENSITY_PROFILE="redis", STOREFRONT_TOPIC=stream_topic
     )
+    from propensity.settings import reload_settings
+
+    config = reload_settings()  # this process and the children it starts read the bench's own state and topic
     sources = [s for s in SOURCES if s in args.sources.split(",")]
     meta: dict[str, Any] = {
         **run_meta(NAME, args.quick),
@@ -887,7 +894,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "kafka": {"topic": f"{stream_topic} (2 partitions, keyed by session_id; deleted afterwards)"},
         "sizes": sizes,
         "versions": {"feast": feast.__version__, "pyspark": pyspark.__version__, "python": sys.version.split()[0]},
-        "job": "propensity.streaming.job.start_query(spark, SOURCE, 'redis', max_per_batch=None) in this process: "
+        "job": "propensity.streaming.job.start_query(spark, SOURCE, 'redis') in this process: "
         "Spark local[*] (2 cores), back-to-back micro-batches, no per-trigger cap (maxOffsetsPerTrigger / "
         "maxFilesPerTrigger unset), so the first throughput batch takes everything pre-loaded; session rows to Redis by RedisPushWriter (Feast's layout)",
         "throughput_method": f"after a warm-up run of the query over {sizes['warmup_events']:,} events (then stopped), "
@@ -927,16 +934,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 f"Redis is not reachable at {_redis_url()} ({error}): start it with `make services`"
             ) from None
         from feature_repo import FEAST_OBJECTS
-        from propensity.streaming.job import bootstrap_servers, spark_session
-        from propensity.streaming.replayer import ensure_topic
-        from resources.feast import open_feature_store
+        from propensity.feature_store import open_feature_store
+        from propensity.streaming.job import spark_session
+        from propensity.streaming.kafka import ensure_topic
 
         if "kafka" in sources:
             try:
-                ensure_topic(bootstrap_servers(), stream_topic)
+                ensure_topic(config.kafka)
             except Exception as error:  # noqa: BLE001
                 raise SystemExit(
-                    f"Kafka is not answering at {bootstrap_servers()}: run `make services` ({error})"
+                    f"Kafka is not answering at {config.kafka.bootstrap_servers}: run `make services` ({error})"
                 ) from None
         _redis_client().flushdb()
         open_feature_store("redis").apply(FEAST_OBJECTS)

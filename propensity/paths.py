@@ -1,19 +1,18 @@
-"""Where local state lives. Everything goes under one directory, `var/` or `$PROPENSITY_HOME`."""
+"""Where local state lives. Everything goes under one directory, `var/` or `$PROPENSITY_HOME` (see settings)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA_DIR = Path(os.environ.get("PROPENSITY_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
+from propensity.settings import PROJECT_ROOT, Settings, settings
+
+__all__ = ["PROJECT_ROOT", "home", "lake_dir", "logs_dir", "table_dir", "table_glob", "write_text_atomic"]
 
 
-def home() -> Path:
-    """The state directory; exported to the environment so Feast's yaml `${PROPENSITY_HOME}` resolves."""
-    path = Path(os.environ.get("PROPENSITY_HOME", PROJECT_ROOT / "var")).resolve()
-    os.environ["PROPENSITY_HOME"] = str(path)
-    return path
+def home(using: Settings | None = None) -> Path:
+    """The state directory."""
+    return (using or settings()).home
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -23,13 +22,18 @@ def write_text_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def lake_dir() -> Path:
-    return home() / "lake"
+def lake_dir(using: Settings | None = None) -> Path:
+    return home(using) / "lake"
 
 
-def table_dir(table: str) -> Path:
+def logs_dir() -> Path:
+    """Where library output goes that a console should not show (see `propensity.console`)."""
+    return home() / "logs"
+
+
+def table_dir(table: str, using: Settings | None = None) -> Path:
     """A lake table: a directory of parquet files (Spark writes part files, pandas writes one file)."""
-    return lake_dir() / table
+    return lake_dir(using) / table
 
 
 def table_glob(table: str) -> str:

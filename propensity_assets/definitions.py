@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import dagster as dg
 
+from propensity.settings import settings
 from propensity_assets import deployment, feature_store, features, ingestion, models, sessions, streaming
 from resources import build_resources
 
@@ -24,7 +25,7 @@ materialisable = dg.map_asset_specs(
 defs = dg.Definitions(
     assets=[*materialisable, streaming.storefront_stream],  # the stream has its own check, not a daily policy
     asset_checks=[streaming.stream_keeps_up],
-    resources=build_resources(),
+    resources=build_resources(settings()),
     jobs=[spine_job, streaming.stream_watch_job],
     schedules=[streaming.stream_watch_schedule],
 )

@@ -10,7 +10,7 @@ still serving, so the registry never names a model the storefront is not getting
 import dagster as dg
 
 from propensity.models.artifact import ModelRegistry
-from serving.deployment import CanaryPolicy, Deployer
+from serving.control.deployment import CanaryPolicy, Deployer
 
 _DEFAULT = CanaryPolicy()
 

@@ -9,38 +9,11 @@ a batch for `max_stall_s`, i.e. the job is stopped, stuck, or slower than the st
 """
 
 import json
-import time
 
 import dagster as dg
 
-from propensity.streaming.job import progress_path
+from propensity.streaming.kafka import MAX_STALL_S
 from resources.kafka import KafkaResource
-
-MAX_STALL_S = 60.0
-
-
-def stream_status(kafka: KafkaResource, max_stall_s: float = MAX_STALL_S) -> dict:
-    path = progress_path("kafka")
-    progress = json.loads(path.read_text()) if path.exists() else {}
-    if progress and progress.get("topic") != kafka.topic:
-        progress = {}  # the job was consuming another topic: nothing is known about this one
-    end = kafka.end_offsets()
-    processed = {int(p): int(o) for p, o in progress.get("offsets", {}).items()}
-    lag = {p: max(0, end_offset - (processed[p] + 1 if p in processed else 0)) for p, end_offset in end.items()}
-    processed_at = progress.get("processed_at")
-    since = None if processed_at is None else time.time() - processed_at
-    total_lag = sum(lag.values())
-    behind = total_lag > 0 and (since is None or since > max_stall_s)
-    return {
-        "topic": kafka.topic,
-        "lag_messages": total_lag,
-        "lag_by_partition": {str(p): v for p, v in lag.items()},
-        "last_offsets": {str(p): v for p, v in processed.items()},
-        "last_batch_id": progress.get("batch_id"),
-        "seconds_since_last_batch": None if since is None else round(since, 1),
-        "newest_event_time_online": (progress.get("report") or {}).get("max_event_time"),
-        "behind": behind,
-    }
 
 
 @dg.observable_source_asset(
@@ -48,7 +21,7 @@ def stream_status(kafka: KafkaResource, max_stall_s: float = MAX_STALL_S) -> dic
     description="Storefront events on Kafka as the stream job has consumed them: lag, offsets, freshness.",
 )
 def storefront_stream(kafka: KafkaResource) -> dg.ObserveResult:
-    status = stream_status(kafka)
+    status = kafka.stream_status()
     return dg.ObserveResult(
         data_version=dg.DataVersion(json.dumps(status["last_offsets"], sort_keys=True)),
         metadata={
@@ -73,7 +46,7 @@ class StreamFreshnessConfig(dg.Config):
     description="Fails when messages wait and the job has not finished a batch for max_stall_s.",
 )
 def stream_keeps_up(config: StreamFreshnessConfig, kafka: KafkaResource) -> dg.AssetCheckResult:
-    status = stream_status(kafka, config.max_stall_s)
+    status = kafka.stream_status(config.max_stall_s)
     if status["behind"]:
         last = (
             "never ran"

@@ -1,77 +1,62 @@
-"""Deployers: how `propensity_endpoint` puts a registered model on an endpoint. One interface
-(`serving.deployment.Deployer`), two implementations: the local endpoint runtime here, SageMaker in
-`resources/sagemaker_deployer.py`. `PROPENSITY_DEPLOYER` picks one (`local` by default)."""
+"""Deployers as Dagster resources: each configures and hands over the control plane's object (`serving.control`),
+which implements `Deployer`. `propensity_endpoint` receives the object, so the asset never knows which one it got."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable
-from pathlib import Path
-
 import dagster as dg
-import pandas as pd
 
-from propensity.models.artifact import ModelRegistry, verify_manifest
-from propensity.paths import table_dir
-from serving.canary import CanaryRun
-from serving.deployment import CanaryPolicy, DeploymentRecord, VariantSpec, read_history
-from serving.endpoint import EndpointFiles, running_url, start_server
-
-DEPLOYERS = ("local", "sagemaker")
+from propensity.settings import Settings
+from serving.control.deployment import Deployer
+from serving.control.endpoint import LocalEndpointDeployer
+from serving.control.sagemaker import SageMakerDeployer
 
 
-def lake_outcomes(session_ids: Iterable[str]) -> dict[str, bool]:
-    """Observed outcomes: whether each session purchased, for the sessions the lake's `sessions` table already holds
-    (sessions still open, or not yet landed, are simply unknown)."""
-    path = table_dir("sessions")
-    if not path.exists():
-        return {}
-    wanted = list(session_ids)
-    frame = pd.read_parquet(path, columns=["session_id", "has_purchase"], filters=[("session_id", "in", wanted)])
-    return dict(zip(frame["session_id"], frame["has_purchase"].astype(bool)))
-
-
-class LocalEndpointDeployer(dg.ConfigurableResource):
-    """The embedded default: endpoints served on this machine by `serving.endpoint`, canaries by `serving.canary`.
-
-    The endpoint's server is started on the first deployment and keeps running (like a SageMaker endpoint) until
-    `python -m serving.endpoint stop NAME`; later deployments shift its traffic without a restart.
-    """
+class LocalDeployerResource(dg.ConfigurableResource):
+    """The embedded default: endpoints of the local runtime, on this machine."""
 
     profile: str = "local"  # the online store the endpoint reads features from
-    start_server: bool = True
+    launch_server: bool = True
 
-    def deploy(self, endpoint: str, model_dir: Path, model_version: str, policy: CanaryPolicy) -> DeploymentRecord:
-        files = EndpointFiles(endpoint)
-        registry = ModelRegistry()
-        if Path(model_dir).resolve() != (registry.root / model_version).resolve():
-            raise ValueError(
-                f"{model_dir} is not registry version {model_version}: the local runtime serves registered versions only"
-            )
-        verify_manifest(Path(model_dir))
-        run = CanaryRun(files, policy, outcomes=lake_outcomes)
-        first = not files.read_variants()
-        if first:
-            record = run.deploy(model_version)
-            if self.start_server:
-                start_server(files, self.profile)
-            return record
-        if self.start_server:
-            start_server(files, self.profile)  # a canary bakes on live traffic, so the endpoint must be up
-        return run.deploy(model_version)
-
-    def variants(self, endpoint: str) -> list[VariantSpec]:
-        return EndpointFiles(endpoint).read_variants()
-
-    def history(self, endpoint: str) -> list[DeploymentRecord]:
-        return read_history(EndpointFiles(endpoint).history)
-
-    def url(self, endpoint: str) -> str | None:
-        return running_url(EndpointFiles(endpoint))
+    def create_resource(self, context: dg.InitResourceContext) -> Deployer:
+        return LocalEndpointDeployer(profile=self.profile, launch_server=self.launch_server)
 
 
-def current_deployer() -> str:
-    deployer = os.environ.get("PROPENSITY_DEPLOYER", "local")
-    if deployer not in DEPLOYERS:
-        raise ValueError(f"PROPENSITY_DEPLOYER={deployer!r} is not one of {DEPLOYERS}")
-    return deployer
+class SageMakerDeployerResource(dg.ConfigurableResource):
+    """SageMaker real-time endpoints (`PROPENSITY_DEPLOYER=sagemaker`); see `serving/control/sagemaker.py`.
+    `from_settings()` takes every value from its SAGEMAKER_* variable as dg.EnvVar."""
+
+    region: str
+    bucket: str
+    image_uri: str
+    execution_role_arn: str
+    prefix: str = "propensity/models"
+    instance_type: str = "ml.c6i.large"
+    initial_instance_count: int = 1
+    strategy: str = "blue_green"
+    redis_url: str = ""  # the online store as the endpoint reaches it (ElastiCache), passed as REDIS_URL
+    wait_timeout_s: int = 1800
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SageMakerDeployerResource:
+        """Every value as a dg.EnvVar of the variable it came from (SAGEMAKER_*), so the UI shows names only."""
+        numbers = {"initial_instance_count", "wait_timeout_s"}
+        return cls(
+            **{
+                field: dg.EnvVar.int(variable) if field in numbers else dg.EnvVar(variable)
+                for field, variable in settings.sagemaker.variables.items()
+            }
+        )
+
+    def create_resource(self, context: dg.InitResourceContext) -> Deployer:
+        return SageMakerDeployer(
+            region=self.region,
+            bucket=self.bucket,
+            image_uri=self.image_uri,
+            execution_role_arn=self.execution_role_arn,
+            prefix=self.prefix,
+            instance_type=self.instance_type,
+            initial_instance_count=self.initial_instance_count,
+            strategy=self.strategy,  # type: ignore[arg-type]
+            environment={"REDIS_URL": self.redis_url} if self.redis_url else {},
+            wait_timeout_s=self.wait_timeout_s,
+        )

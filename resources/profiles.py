@@ -1,39 +1,35 @@
-"""One switch for the environment: PROPENSITY_PROFILE picks every resource's implementation."""
+"""One switch for the environment: the settings' profile and deployer pick every resource's implementation."""
 
 from __future__ import annotations
 
-import os
+import dagster as dg
 
-from resources.deployers import LocalEndpointDeployer, current_deployer
+from propensity.settings import Settings
+from resources.deployers import LocalDeployerResource, SageMakerDeployerResource
 from resources.feast import FeastResource
 from resources.kafka import KafkaResource
 from resources.lake import LakeResource
 from resources.spark import spark_resource
 
-PROFILES = ("local", "redis")
+
+def _from_env(settings: Settings, variable: str, value: str):
+    """A value the UI may show only by name: a dg.EnvVar when the environment set it, else the default."""
+    return dg.EnvVar(variable) if variable in settings.set_variables else value
 
 
-def current_profile() -> str:
-    profile = os.environ.get("PROPENSITY_PROFILE", "local")
-    if profile not in PROFILES:
-        raise ValueError(f"PROPENSITY_PROFILE={profile!r} is not one of {PROFILES}")
-    return profile
-
-
-def build_resources(profile: str | None = None) -> dict:
-    profile = profile or current_profile()
+def build_resources(settings: Settings) -> dict:
+    deployer = (
+        SageMakerDeployerResource.from_settings(settings)
+        if settings.deployer == "sagemaker"
+        else LocalDeployerResource(profile=settings.profile)
+    )
     return {
-        "spark": spark_resource(),
+        "spark": spark_resource(settings),
         "lake": LakeResource(),
-        "feast": FeastResource(profile=profile),
-        "deployer": deployer_resource(profile),
-        "kafka": KafkaResource.from_env(),
+        "feast": FeastResource(profile=settings.profile, redis_url=_from_env(settings, "REDIS_URL", settings.redis_url)),
+        "deployer": deployer,
+        "kafka": KafkaResource(
+            bootstrap_servers=_from_env(settings, "KAFKA_BOOTSTRAP_SERVERS", settings.kafka.bootstrap_servers),
+            topic=_from_env(settings, "STOREFRONT_TOPIC", settings.kafka.topic),
+        ),
     }
-
-
-def deployer_resource(profile: str):
-    if current_deployer() == "sagemaker":
-        from resources.sagemaker_deployer import SageMakerDeployer
-
-        return SageMakerDeployer.from_env()
-    return LocalEndpointDeployer(profile=profile)

@@ -11,12 +11,14 @@ import json
 import os
 import sys
 import time
-import warnings
+import traceback
 from pathlib import Path
 
 import dagster as dg
 
-from propensity.paths import home
+from propensity.console import quiet_console
+from propensity.paths import logs_dir
+from propensity.settings import Settings, SettingsError, settings
 
 
 def _metadata_value(result: dg.ExecuteInProcessResult, asset: str, key: str):
@@ -46,20 +48,55 @@ def source_run_config(dataset: str, users: int, days: int) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dataset", default="simulator")
-    parser.add_argument("--profile", default="local", choices=["local", "redis"])
+    parser.add_argument("--dataset", default="simulator", choices=["simulator", "taobao", "diginetica"])
     parser.add_argument("--users", type=int, default=3000)
     parser.add_argument("--days", type=int, default=7)
     args = parser.parse_args()
+    try:
+        config = settings()
+    except SettingsError as error:
+        print(f"[demo] {error}", file=sys.stderr)
+        return 2
+    if not os.environ.get("DAGSTER_HOME"):
+        print("[demo] DAGSTER_HOME is not set: run `make demo`, or export DAGSTER_HOME=var/dagster", file=sys.stderr)
+        return 2
+    log_path = logs_dir() / "demo.log"
+    step = Step()
+    with quiet_console(log_path) as say:
+        try:
+            return run_demo(args, config, say, step)
+        except Exception as error:  # noqa: BLE001 - the log keeps the traceback; the console gets one line
+            traceback.print_exc()
+            say(f"[demo] failed while {step.now}: {failure_line(error)} (details in {log_path})")
+            return 1
 
-    os.environ["PROPENSITY_PROFILE"] = args.profile
-    warnings.filterwarnings("ignore")  # library deprecation chatter; the summary is what matters here
-    state = home()
-    os.environ.setdefault("DAGSTER_HOME", str(state / "dagster"))
-    dagster_home = Path(os.environ["DAGSTER_HOME"])
-    dagster_home.mkdir(parents=True, exist_ok=True)
-    (dagster_home / "dagster.yaml").touch()  # SQLite instance storage under the state directory
 
+class Step:
+    """What the demo is doing, for the one line that says where it failed."""
+
+    now = "starting"
+
+
+def failure_line(error: BaseException) -> str:
+    """The innermost error of a run, in one line, with what to do about it."""
+    while True:
+        inner = getattr(error, "user_exception", None) or error.__cause__
+        if inner is None or inner is error:
+            break
+        error = inner
+    message = " ".join(str(error).split())[:300] or type(error).__name__
+    hints = {
+        "run make data": ("make data",),
+        "run `make services` (Redis and Kafka)": ("Redis", "redis", "Connection refused", "Kafka"),
+        "install Java 17 (Spark needs it): apt-get install openjdk-17-jre-headless": ("Java gateway", "JAVA_HOME"),
+    }
+    for hint, needles in hints.items():
+        if any(needle in message for needle in needles) and hint.split(":")[0] not in message:
+            return f"{type(error).__name__}: {message}; {hint}"
+    return f"{type(error).__name__}: {message}"
+
+
+def run_demo(args: argparse.Namespace, config: Settings, say, step: Step) -> int:
     from propensity_assets.definitions import defs
     from propensity_assets.partitions import event_date_partitions
 
@@ -68,7 +105,8 @@ def main() -> int:
     started = time.monotonic()
     checks: dict[str, bool] = {}
     with dg.DagsterInstance.get() as instance:
-        print(f"[demo] landing {args.dataset} events ({args.profile} profile, state in {state})", flush=True)
+        step.now = f"landing {args.dataset} events"
+        say(f"[demo] landing {args.dataset} events ({config.profile} profile, state in {config.home})")
         landed = dg.materialize(
             assets,
             selection=["source_events", "event_quarantine"],
@@ -78,7 +116,8 @@ def main() -> int:
         )
         checks |= _checks(landed)
         days = sorted(instance.get_dynamic_partitions(event_date_partitions.name))
-        print(f"[demo] building raw_events for {len(days)} event days ({days[0]} .. {days[-1]})", flush=True)
+        step.now = "building raw_events"
+        say(f"[demo] building raw_events for {len(days)} event days ({days[0]} .. {days[-1]})")
         raw = dg.materialize(
             assets,
             selection=["raw_events"],
@@ -88,7 +127,8 @@ def main() -> int:
             run_config=QUIET,
         )
         checks |= _checks(raw)
-        print("[demo] sessions, Spark features, Feast registry and online store", flush=True)
+        step.now = "computing sessions and features (Spark) and filling the online store (Feast)"
+        say("[demo] sessions, Spark features, Feast registry and online store")
         spine = dg.materialize(
             assets,
             selection=dg.AssetSelection.groups("sessions", "features", "feature_store"),
@@ -97,7 +137,8 @@ def main() -> int:
             run_config=QUIET,
         )
         checks |= _checks(spine)
-        print("[demo] training set, baseline, LightGBM, calibration, evaluation, registry, offer policy", flush=True)
+        step.now = "training and evaluating the models"
+        say("[demo] training set, baseline, LightGBM, calibration, evaluation, registry, offer policy")
         models = dg.materialize(
             assets,
             selection=dg.AssetSelection.groups("models"),
@@ -107,18 +148,22 @@ def main() -> int:
             raise_on_error=False,  # a challenger failing a quality gate is an outcome to report, not a crash
         )
         checks |= _checks(models)
+        crashed = [e for e in models.all_events if e.is_step_failure]
+        if crashed:
+            raise RuntimeError(f"model step {crashed[0].step_key} failed: {crashed[0].event_specific_data.error.message}")
         endpoint = None
         from propensity.models.artifact import ModelRegistry
 
         if ModelRegistry().champion_version() is not None:
-            print("[demo] deploying the champion to the local endpoint and scoring live sessions", flush=True)
-            endpoint = deploy_and_score(assets, resources, instance, args.profile)
+            step.now = "deploying the champion to the local endpoint"
+            say("[demo] deploying the champion to the local endpoint and scoring live sessions")
+            endpoint = deploy_and_score(assets, resources, instance, config.profile)
             checks |= endpoint.pop("checks")
 
     example = _metadata_value(spine, "online_features", "example_feature_vector")
     summary = {
         "dataset": args.dataset,
-        "profile": args.profile,
+        "profile": config.profile,
         "events": _metadata_value(raw, "raw_events", "dagster/row_count"),
         "quarantined": _metadata_value(landed, "event_quarantine", "dagster/row_count"),
         "duplicates_dropped": _metadata_value(landed, "source_events", "duplicates_dropped")
@@ -140,12 +185,14 @@ def main() -> int:
         "checks": checks,
         "seconds": round(time.monotonic() - started, 1),
     }
-    out = state / "demo" / "summary.json"
+    out = config.home / "demo" / "summary.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=2, default=str))
-    _print_summary(summary, out)
+    _print_summary(summary, out, say)
     # A rejected challenger is a normal outcome (the champion stays); any other failed check is a broken pipeline.
     broken = [name for name, passed in checks.items() if not passed and name.split(":")[-1] not in QUALITY_GATES]
+    if broken:
+        say(f"[demo] failed checks: {', '.join(broken)}: open `make dev` to see why (asset checks in the UI)")
     return 1 if broken or not models_ran(summary) else 0
 
 
@@ -162,7 +209,8 @@ def deploy_and_score(assets, resources, instance, profile: str, live_sessions: i
 
     from propensity.paths import table_dir
     from serving.client import PropensityClient
-    from serving.endpoint import EndpointFiles, start_server, stop_server
+    from serving.control.endpoint import start_server, stop_server
+    from serving.endpoint_state import EndpointFiles
 
     files = EndpointFiles(DEMO_ENDPOINT)
     sessions = pd.read_parquet(table_dir("sessions"), columns=["session_id", "user_id", "session_start"])
@@ -218,7 +266,7 @@ def deploy_and_score(assets, resources, instance, profile: str, live_sessions: i
         }
     finally:
         stop.set()
-        stop_server(files)  # the demo leaves nothing running; `python -m serving.endpoint start propensity` serves it
+        stop_server(files)  # the demo leaves nothing running; `make endpoint` serves it again
 
 
 def models_ran(summary: dict) -> bool:
@@ -246,8 +294,8 @@ def _model_summary(models: dg.ExecuteInProcessResult) -> dict:
     }
 
 
-def _print_summary(summary: dict, path: Path) -> None:
-    print("\n=== propensity demo ===")
+def _print_summary(summary: dict, path: Path, say) -> None:
+    say("\n=== propensity demo ===")
     for key in (
         "dataset",
         "profile",
@@ -260,37 +308,37 @@ def _print_summary(summary: dict, path: Path) -> None:
         "decision_points",
         "user_daily_rows",
     ):
-        print(f"{key:>24}: {summary[key]}")
+        say(f"{key:>24}: {summary[key]}")
     online = summary["online"]
-    print(
+    say(
         f"{'online store':>24}: {online['store']} ({online['users_written']} users, {online['sessions_written']} sessions)"
     )
-    print(f"{'example feature vector':>24}:")
+    say(f"{'example feature vector':>24}:")
     for name, value in online["example_feature_vector"].items():
-        print(f"{'':>26}{name} = {value}")
+        say(f"{'':>26}{name} = {value}")
     model = summary["model"]
     verdict = (
         f"promoted: {model['promoted']}"
         if not model["failed_quality_gates"]
         else f"NOT promoted, failed {model['failed_quality_gates']}"
     )
-    print(f"{'model':>24}: {model['version'] or 'candidate'} ({verdict}, calibration: {model['calibration']})")
+    say(f"{'model':>24}: {model['version'] or 'candidate'} ({verdict}, calibration: {model['calibration']})")
     for name, m in model["test"].items():
-        print(f"{'':>26}{name:<11} " + "  ".join(f"{k} {v:.4f}" for k, v in m.items()))
-    print(f"{'offer threshold':>24}: {model['offer_threshold']}")
+        say(f"{'':>26}{name:<11} " + "  ".join(f"{k} {v:.4f}" for k, v in m.items()))
+    say(f"{'offer threshold':>24}: {model['offer_threshold']}")
     endpoint = summary["endpoint"]
     if endpoint is None:
-        print(f"{'endpoint':>24}: not deployed (no champion in the registry)")
+        say(f"{'endpoint':>24}: not deployed (no champion in the registry)")
     else:
-        print(f"{'endpoint':>24}: {endpoint['name']} {endpoint['outcome']} ({endpoint['reason']})")
+        say(f"{'endpoint':>24}: {endpoint['name']} {endpoint['outcome']} ({endpoint['reason']})")
         for x in endpoint["live_scores"]:
-            print(
+            say(
                 f"{'':>26}{x['session_id']}  propensity {x['propensity']:.4f}  {x['variant']}"
                 + (f"  fallback: {x['fallback_reason']}" if x["fallback"] else "")
             )
     failed = [name for name, passed in summary["checks"].items() if not passed]
-    print(f"{'asset checks':>24}: {len(summary['checks']) - len(failed)} passed, {len(failed)} failed {failed or ''}")
-    print(f"{'seconds':>24}: {summary['seconds']}\nsummary written to {path}")
+    say(f"{'asset checks':>24}: {len(summary['checks']) - len(failed)} passed, {len(failed)} failed {failed or ''}")
+    say(f"{'seconds':>24}: {summary['seconds']}\nsummary written to {path}")
 
 
 if __name__ == "__main__":

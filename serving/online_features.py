@@ -345,8 +345,8 @@ class OnlineFeatureReader:
             self._sqlite = None
 
 
-def open_online_feature_reader(profile: str, **kwargs) -> OnlineFeatureReader:
-    """The reader of a platform profile (`local`: SQLite, `redis`: Redis at REDIS_URL)."""
-    from resources.feast import open_feature_store
+def open_online_feature_reader(profile: str, *, redis_url: str | None = None, **kwargs) -> OnlineFeatureReader:
+    """The reader of a platform profile (`local`: SQLite, `redis`: Redis at REDIS_URL, or `redis_url`)."""
+    from propensity.feature_store import open_feature_store
 
-    return OnlineFeatureReader(open_feature_store(profile), profile=profile, **kwargs)
+    return OnlineFeatureReader(open_feature_store(profile, redis_url=redis_url), profile=profile, **kwargs)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import queue
 import threading
 import time
@@ -20,11 +19,12 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from propensity.paths import home
+from propensity.settings import settings
 from serving.contract import BadRequest, parse_request
 from serving.scorer import Scorer
 
 LOG = logging.getLogger("propensity.serving")
-DEFAULT_PORT = 8080
+SAGEMAKER_MODEL_DIR = "/opt/ml/model"  # where SageMaker extracts model.tar.gz
 
 
 class InferenceLog:
@@ -76,7 +76,7 @@ class Metrics:
         )
 
 
-def _json_response(status: int, payload) -> tuple[int, bytes, bytes]:
+def json_response(status: int, payload) -> tuple[int, bytes, bytes]:
     return status, json.dumps(payload, separators=(",", ":")).encode(), b"application/json"
 
 
@@ -124,9 +124,9 @@ class InferenceApp(AsgiApp):
             return 200, generate_latest(self.metrics.registry), CONTENT_TYPE_LATEST.encode()
         if path == "/invocations":
             if method != "POST":
-                return _json_response(405, {"error": "use POST /invocations"})
+                return json_response(405, {"error": "use POST /invocations"})
             return self.invoke(body, headers)
-        return _json_response(404, {"error": f"no route {method} {path}: use GET /ping or POST /invocations"})
+        return json_response(404, {"error": f"no route {method} {path}: use GET /ping or POST /invocations"})
 
     def invoke(self, body: bytes, headers: dict[bytes, bytes]) -> tuple[int, bytes, bytes]:
         started = time.perf_counter()
@@ -156,7 +156,7 @@ class InferenceApp(AsgiApp):
                     **prediction,
                 }
             )
-        return _json_response(200, {"predictions": predictions} if is_batch else predictions[0])
+        return json_response(200, {"predictions": predictions} if is_batch else predictions[0])
 
     def _error(self, status: int, message: str, started: float) -> tuple[int, bytes, bytes]:
         """Errors are counted and logged too: the canary's error-rate alarm reads them from the inference log."""
@@ -173,38 +173,41 @@ class InferenceApp(AsgiApp):
                 "error": message[:300],
             }
         )
-        return _json_response(status, {"error": message})
+        return json_response(status, {"error": message})
 
 
-def build_app(model_dir: str | None = None, profile: str | None = None, variant: str | None = None) -> InferenceApp:
+def build_app(model_dir: str | Path | None = None, profile: str | None = None, variant: str | None = None) -> InferenceApp:
     """Load the artifact (SageMaker mounts it at /opt/ml/model; locally the registry's champion) and the reader."""
     from propensity.models.artifact import ModelRegistry, load_artifact
-    from resources.profiles import current_profile
     from serving.online_features import open_online_feature_reader
 
-    model_dir = model_dir or os.environ.get("PROPENSITY_MODEL_DIR")
-    if model_dir is None and Path("/opt/ml/model/MANIFEST.json").exists():
-        model_dir = "/opt/ml/model"
+    config = settings()
+    model_dir = model_dir or config.serving.model_dir
+    if model_dir is None and Path(SAGEMAKER_MODEL_DIR, "MANIFEST.json").exists():
+        model_dir = SAGEMAKER_MODEL_DIR
     if model_dir is not None:
         artifact = load_artifact(Path(model_dir))
     else:
         artifact = ModelRegistry().champion()
         if artifact is None:
             raise SystemExit("no model to serve: run `make demo` (it registers a champion) or set PROPENSITY_MODEL_DIR")
-    reader = open_online_feature_reader(profile or current_profile())
-    variant = variant or os.environ.get("PROPENSITY_VARIANT", "champion")
-    return InferenceApp(Scorer(artifact, reader, variant, model_version=os.environ.get("PROPENSITY_MODEL_VERSION")))
+    reader = open_online_feature_reader(profile or config.profile)
+    scorer = Scorer(artifact, reader, variant or config.serving.variant, model_version=config.serving.model_version)
+    return InferenceApp(scorer)
+
+
+def run_server(app: AsgiApp, host: str, port: int) -> None:
+    """uvicorn with the settings the latency budget was measured with: no access log, uvloop, httptools."""
+    import uvicorn
+
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, loop="uvloop", http="httptools")
 
 
 def main() -> None:
-    """`serve`: what SageMaker runs in the container, and what the local endpoint runtime starts."""
-    import uvicorn
-
+    """`serve`: what SageMaker runs in the container, and what `make endpoint` starts for one model."""
     logging.basicConfig(level=logging.INFO)
     app = build_app()
-    host = os.environ.get("SERVING_HOST", "127.0.0.1")  # the container sets 0.0.0.0
-    port = int(os.environ.get("SERVING_PORT", DEFAULT_PORT))
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, loop="uvloop", http="httptools")
+    run_server(app, settings().serving.host, settings().serving.port)
 
 
 if __name__ == "__main__":

@@ -9,22 +9,15 @@ from pathlib import Path
 _TEST_HOME = Path(tempfile.mkdtemp(prefix="propensity-test-"))
 os.environ["PROPENSITY_HOME"] = str(_TEST_HOME)
 os.environ["DAGSTER_HOME"] = str(_TEST_HOME / "dagster")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")  # a db of its own, flushed by the tests
 (_TEST_HOME / "dagster").mkdir(parents=True, exist_ok=True)
 
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from propensity.contract import EVENT_TIME_DTYPE  # noqa: E402
-from propensity.paths import SHARED_DATA_DIR  # noqa: E402
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")  # a db of its own, flushed by the tests
-
-
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    if not SHARED_DATA_DIR.is_dir():
-        raise FileNotFoundError(f"the real datasets are expected at {SHARED_DATA_DIR} (../shared/data)")
-    return SHARED_DATA_DIR
+REDIS_URL = os.environ["REDIS_URL"]
 
 
 def clear_home() -> Path:
@@ -45,7 +38,7 @@ def propensity_home() -> Path:
 def spark():
     from pyspark.sql import SparkSession
 
-    from resources.spark import spark_config, streaming_config
+    from propensity.spark import spark_config, streaming_config
 
     # One session for batch and streaming tests: the Kafka connector (jars from `make services`) and the checkpoint
     # file manager ride along.

@@ -3,15 +3,14 @@
 Class imbalance is left in the data on purpose: reweighting (is_unbalance, scale_pos_weight) inflates the
 probabilities, and the storefront prices offers off calibrated probabilities. LightGBM copes with a few percent
 positives; calibration on validation fixes what remains.
+
+OpenMP threads spin while idle by default; beside Spark or a server on 2 cores that made a 0.3 s fit take 10 s and
+more. The Makefile exports OMP_WAIT_POLICY=PASSIVE for every command it runs (it must be set before LightGBM loads).
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-
-# OpenMP threads spin while idle by default; beside Spark or a server on 2 cores that made a 0.3 s fit take 10 s+.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import lightgbm as lgb
 import numpy as np

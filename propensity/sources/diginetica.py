@@ -1,6 +1,6 @@
 """DIGINETICA (CIKM Cup 2016 Track 2) adapter: item views + purchases -> event contract v1 (unvalidated).
 
-Semicolon-separated files (see `/work/shared/data/diginetica_cikm2016/SOURCE.md`):
+Semicolon-separated files (provenance and licence in `propensity/datasets.py`; `make data` fetches them):
 - views      `session_id;user_id;item_id;timeframe;eventdate` (SR-GNN's renamed header; the original
              `sessionId;userId;itemId;timeframe;eventdate` is accepted too) -> `product_view`
 - purchases  `sessionId;userId;timeframe;eventdate;ordernumber;itemId` -> `purchase`
@@ -40,14 +40,13 @@ import numpy as np
 import pandas as pd
 
 from propensity.contract import EVENT_COLUMNS, EVENT_TIME_DTYPE
-from propensity.paths import SHARED_DATA_DIR
+from propensity.datasets import dataset_file
 from propensity.sources import SourceBatch
 
 SOURCE_NAME = "diginetica"
-DIGINETICA_DIR = SHARED_DATA_DIR / "diginetica_cikm2016"
-DEFAULT_VIEWS = DIGINETICA_DIR / "train-item-views_sessions_1-3999.csv"
-DEFAULT_PURCHASES = DIGINETICA_DIR / "train-purchases.csv"
-DEFAULT_CATEGORIES = DIGINETICA_DIR / "product-categories.csv"
+VIEWS_FILE = "train-item-views_sessions_1-3999.csv"
+PURCHASES_FILE = "train-purchases.csv"
+CATEGORIES_FILE = "product-categories.csv"
 
 # Canonical names used below, and every header spelling accepted for each file.
 VIEW_HEADERS = [
@@ -107,9 +106,9 @@ def load_diginetica(
     categories_path: str | Path | None = None,
 ) -> SourceBatch:
     """Views + purchases (for the views' sessions) as contract events, ordered by session then time."""
-    views = _read(Path(views_path or DEFAULT_VIEWS), VIEW_HEADERS)
-    purchases = _read(Path(purchases_path or DEFAULT_PURCHASES), [PURCHASE_HEADER])
-    category_of = _category_lookup(Path(categories_path or DEFAULT_CATEGORIES))
+    views = _read(Path(views_path or dataset_file("diginetica", VIEWS_FILE)), VIEW_HEADERS)
+    purchases = _read(Path(purchases_path or dataset_file("diginetica", PURCHASES_FILE)), [PURCHASE_HEADER])
+    category_of = _category_lookup(Path(categories_path or dataset_file("diginetica", CATEGORIES_FILE)))
 
     view_day = pd.to_datetime(views["eventdate"], format="%Y-%m-%d", utc=True, errors="coerce")
     session_start = view_day.groupby(views["session_id"]).min()  # NaT only if none of a session's dates parse

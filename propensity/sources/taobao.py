@@ -2,7 +2,7 @@
 
 The file has no header; its columns are user_id, item_id, category_id, behavior_type, timestamp (unix seconds, UTC).
 There is no session id (null here: the pipeline cuts sessions at a 30-minute inactivity gap), no price (null) and no
-quantity (1). See `/work/shared/data/taobao_user_behavior/SOURCE.md`.
+quantity (1). The files, their provenance and licence are in `propensity/datasets.py` (`make data` fetches them).
 
 Nothing is dropped or repaired here: `validate_events` is the gate. An unknown behavior_type is passed through as it
 is so the gate quarantines it with a reason; a timestamp that is not a number is passed through as its original text
@@ -17,12 +17,12 @@ import numpy as np
 import pandas as pd
 
 from propensity.contract import EVENT_COLUMNS, EVENT_TIME_DTYPE
-from propensity.paths import SHARED_DATA_DIR
+from propensity.datasets import dataset_file
 from propensity.sources import SourceBatch
 
 SOURCE_NAME = "taobao"
-TAOBAO_DIR = SHARED_DATA_DIR / "taobao_user_behavior"
-DEFAULT_FILE = TAOBAO_DIR / "userbehavior_window_20171126T0100Z_0310Z.csv"
+WINDOW_FILE = "userbehavior_window_20171126T0100Z_0310Z.csv"  # 2017-11-26 01:00-03:10 UTC, every user active then
+USER_HISTORIES_FILE = "userbehavior_first43users_full_history.csv"  # 43 users' whole histories
 RAW_COLUMNS = ("user_id", "item_id", "category_id", "behavior_type", "timestamp")
 
 BEHAVIOR_TO_EVENT_TYPE = {
@@ -110,7 +110,7 @@ def load_taobao(paths: list[str | Path] | str | Path | None = None) -> SourceBat
     exact duplicate rows share an id and are deduplicated idempotently by `validate_events`.
     """
     if paths is None:
-        paths = [DEFAULT_FILE]
+        paths = [dataset_file("taobao", WINDOW_FILE)]
     elif isinstance(paths, (str, Path)):
         paths = [paths]
     raws = [_read_raw(Path(p)) for p in paths]

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import signal
 import sys
 import time
@@ -25,75 +24,52 @@ from pathlib import Path
 
 import pandas as pd
 
-from propensity.paths import home, table_dir, write_text_atomic
+from propensity.feature_store import open_feature_store
+from propensity.paths import table_dir, write_text_atomic
+from propensity.settings import PROFILES, Settings
+from propensity.settings import settings as current_settings
+from propensity.spark import spark_config, streaming_config
+from propensity.streaming.kafka import dead_letter_producer
 from propensity.streaming.processor import SessionStreamProcessor
 
 LOG = logging.getLogger("propensity.streaming")
-DEFAULT_TOPIC = "storefront.events"
-DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 ARCHIVE_TABLE = "stream_events"
-STREAMING_SPARK_CONFIG = {
-    "spark.sql.shuffle.partitions": "2",
-    "spark.sql.streaming.noDataMicroBatches.enabled": "false",
-}
 QUARANTINE_TABLE = "stream_quarantine"
+STREAMING_SPARK_CONFIG = {"spark.sql.shuffle.partitions": "2", "spark.sql.streaming.noDataMicroBatches.enabled": "false"}
 
 
-def bootstrap_servers() -> str:
-    return os.environ.get("KAFKA_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP)
+def stream_dir(source: str, settings: Settings | None = None) -> Path:
+    return (settings or current_settings()).home / "streaming" / source
 
 
-def topic() -> str:
-    """The events topic (STOREFRONT_TOPIC, default storefront.events); rejects go to `<topic>.dlq`."""
-    return os.environ.get("STOREFRONT_TOPIC", DEFAULT_TOPIC)
-
-
-def dead_letter_topic() -> str:
-    return f"{topic()}.dlq"
-
-
-def stream_dir(source: str) -> Path:
-    return home() / "streaming" / source
-
-
-def progress_path(source: str) -> Path:
+def progress_path(source: str, settings: Settings | None = None) -> Path:
     """What the job leaves after every micro-batch for the Dagster observation and freshness check."""
-    return stream_dir(source) / "progress.json"
+    return stream_dir(source, settings) / "progress.json"
 
 
-def inbox_dir() -> Path:
-    return home() / "streaming" / "inbox"
+def inbox_dir(settings: Settings | None = None) -> Path:
+    return (settings or current_settings()).home / "streaming" / "inbox"
 
 
-def kafka_options() -> dict[str, str]:
-    """Extra client settings for a managed cluster (MSK: SASL/IAM or TLS) as KAFKA_OPTION_<NAME>=value, e.g.
-    KAFKA_OPTION_SECURITY_PROTOCOL=SASL_SSL -> security.protocol=SASL_SSL."""
-    prefix = "KAFKA_OPTION_"
-    return {k[len(prefix) :].lower().replace("_", "."): v for k, v in os.environ.items() if k.startswith(prefix)}
-
-
-def spark_session(app_name: str = "propensity-stream"):
+def spark_session(app_name: str = "propensity-stream", settings: Settings | None = None):
     from pyspark.sql import SparkSession
 
-    from resources.spark import spark_config, streaming_config
-
     builder = SparkSession.builder.appName(app_name)
-    config = spark_config() | streaming_config() | STREAMING_SPARK_CONFIG
+    config = spark_config(settings) | streaming_config(settings) | STREAMING_SPARK_CONFIG
     for key, value in config.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
 
 
-def online_writer(profile: str):
+def online_writer(profile: str, settings: Settings | None = None):
     """Each session's newest feature row into the online store, through the session push source: on Redis with
     `RedisPushWriter` (Feast's layout and bytes, without its per-row conversion), elsewhere with `FeatureStore.push`."""
     from feast.data_source import PushMode
 
     from propensity.features.definitions import SESSION_PUSH_SOURCE
     from propensity.streaming.redis_writer import RedisPushWriter
-    from resources.feast import open_feature_store
 
-    store = open_feature_store(profile)
+    store = open_feature_store(profile, settings=settings)
     if store.config.online_store.type == "redis":
         return RedisPushWriter(store, SESSION_PUSH_SOURCE).write
 
@@ -103,59 +79,48 @@ def online_writer(profile: str):
     return write
 
 
-def dead_letter_producer(bootstrap: str):
-    """Quarantined messages to the dead-letter topic, the reason in a header; delivery waited for (bounded)."""
-    from confluent_kafka import Producer
-
-    producer = Producer({"bootstrap.servers": bootstrap, "message.timeout.ms": 10000, **kafka_options()})
-
-    def send(bad: pd.DataFrame) -> None:
-        for message, reason in zip(bad["message"], bad["reason"]):
-            producer.produce(dead_letter_topic(), value=message.encode(), headers={"reason": reason.encode()})
-        remaining = producer.flush(10.0)
-        if remaining:
-            raise RuntimeError(f"{remaining} dead-letter messages not delivered to {dead_letter_topic()} within 10 s")
-
-    return send
-
-
-def build_processor(source: str, profile: str) -> SessionStreamProcessor:
+def build_processor(source: str, profile: str, settings: Settings | None = None) -> SessionStreamProcessor:
+    settings = settings or current_settings()
     return SessionStreamProcessor(
-        state_dir=stream_dir(source) / "state",
-        archive_dir=table_dir(ARCHIVE_TABLE),
-        quarantine_dir=table_dir(QUARANTINE_TABLE),
-        write_online=online_writer(profile),
-        dead_letter=dead_letter_producer(bootstrap_servers()) if source == "kafka" else None,
+        state_dir=stream_dir(source, settings) / "state",
+        archive_dir=table_dir(ARCHIVE_TABLE, settings),
+        quarantine_dir=table_dir(QUARANTINE_TABLE, settings),
+        write_online=online_writer(profile, settings),
+        dead_letter=dead_letter_producer(settings.kafka) if source == "kafka" else None,
     )
 
 
-def start_query(spark, source: str, profile: str, max_per_batch: int | None = None):
+def start_query(
+    spark, source: str, profile: str | None = None, max_per_batch: int | None = None, settings: Settings | None = None
+):
     """Start the streaming query; returns it (the caller awaits or stops it)."""
-    directory = stream_dir(source)
+    settings = settings or current_settings()
+    kafka = settings.kafka
+    directory = stream_dir(source, settings)
     directory.mkdir(parents=True, exist_ok=True)
-    processor = build_processor(source, profile)
+    processor = build_processor(source, profile or settings.profile, settings)
 
     if source == "kafka":
         reader = (
             spark.readStream.format("kafka")
-            .option("kafka.bootstrap.servers", bootstrap_servers())
-            .option("subscribe", topic())
+            .option("kafka.bootstrap.servers", kafka.bootstrap_servers)
+            .option("subscribe", kafka.topic)
             .option("startingOffsets", "earliest")
             .option("failOnDataLoss", "false")
         )
-        for key, value in kafka_options().items():
+        for key, value in kafka.options.items():
             reader = reader.option(f"kafka.{key}", value)
         if max_per_batch:
             reader = reader.option("maxOffsetsPerTrigger", str(max_per_batch))
         frame = reader.load().selectExpr("CAST(key AS STRING) AS key", "value", "partition", "offset", "timestamp")
     elif source == "file":
-        inbox_dir().mkdir(parents=True, exist_ok=True)
+        inbox_dir(settings).mkdir(parents=True, exist_ok=True)
         reader = spark.readStream.format("text")
         if max_per_batch:
             reader = reader.option("maxFilesPerTrigger", "1")
         from pyspark.sql import functions as F
 
-        frame = reader.load(str(inbox_dir())).select(
+        frame = reader.load(str(inbox_dir(settings))).select(
             F.lit(None).cast("string").alias("key"),
             F.col("value"),
             F.lit(-1).alias("partition"),
@@ -167,8 +132,8 @@ def start_query(spark, source: str, profile: str, max_per_batch: int | None = No
 
     # Offsets processed so far per partition, carried in memory; a restart picks them up from the last progress file
     # when it was for the same topic.
-    consumed = topic() if source == "kafka" else str(inbox_dir())
-    progress = progress_path(source)
+    consumed = kafka.topic if source == "kafka" else str(inbox_dir(settings))
+    progress = progress_path(source, settings)
     previous = json.loads(progress.read_text()) if progress.exists() else {}
     offsets_done: dict[str, int] = dict(previous.get("offsets", {})) if previous.get("topic") == consumed else {}
 
@@ -212,12 +177,11 @@ def start_query(spark, source: str, profile: str, max_per_batch: int | None = No
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m propensity.streaming.job", description=__doc__.split("\n\n")[0])
     parser.add_argument("--source", choices=["kafka", "file"], default="file")
-    parser.add_argument("--profile", default=os.environ.get("PROPENSITY_PROFILE", "local"))
+    parser.add_argument("--profile", choices=PROFILES, default=current_settings().profile)
     parser.add_argument("--max-per-batch", type=int, help="Kafka: at most this many messages per micro-batch")
     parser.add_argument("--run-seconds", type=float, help="stop after this long (default: run until interrupted)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    os.environ["PROPENSITY_PROFILE"] = args.profile
     spark = spark_session()
     spark.sparkContext.setLogLevel("WARN")
     query = start_query(spark, args.source, args.profile, args.max_per_batch)

@@ -1,30 +1,26 @@
 """The storefront replayer: contract-v1 events as JSON to the `storefront.events` topic (keyed by session_id, so one
 session's events stay in order on one partition), or as JSON-lines files into the file source's inbox.
 
-    python -m propensity.streaming.replayer --dataset simulator --users 500 --days 1 --speedup 600
-    python -m propensity.streaming.replayer --dataset taobao --to file --asap
-    python -m propensity.streaming.replayer --dataset simulator --asap --score-url http://127.0.0.1:8080 --score-every 50
-
-Events go out in event-time order; `--speedup N` keeps their spacing divided by N, `--asap` sends as fast as the
-broker takes them. With `--score-url` the storefront also asks the endpoint for a propensity every N events, at
-that event's decision point, through the storefront client.
+Events go out in event-time order, their spacing divided by a speed-up (or as fast as the broker takes them). A
+storefront also asks for a score as it goes: `replay_to_kafka` calls `score(session_id, user_id)` every N events, so
+the caller decides how (`scripts/replay.py` scores through the storefront client; the core knows no endpoint).
+The command line is `scripts/replay.py` (`make replay`).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
 
+from propensity.settings import KafkaSettings
 from propensity.sources.contract_files import contract_json_lines
+from propensity.streaming.kafka import ensure_topic
 
-CREATE_TOPIC_TIMEOUT_S = 30.0
-TOPIC_PARTITIONS = 2
+Score = Callable[[str, str], object]  # (session_id, user_id): the storefront asking for a propensity
 
 
 def load_events(dataset: str, users: int, days: int, seed: int, start_date: str | None = None) -> pd.DataFrame:
@@ -53,22 +49,6 @@ def load_events(dataset: str, users: int, days: int, seed: int, start_date: str 
     return valid.sort_values(["event_time", "event_id"], kind="stable").reset_index(drop=True)
 
 
-def ensure_topic(bootstrap: str, topic: str, partitions: int = TOPIC_PARTITIONS, options: dict | None = None) -> None:
-    from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    admin = AdminClient({"bootstrap.servers": bootstrap, **(options or {})})
-    existing = admin.list_topics(timeout=CREATE_TOPIC_TIMEOUT_S).topics
-    if topic in existing:
-        return
-    futures = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
-    try:
-        futures[topic].result(timeout=CREATE_TOPIC_TIMEOUT_S)
-    except KafkaException as error:
-        if "TOPIC_ALREADY_EXISTS" not in str(error):
-            raise
-
-
 def paced(events: pd.DataFrame, speedup: float | None) -> Iterator[tuple[int, str, str]]:
     """(row, session_id, JSON) in order, sleeping so event-time gaps pass `speedup` times faster (None: no wait)."""
     lines = contract_json_lines(events)
@@ -83,27 +63,30 @@ def paced(events: pd.DataFrame, speedup: float | None) -> Iterator[tuple[int, st
         yield i, session_id, line
 
 
+DELIVERY_TIMEOUT_S = 60.0
+
+
 def replay_to_kafka(
     events: pd.DataFrame,
-    bootstrap: str,
-    topic: str,
+    kafka: KafkaSettings,
     speedup: float | None,
     progress: bool = True,
     score_every: int = 0,
-    client=None,
-    options: dict | None = None,
+    score: Score | None = None,
 ) -> int:
+    """Every event to the topic, keyed by session; `score` is called every `score_every` events. Returns the count."""
     from confluent_kafka import Producer
     from tqdm import tqdm
 
-    ensure_topic(bootstrap, topic, options=options)
+    ensure_topic(kafka)
+    topic = kafka.topic
     producer = Producer(
         {
-            "bootstrap.servers": bootstrap,
+            "bootstrap.servers": kafka.bootstrap_servers,
             "linger.ms": 5,
             "enable.idempotence": True,
-            "message.timeout.ms": 30000,
-            **(options or {}),
+            "message.timeout.ms": 30_000,  # per message; the final flush waits DELIVERY_TIMEOUT_S for them all
+            **kafka.options,
         }
     )
     failures: list[str] = []
@@ -121,11 +104,13 @@ def replay_to_kafka(
             except BufferError:  # the local queue is full: let the broker catch up
                 producer.poll(0.05)
         producer.poll(0)
-        if score_every and client is not None and i % score_every == 0:
-            client.score(session_id, users[i])
-    remaining = producer.flush(60.0)
+        if score_every and score is not None and i % score_every == 0:
+            score(session_id, users[i])
+    remaining = producer.flush(DELIVERY_TIMEOUT_S)
     if remaining or failures:
-        raise RuntimeError(f"{remaining} messages undelivered after 60 s, {len(failures)} failed: {failures[:3]}")
+        raise RuntimeError(
+            f"{remaining} messages undelivered after {DELIVERY_TIMEOUT_S:.0f} s, {len(failures)} failed: {failures[:3]}"
+        )
     return len(events)
 
 
@@ -150,49 +135,3 @@ def replay_to_files(events: pd.DataFrame, inbox: Path, speedup: float | None, pe
             flush()
     flush()
     return len(events)
-
-
-def main(argv: list[str] | None = None) -> int:
-    from propensity.streaming.job import bootstrap_servers, inbox_dir, kafka_options, topic
-
-    parser = argparse.ArgumentParser(
-        prog="python -m propensity.streaming.replayer", description=__doc__.split("\n\n")[0]
-    )
-    parser.add_argument("--dataset", default="simulator", choices=["simulator", "taobao", "diginetica"])
-    parser.add_argument("--users", type=int, default=500)
-    parser.add_argument("--days", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=11)
-    parser.add_argument("--to", choices=["kafka", "file"], default="kafka")
-    pace = parser.add_mutually_exclusive_group()
-    pace.add_argument("--speedup", type=float, default=60.0, help="event-time spacing divided by this (default 60)")
-    pace.add_argument("--asap", action="store_true", help="as fast as possible")
-    parser.add_argument("--score-url", help="also score through the endpoint at this URL")
-    parser.add_argument("--score-every", type=int, default=20)
-    args = parser.parse_args(argv)
-
-    events = load_events(args.dataset, args.users, args.days, args.seed)
-    speedup = None if args.asap else args.speedup
-    started = time.monotonic()
-    if args.to == "kafka":
-        client = None
-        if args.score_url:
-            from serving.client import PropensityClient
-
-            client = PropensityClient.local(args.score_url)
-        sent = replay_to_kafka(
-            events,
-            bootstrap_servers(),
-            topic(),
-            speedup,
-            score_every=args.score_every if client else 0,
-            client=client,
-            options=kafka_options(),
-        )
-    else:
-        sent = replay_to_files(events, inbox_dir(), speedup)
-    print(f"replayed {sent:,} {args.dataset} events to {args.to} in {time.monotonic() - started:.1f} s")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

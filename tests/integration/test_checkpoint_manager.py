@@ -3,7 +3,7 @@
 import pytest
 from py4j.protocol import Py4JJavaError
 
-from resources.spark import CHECKPOINT_MANAGER_CLASS
+from propensity.spark import CHECKPOINT_MANAGER_CLASS
 
 pytestmark = pytest.mark.spark
 

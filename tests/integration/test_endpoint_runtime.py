@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 import requests
 
+from propensity.feature_store import open_feature_store
 from propensity.models.artifact import ModelRegistry, write_artifact
-from resources.deployers import LocalEndpointDeployer
-from resources.feast import open_feature_store
 from serving.client import PropensityClient
-from serving.deployment import CanaryPolicy, VariantSpec
-from serving.endpoint import EndpointFiles, VariantRouter, free_port, running_url, start_server, stop_server
+from serving.control.deployment import CanaryPolicy
+from serving.control.endpoint import LocalEndpointDeployer, free_port, running_url, start_server, stop_server
+from serving.endpoint_state import EndpointFiles, VariantSpec
 from serving.online_features import open_online_feature_reader
+from serving.router import VariantRouter
 from tests.integration.test_feast import feature_lake  # noqa: F401 - the fixture behind `served`
 from tests.integration.test_inference_server import served  # noqa: F401 - a real model on a real store
 
@@ -202,10 +203,11 @@ def private_redis(tmp_path):
 def test_endpoint_survives_redis_stopping_mid_run_and_says_why(served, endpoint_name, private_redis, monkeypatch):  # noqa: F811
     _, artifact, _, sessions, _ = served
     port, redis_process = private_redis
-    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{port}/0")
+    redis_url = f"redis://127.0.0.1:{port}/0"
+    monkeypatch.setenv("REDIS_URL", redis_url)  # for the endpoint's server process, which reads its environment
     from feature_repo import FEAST_OBJECTS
 
-    store = open_feature_store("redis")
+    store = open_feature_store("redis", redis_url=redis_url)
     store.apply(FEAST_OBJECTS)
     start = sessions["event_timestamp"].min() - np.timedelta64(40, "D")
     store.materialize(

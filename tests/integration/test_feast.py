@@ -11,6 +11,7 @@ import redis
 
 from feature_repo import FEAST_OBJECTS
 from propensity.contract import validate_events
+from propensity.feature_store import FEATURE_REPO_DIR, open_feature_store
 from propensity.features.batch import session_prefix_features, user_daily_aggregates
 from propensity.features.definitions import (
     FEATURE_SERVICE_NAME,
@@ -23,7 +24,6 @@ from propensity.online_parity import online_mismatches
 from propensity.paths import table_dir
 from propensity.sessions import summarise_sessions
 from propensity.sources.simulator import simulate_traffic
-from resources.feast import FEATURE_REPO_DIR, open_feature_store
 from tests.conftest import REDIS_URL
 from tests.integration.test_spark_jobs import to_spark
 
@@ -117,10 +117,9 @@ def test_point_in_time_join_returns_one_row_per_decision_and_never_leaks(feature
 
 
 @pytest.mark.parametrize("profile", ["local", "redis"])
-def test_online_store_serves_the_latest_offline_values(feature_lake, profile, monkeypatch):
+def test_online_store_serves_the_latest_offline_values(feature_lake, profile):
     users, sessions = feature_lake
     if profile == "redis":
-        monkeypatch.setenv("REDIS_URL", REDIS_URL)
         redis.Redis.from_url(REDIS_URL, socket_timeout=5).flushdb()
     store = open_feature_store(profile)
     store.apply(FEAST_OBJECTS)

@@ -11,12 +11,12 @@ import requests
 import uvicorn
 
 from feature_repo import FEAST_OBJECTS
+from propensity.feature_store import open_feature_store
 from propensity.features.definitions import FEATURE_SERVICE_NAME, MODEL_FEATURE_NAMES
 from propensity.models.artifact import load_artifact, write_artifact
-from propensity.models.calibration import choose_calibrator
+from propensity.models.calibration_fit import choose_calibrator
 from propensity.models.training import LightGBMSettings, fit_logistic_baseline, train_lightgbm
-from resources.feast import open_feature_store
-from serving.endpoint import free_port
+from serving.control.endpoint import free_port
 from serving.online_features import open_online_feature_reader
 from serving.scorer import Scorer
 from serving.server import InferenceApp, InferenceLog
@@ -131,10 +131,10 @@ def test_bad_input_gets_a_4xx_with_a_message(served, body, headers, status):
     assert requests.get(f"{url}/ping", timeout=5).status_code == 200  # still up
 
 
-def test_online_store_down_degrades_to_a_fallback_not_an_error(served, monkeypatch):
+def test_online_store_down_degrades_to_a_fallback_not_an_error(served):
     _, artifact, _, sessions, log = served
-    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6390/15")  # nothing listens there
-    app = InferenceApp(Scorer(artifact, open_online_feature_reader("redis")), log)
+    nothing_listens = "redis://127.0.0.1:6390/15"
+    app = InferenceApp(Scorer(artifact, open_online_feature_reader("redis", redis_url=nothing_listens)), log)
     url, server = _serve(app)
     try:
         pair = sessions.iloc[0][["user_id", "session_id"]].to_dict()

@@ -8,6 +8,7 @@ import pytest
 import redis
 
 from feature_repo import FEAST_OBJECTS
+from propensity.feature_store import open_feature_store
 from propensity.features.definitions import (
     FEATURE_SERVICE_NAME,
     MODEL_FEATURE_NAMES,
@@ -17,7 +18,6 @@ from propensity.features.definitions import (
     USER_FEATURE_VIEW,
 )
 from propensity.online_parity import latest_rows
-from resources.feast import open_feature_store
 from serving.online_features import OnlineFeatureReader, OnlineStoreUnavailable
 from tests.conftest import REDIS_URL, clear_home
 from tests.integration.test_feast import build_feature_lake
@@ -36,20 +36,16 @@ def materialised(spark):
 
     start = min(users_pd["feature_timestamp"].min(), sessions_pd["event_timestamp"].min()).to_pydatetime()
     end = (sessions_pd["event_timestamp"].max() + pd.Timedelta(days=2)).to_pydatetime()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("REDIS_URL", REDIS_URL)
-        redis.Redis.from_url(REDIS_URL, socket_timeout=5).flushdb()
-        for profile in PROFILES:
-            store = open_feature_store(profile)
-            store.apply(FEAST_OBJECTS)
-            store.materialize(start_date=start, end_date=end)
-        yield users_pd, sessions_pd
+    redis.Redis.from_url(REDIS_URL, socket_timeout=5).flushdb()
+    for profile in PROFILES:
+        store = open_feature_store(profile)
+        store.apply(FEAST_OBJECTS)
+        store.materialize(start_date=start, end_date=end)
+    yield users_pd, sessions_pd
     redis.Redis.from_url(REDIS_URL, socket_timeout=5).flushdb()
 
 
-def _open(profile, monkeypatch):
-    if profile == "redis":
-        monkeypatch.setenv("REDIS_URL", REDIS_URL)
+def _open(profile):
     store = open_feature_store(profile)
     return store, OnlineFeatureReader(store, FEATURE_SERVICE_NAME, profile=profile)
 
@@ -87,9 +83,9 @@ def _expected_stamp(latest, entity, column, profile):
 
 
 @pytest.mark.parametrize("profile", PROFILES)
-def test_reader_serves_what_feast_serves(materialised, profile, monkeypatch):
+def test_reader_serves_what_feast_serves(materialised, profile):
     users, sessions = materialised
-    store, reader = _open(profile, monkeypatch)
+    store, reader = _open(profile)
     assert reader.profile == profile
     assert reader.store_type == {"local": "sqlite", "redis": "redis"}[profile]
     assert reader.feature_names == MODEL_FEATURE_NAMES
@@ -124,9 +120,9 @@ def test_reader_serves_what_feast_serves(materialised, profile, monkeypatch):
 
 
 @pytest.mark.parametrize("profile", PROFILES)
-def test_unknown_session_is_nan_and_reported_missing(materialised, profile, monkeypatch):
+def test_unknown_session_is_nan_and_reported_missing(materialised, profile):
     users, _ = materialised
-    _, reader = _open(profile, monkeypatch)
+    _, reader = _open(profile)
     user_id = sorted(users["user_id"].unique())[0]
 
     got = reader.read(user_id, "no-such-session")
@@ -141,9 +137,8 @@ def test_unknown_session_is_nan_and_reported_missing(materialised, profile, monk
     assert reader.read_many([]) == []
 
 
-def test_redis_down_raises_online_store_unavailable(materialised, monkeypatch):
-    monkeypatch.setenv("REDIS_URL", UNUSED_REDIS_URL)
-    reader = OnlineFeatureReader(open_feature_store("redis"), profile="redis")
+def test_redis_down_raises_online_store_unavailable(materialised):
+    reader = OnlineFeatureReader(open_feature_store("redis", redis_url=UNUSED_REDIS_URL), profile="redis")
     with pytest.raises(OnlineStoreUnavailable, match="127.0.0.1:6390"):
         reader.read("u1", "s1")
     with pytest.raises(OnlineStoreUnavailable):

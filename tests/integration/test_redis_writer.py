@@ -6,6 +6,7 @@ import pytest
 
 from feature_repo import FEAST_OBJECTS
 from propensity.contract import EVENT_TIME_DTYPE
+from propensity.feature_store import open_feature_store
 from propensity.features.definitions import (
     SESSION_FEATURE_NAMES,
     SESSION_FEATURE_VIEW,
@@ -13,17 +14,15 @@ from propensity.features.definitions import (
     SESSION_PUSH_SOURCE,
 )
 from propensity.streaming.redis_writer import RedisPushWriter
-from resources.feast import open_feature_store
 from tests.conftest import REDIS_URL
 
 pytestmark = pytest.mark.redis
 
 
 @pytest.fixture
-def store(propensity_home, monkeypatch):
+def store(propensity_home):
     import redis
 
-    monkeypatch.setenv("REDIS_URL", REDIS_URL)
     client = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
     client.flushdb()
     store = open_feature_store("redis")

@@ -9,6 +9,7 @@ import tarfile
 from datetime import datetime, timezone
 
 import boto3
+import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,9 +20,12 @@ from scipy.special import expit
 
 from propensity.features.definitions import MODEL_FEATURE_NAMES
 from propensity.models.artifact import ArtifactIntegrityError, load_artifact, verify_manifest
-from resources import sagemaker_deployer
-from resources.sagemaker_deployer import SageMakerDeployer, sagemaker_name
-from serving.deployment import CanaryPolicy, VariantSpec
+from propensity.settings import Settings, SettingsError
+from resources.deployers import SageMakerDeployerResource
+from serving.control import sagemaker as sagemaker_deployer
+from serving.control.deployment import CanaryPolicy
+from serving.control.sagemaker import SageMakerDeployer, sagemaker_name
+from serving.endpoint_state import VariantSpec
 from tests.unit.test_model_pieces import _artifact
 
 REGION = "us-east-1"
@@ -404,22 +408,28 @@ def test_sagemaker_names_are_legal_and_distinct():
     assert first != second
 
 
-def test_from_env_names_every_missing_variable_and_reads_the_rest(monkeypatch):
-    for name in ("SAGEMAKER_REGION", "AWS_REGION", "AWS_DEFAULT_REGION", "SAGEMAKER_BUCKET", "SAGEMAKER_IMAGE_URI"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("SAGEMAKER_EXECUTION_ROLE_ARN", ROLE)
-    with pytest.raises(ValueError, match="SAGEMAKER_BUCKET, SAGEMAKER_IMAGE_URI, SAGEMAKER_REGION"):
-        SageMakerDeployer.from_env()
-    for name, value in {
+def test_the_sagemaker_deployer_names_every_missing_variable_and_takes_the_rest_as_env_vars(monkeypatch):
+    with pytest.raises(SettingsError, match="SAGEMAKER_BUCKET, SAGEMAKER_IMAGE_URI, SAGEMAKER_REGION"):
+        Settings.from_env({"PROPENSITY_DEPLOYER": "sagemaker", "SAGEMAKER_EXECUTION_ROLE_ARN": ROLE})
+    environ = {
+        "PROPENSITY_DEPLOYER": "sagemaker",
+        "SAGEMAKER_EXECUTION_ROLE_ARN": ROLE,
         "SAGEMAKER_BUCKET": BUCKET,
         "SAGEMAKER_IMAGE_URI": IMAGE,
         "AWS_REGION": "eu-west-1",
         "SAGEMAKER_INSTANCE_COUNT": "4",
         "SAGEMAKER_STRATEGY": "variant_weights",
-        "SAGEMAKER_REDIS_URL": "rediss://cache.example:6379/0",
-    }.items():
+        "SAGEMAKER_REDIS_URL": "rediss://:secret@cache.example:6379/0",
+    }
+    for name, value in environ.items():
         monkeypatch.setenv(name, value)
-    deployer = SageMakerDeployer.from_env()
+    resource = SageMakerDeployerResource.from_settings(Settings.from_env(environ))
+    # The UI shows which variable a value comes from, never the value (the Redis URL carries a password).
+    assert isinstance(resource.redis_url, dg.EnvVar) and resource.redis_url.env_var_name == "SAGEMAKER_REDIS_URL"
+    assert resource.region.env_var_name == "AWS_REGION"
+    with dg.build_resources({"deployer": resource}) as built:
+        deployer = built.deployer
+    assert isinstance(deployer, SageMakerDeployer)
     assert (deployer.region, deployer.bucket, deployer.initial_instance_count) == ("eu-west-1", BUCKET, 4)
     assert deployer.strategy == "variant_weights"
-    assert deployer.environment == {"REDIS_URL": "rediss://cache.example:6379/0"}
+    assert deployer.environment == {"REDIS_URL": "rediss://:secret@cache.example:6379/0"}

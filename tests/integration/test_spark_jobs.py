@@ -6,9 +6,11 @@ import pandas as pd
 import pytest
 
 from propensity.contract import EVENT_ARROW_SCHEMA, events_to_arrow
+from propensity.datasets import dataset_file
 from propensity.features.batch import session_prefix_features, user_daily_aggregates
 from propensity.features.session import fold_session_events
 from propensity.sessions import sessionize, summarise_sessions
+from propensity.sources.taobao import USER_HISTORIES_FILE
 from tests.conftest import contract_events
 
 pytestmark = pytest.mark.spark
@@ -164,12 +166,12 @@ def test_user_daily_aggregates_match_a_hand_computation(spark):
     assert u2["user_conversion_rate_30d"] == 0.0
 
 
-def test_spark_session_features_equal_the_pandas_fold_on_real_events(spark, shared_data):
+def test_spark_session_features_equal_the_pandas_fold_on_real_events(spark):
     """Taobao's 43 complete user histories, sessionised by Spark, with tiny Arrow batches so sessions straddle them."""
     from propensity.contract import validate_events
     from propensity.sources.taobao import load_taobao
 
-    raw = load_taobao([shared_data / "taobao_user_behavior" / "userbehavior_first43users_full_history.csv"]).events
+    raw = load_taobao([dataset_file("taobao", USER_HISTORIES_FILE)]).events
     events = validate_events(raw).valid
     session_events = sessionize(to_spark(spark, events))
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "7")

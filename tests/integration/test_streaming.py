@@ -4,20 +4,23 @@ features land in Redis through Feast, and the Dagster freshness check watches it
 import json
 import time
 import uuid
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from feature_repo import FEAST_OBJECTS
+from propensity.feature_store import open_feature_store
 from propensity.features.batch import session_prefix_features
 from propensity.features.definitions import SESSION_FEATURE_NAMES, SESSION_FEATURE_VIEW
 from propensity.paths import table_dir
+from propensity.settings import Settings, settings
 from propensity.sources.contract_files import contract_json_lines
 from propensity.sources.simulator import simulate_traffic
-from propensity.streaming.job import ARCHIVE_TABLE, QUARANTINE_TABLE, bootstrap_servers, start_query, stream_dir
-from propensity.streaming.replayer import ensure_topic, load_events, replay_to_kafka
-from resources.feast import open_feature_store
+from propensity.streaming.job import ARCHIVE_TABLE, QUARANTINE_TABLE, start_query, stream_dir
+from propensity.streaming.kafka import ensure_topic
+from propensity.streaming.replayer import load_events, replay_to_kafka
 from resources.kafka import KafkaResource
 from tests.conftest import REDIS_URL
 
@@ -26,43 +29,45 @@ CATCH_UP_TIMEOUT_S = 240
 
 
 @pytest.fixture
-def stream_env(propensity_home, monkeypatch):
+def stream_env(propensity_home):
     """A fresh state directory, a topic of its own, and the Redis online store (test db) registered with Feast."""
     import redis
 
     topic = f"test-events-{uuid.uuid4().hex[:8]}"
-    monkeypatch.setenv("STOREFRONT_TOPIC", topic)
-    monkeypatch.setenv("REDIS_URL", REDIS_URL)
-    monkeypatch.setenv("PROPENSITY_PROFILE", "redis")
+    config = replace(
+        settings(), profile="redis", redis_url=REDIS_URL, kafka=replace(settings().kafka, topic=topic)
+    )
     try:
-        ensure_topic(bootstrap_servers(), topic)
+        ensure_topic(config.kafka)
     except Exception as error:  # noqa: BLE001
-        pytest.fail(f"Kafka is not answering at {bootstrap_servers()}: run `make services` ({error})")
+        pytest.fail(f"Kafka is not answering at {config.kafka.bootstrap_servers}: run `make services` ({error})")
     redis.Redis.from_url(REDIS_URL, socket_timeout=5).flushdb()
-    store = open_feature_store("redis")
+    store = open_feature_store("redis", settings=config)
     store.apply(FEAST_OBJECTS)
-    return topic, store
+    return config, store
 
 
-def wait_until_caught_up(topic: str, timeout_s: float = CATCH_UP_TIMEOUT_S) -> None:
+def kafka_resource(config: Settings) -> KafkaResource:
+    return KafkaResource(bootstrap_servers=config.kafka.bootstrap_servers, topic=config.kafka.topic)
+
+
+def wait_until_caught_up(config: Settings, timeout_s: float = CATCH_UP_TIMEOUT_S) -> None:
     """Until the job has processed every message on the topic (the lag the Dagster observation reports is 0)."""
-    from propensity_assets.streaming import stream_status
-
-    kafka = KafkaResource(bootstrap_servers=bootstrap_servers(), topic=topic)
+    kafka = kafka_resource(config)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        status = stream_status(kafka)
+        status = kafka.stream_status()
         if status["last_batch_id"] is not None and status["lag_messages"] == 0:
             return
         time.sleep(0.5)
-    raise AssertionError(f"the stream did not catch up with {topic} within {timeout_s} s")
+    raise AssertionError(f"the stream did not catch up with {config.kafka.topic} within {timeout_s} s")
 
 
-def stream_until_caught_up(spark, topic: str, max_per_batch: int | None = None) -> None:
+def stream_until_caught_up(spark, config: Settings, max_per_batch: int | None = None) -> None:
     """Run the stream job (Kafka source, Redis store) until it has consumed everything on the topic, then stop it."""
-    query = start_query(spark, "kafka", "redis", max_per_batch=max_per_batch)
+    query = start_query(spark, "kafka", max_per_batch=max_per_batch, settings=config)
     try:
-        wait_until_caught_up(topic)
+        wait_until_caught_up(config)
     finally:
         query.stop()
 
@@ -75,11 +80,11 @@ def online_session_features(store, session_ids: list[str]) -> pd.DataFrame:
 
 def test_taobao_through_kafka_and_the_stream_equals_the_batch_features(stream_env, spark):
     """Parity: for every session, the online in-session features equal batch session_prefix_features at its last event."""
-    topic, store = stream_env
+    config, store = stream_env
     events = load_events("taobao", 0, 0, 0)
     events = events[events["user_id"].map(hash) % 6 == 0]  # whole users: their sessions stay whole
-    replay_to_kafka(events, bootstrap_servers(), topic, speedup=None, progress=False)
-    stream_until_caught_up(spark, topic, max_per_batch=5000)
+    replay_to_kafka(events, config.kafka, speedup=None, progress=False)
+    stream_until_caught_up(spark, config, max_per_batch=5000)
 
     archived = pd.read_parquet(table_dir(ARCHIVE_TABLE))
     assert len(archived) == len(events) and set(archived["event_id"]) == set(events["event_id"])
@@ -94,11 +99,11 @@ def test_taobao_through_kafka_and_the_stream_equals_the_batch_features(stream_en
 
 
 def test_restart_from_checkpoint_mid_stream_loses_and_double_counts_nothing(stream_env, spark):
-    topic, store = stream_env
+    config, store = stream_env
     events = simulate_traffic(n_users=400, days=1, seed=21).events
     first, second = events.iloc[: len(events) // 2], events.iloc[len(events) // 2 :]
-    replay_to_kafka(first, bootstrap_servers(), topic, speedup=None, progress=False)
-    query = start_query(spark, "kafka", "redis", max_per_batch=150)
+    replay_to_kafka(first, config.kafka, speedup=None, progress=False)
+    query = start_query(spark, "kafka", max_per_batch=150, settings=config)
     commits = stream_dir("kafka") / "checkpoint" / "commits"
     deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
     while len(list(commits.glob("[0-9]*"))) < 3 and time.monotonic() < deadline:
@@ -112,8 +117,8 @@ def test_restart_from_checkpoint_mid_stream_loses_and_double_counts_nothing(stre
     for path in doomed:
         path.unlink()
         (path.parent / f".{path.name}.crc").unlink(missing_ok=True)  # Hadoop's checksum beside each log file
-    replay_to_kafka(second, bootstrap_servers(), topic, speedup=None, progress=False)
-    stream_until_caught_up(spark, topic, max_per_batch=150)
+    replay_to_kafka(second, config.kafka, speedup=None, progress=False)
+    stream_until_caught_up(spark, config, max_per_batch=150)
 
     archived = pd.read_parquet(table_dir(ARCHIVE_TABLE))
     assert len(archived) == len(events) and archived["event_id"].is_unique
@@ -125,11 +130,12 @@ def test_restart_from_checkpoint_mid_stream_loses_and_double_counts_nothing(stre
 def test_bad_messages_do_not_stop_the_job_and_are_quarantined_with_reasons(stream_env, spark):
     from confluent_kafka import Consumer, Producer
 
-    topic, store = stream_env
+    config, store = stream_env
+    topic = config.kafka.topic
     events = simulate_traffic(n_users=60, days=1, seed=4).events
     lines = contract_json_lines(events)
-    producer = Producer({"bootstrap.servers": bootstrap_servers()})
-    query = start_query(spark, "kafka", "redis")
+    producer = Producer({"bootstrap.servers": config.kafka.bootstrap_servers})
+    query = start_query(spark, "kafka", settings=config)
     try:
         for line in lines[:20]:
             producer.produce(topic, value=line.encode())
@@ -140,7 +146,7 @@ def test_bad_messages_do_not_stop_the_job_and_are_quarantined_with_reasons(strea
         for line in lines[20:]:
             producer.produce(topic, value=line.encode())
         producer.flush(30)
-        wait_until_caught_up(topic)
+        wait_until_caught_up(config)
         assert query.isActive and query.exception() is None
     finally:
         query.stop()
@@ -152,7 +158,7 @@ def test_bad_messages_do_not_stop_the_job_and_are_quarantined_with_reasons(strea
     np.testing.assert_array_equal(online.loc[expected.index, "session_events"].to_numpy(), expected.to_numpy())
 
     consumer = Consumer(
-        {"bootstrap.servers": bootstrap_servers(), "group.id": f"t-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"}
+        {"bootstrap.servers": config.kafka.bootstrap_servers, "group.id": f"t-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"}
     )
     consumer.subscribe([f"{topic}.dlq"])
     dead, deadline = [], time.monotonic() + 30
@@ -167,17 +173,15 @@ def test_bad_messages_do_not_stop_the_job_and_are_quarantined_with_reasons(strea
 def test_freshness_check_fails_while_the_stream_is_stopped_and_passes_once_it_catches_up(stream_env, spark):
     from propensity_assets.streaming import StreamFreshnessConfig, stream_keeps_up
 
-    topic, _ = stream_env
-    kafka = KafkaResource(bootstrap_servers=bootstrap_servers(), topic=topic)
-    replay_to_kafka(
-        simulate_traffic(n_users=50, days=1, seed=8).events, bootstrap_servers(), topic, speedup=None, progress=False
-    )
+    config, _ = stream_env
+    kafka = kafka_resource(config)
+    replay_to_kafka(simulate_traffic(n_users=50, days=1, seed=8).events, config.kafka, speedup=None, progress=False)
     stopped = stream_keeps_up(config=StreamFreshnessConfig(max_stall_s=5), kafka=kafka)
     assert not stopped.passed and "messages waiting" in stopped.description
 
-    query = start_query(spark, "kafka", "redis")
+    query = start_query(spark, "kafka", settings=config)
     try:
-        wait_until_caught_up(topic)
+        wait_until_caught_up(config)
         caught_up = stream_keeps_up(config=StreamFreshnessConfig(max_stall_s=5), kafka=kafka)
     finally:
         query.stop()

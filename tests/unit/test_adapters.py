@@ -1,6 +1,6 @@
 """Source adapters against the real shared datasets: the figures in each SOURCE.md, reproduced exactly.
 
-Datasets are read in place from `SHARED_DATA_DIR`, never copied into the repository.
+Datasets are read through `propensity.datasets` from the data directory `make data` fills, never from the repository.
 """
 
 from __future__ import annotations
@@ -11,14 +11,12 @@ import pandas as pd
 import pytest
 
 from propensity.contract import EVENT_COLUMNS, EVENT_TIME_DTYPE, EVENT_TYPES, validate_events
-from propensity.paths import SHARED_DATA_DIR
+from propensity.datasets import dataset_file
 from propensity.sources import SourceBatch, load_source
 from propensity.sources.contract_files import load_contract_files, write_contract_jsonl
 from propensity.sources.diginetica import load_diginetica
 from propensity.sources.taobao import load_taobao
 
-TAOBAO = SHARED_DATA_DIR / "taobao_user_behavior"
-DIGINETICA = SHARED_DATA_DIR / "diginetica_cikm2016"
 NOW = pd.Timestamp("2024-01-01", tz="UTC")
 
 
@@ -79,7 +77,7 @@ def test_taobao_event_id_is_stable(taobao_window):
 
 
 def test_taobao_first43_users():
-    events = load_taobao([TAOBAO / "userbehavior_first43users_full_history.csv"]).events
+    events = load_taobao([dataset_file("taobao", "userbehavior_first43users_full_history.csv")]).events
     assert len(events) == 4_321
     assert events["user_id"].nunique() == 43
     assert (events["event_type"] == "purchase").sum() == 77
@@ -118,8 +116,8 @@ def test_taobao_unknown_behaviour_and_duplicates_reach_the_gate(tmp_path):
 def diginetica_raw():
     """The raw files read independently of the adapter, to derive the expected figures."""
     read = dict(sep=";", dtype=str, keep_default_na=False)
-    views = pd.read_csv(DIGINETICA / "train-item-views_sessions_1-3999.csv", **read)
-    purchases = pd.read_csv(DIGINETICA / "train-purchases.csv", **read)
+    views = pd.read_csv(dataset_file("diginetica", "train-item-views_sessions_1-3999.csv"), **read)
+    purchases = pd.read_csv(dataset_file("diginetica", "train-purchases.csv"), **read)
     return views, purchases
 
 
@@ -137,7 +135,7 @@ def test_diginetica_views_match_source_md(diginetica, diginetica_raw):
     # SOURCE.md's table says 12,390 rows, but the file holds 12,391 data rows: its last line has no trailing
     # newline, so `wc -l` minus the header undercounts by one. Its other figures (2,986 sessions, 7,681 NA users)
     # are those of all 12,391 rows.
-    lines = (DIGINETICA / "train-item-views_sessions_1-3999.csv").read_text().splitlines()
+    lines = (dataset_file("diginetica", "train-item-views_sessions_1-3999.csv")).read_text().splitlines()
     assert len(lines) - 1 == len(raw_views) == 12_391
     assert len(views) == 12_391
     assert views["session_id"].nunique() == 2_986

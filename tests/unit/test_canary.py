@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from serving.canary import CanaryRun, LogTail, check_alarms, observe, population_stability_index
-from serving.deployment import CanaryPolicy, VariantSpec, read_history
-from serving.endpoint import EndpointFiles
+from serving.control.canary import CanaryRun, LogTail, check_alarms, observe, population_stability_index
+from serving.control.deployment import CanaryPolicy, read_history
+from serving.endpoint_state import EndpointFiles, VariantSpec
 
 
 def rows(variant: str, scores, latency_ms: float = 1.0, status: int = 200, start: int = 0) -> list[dict]:

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from serving.deployment import CanaryPolicy, DeploymentRecord, VariantSpec, append_history, utc_now
+from serving.control.deployment import CanaryPolicy, DeploymentRecord, append_history, utc_now
+from serving.endpoint_state import VariantSpec
 
 Outcomes = Callable[[Iterable[str]], dict[str, bool]]  # session ids -> did the session purchase (known ones only)
 CHECK_INTERVAL_S = 0.5

@@ -1,6 +1,6 @@
 """What a deployment is, whoever carries it out: the canary policy, the record of each deployment, and the
-interface both deployers implement (the local endpoint runtime in `resources/deployers.py`, SageMaker in
-`resources/sagemaker_deployer.py`).
+interface both deployers implement (the local endpoint runtime in `serving/control/endpoint.py`, SageMaker in
+`serving/control/sagemaker.py`).
 
 A deployment puts a registered model version on a named endpoint. The first one on an endpoint takes all traffic.
 Later ones arrive as a canary: the new variant gets `canary_share` of traffic for `baking_s`, while alarms watch it
@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal, Protocol
+
+from serving.endpoint_state import VariantSpec
 
 Shift = Literal["all_at_once", "linear"]
 Outcome = Literal["deployed", "promoted", "rolled_back", "in_progress", "failed"]
@@ -44,15 +46,6 @@ class CanaryPolicy:
             raise ValueError(f"shift must be 'all_at_once' or 'linear', got {self.shift!r}")
         if self.baking_s < 0 or self.linear_step_baking_s < 0:
             raise ValueError("baking periods cannot be negative")
-
-
-@dataclass(frozen=True)
-class VariantSpec:
-    """One production variant of an endpoint: which model version it serves and its traffic weight."""
-
-    name: str
-    model_version: str
-    weight: float
 
 
 @dataclass

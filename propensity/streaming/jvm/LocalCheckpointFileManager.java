@@ -25,7 +25,7 @@ import org.apache.spark.sql.execution.streaming.checkpointing.FileContextBasedCh
  * not at all; a rename that must not overwrite fails with Hadoop's FileAlreadyExistsException, which is how Spark
  * detects two queries sharing a checkpoint. Other file systems (HDFS, S3) take the parent's path unchanged.
  *
- * Used through spark.sql.streaming.checkpointFileManagerClass; compiled by resources/spark.py against the installed
+ * Used through spark.sql.streaming.checkpointFileManagerClass; compiled by propensity/spark.py against the installed
  * pyspark's jars.
  */
 public class LocalCheckpointFileManager extends FileContextBasedCheckpointFileManager {

@@ -27,21 +27,19 @@ from __future__ import annotations
 import gzip
 import hashlib
 import math
-import os
 import re
 import tarfile
 import tempfile
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-import dagster as dg
-from pydantic import PrivateAttr
-
 from propensity.models.artifact import MANIFEST, verify_manifest
 from propensity.paths import home
-from serving.deployment import CanaryPolicy, DeploymentRecord, VariantSpec, append_history, read_history, utc_now
+from serving.control.deployment import CanaryPolicy, DeploymentRecord, append_history, read_history, utc_now
+from serving.endpoint_state import VariantSpec
 
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")  # SageMaker's rule for endpoint, config, variant
 MAX_NAME = 63
@@ -86,53 +84,33 @@ def package_artifact(model_dir: Path, tarball: Path) -> dict[str, str]:
     return manifest
 
 
-class SageMakerDeployer(dg.ConfigurableResource):
-    """Deploys model versions to SageMaker endpoints; implements `serving.deployment.Deployer`."""
+@dataclass
+class SageMakerDeployer:
+    """Deploys model versions to SageMaker endpoints; implements `serving.control.deployment.Deployer`."""
 
     region: str
     bucket: str
-    prefix: str = "propensity/models"
     image_uri: str
     execution_role_arn: str
+    prefix: str = "propensity/models"
     instance_type: str = "ml.c6i.large"
     initial_instance_count: int = 1
     strategy: Literal["blue_green", "variant_weights"] = "blue_green"
-    environment: dict[str, str] = {}  # container environment, e.g. REDIS_URL of the online store
+    environment: dict[str, str] = field(default_factory=dict)  # container environment, e.g. REDIS_URL
     call_timeout_s: int = 10
     max_attempts: int = 3  # per call, the first try included
     wait_timeout_s: int = 1800
     wait_poll_s: int = 30
 
-    _sagemaker: Any = PrivateAttr(default=None)
-    _s3: Any = PrivateAttr(default=None)
-    _cloudwatch: Any = PrivateAttr(default=None)
+    _sagemaker: Any = field(default=None, init=False, repr=False)
+    _s3: Any = field(default=None, init=False, repr=False)
+    _cloudwatch: Any = field(default=None, init=False, repr=False)
 
-    @classmethod
-    def from_env(cls) -> "SageMakerDeployer":
-        """From SAGEMAKER_* variables (what `PROPENSITY_DEPLOYER=sagemaker` uses). SAGEMAKER_REDIS_URL is the online
-        store as the endpoint reaches it (ElastiCache), passed to the container as REDIS_URL."""
-        required = {
-            "bucket": "SAGEMAKER_BUCKET",
-            "image_uri": "SAGEMAKER_IMAGE_URI",
-            "execution_role_arn": "SAGEMAKER_EXECUTION_ROLE_ARN",
-        }
-        optional = {
-            "prefix": "SAGEMAKER_PREFIX",
-            "instance_type": "SAGEMAKER_INSTANCE_TYPE",
-            "initial_instance_count": "SAGEMAKER_INSTANCE_COUNT",
-            "strategy": "SAGEMAKER_STRATEGY",
-            "wait_timeout_s": "SAGEMAKER_WAIT_TIMEOUT_S",
-        }
-        regions = ("SAGEMAKER_REGION", "AWS_REGION", "AWS_DEFAULT_REGION")
-        region = next((os.environ[name] for name in regions if os.environ.get(name)), None)
-        missing = [name for name in required.values() if not os.environ.get(name)] + ([] if region else [regions[0]])
-        if missing:
-            raise ValueError(
-                f"PROPENSITY_DEPLOYER=sagemaker needs {', '.join(missing)} set (see resources/sagemaker_deployer.py)"
-            )
-        fields = {field: os.environ[name] for field, name in (required | optional).items() if os.environ.get(name)}
-        environment = {"REDIS_URL": os.environ["SAGEMAKER_REDIS_URL"]} if os.environ.get("SAGEMAKER_REDIS_URL") else {}
-        return cls(region=region, environment=environment, **fields)
+    def __post_init__(self) -> None:
+        if self.strategy not in ("blue_green", "variant_weights"):
+            raise ValueError(f"strategy {self.strategy!r}: blue_green or variant_weights")
+        if self.initial_instance_count < 1:
+            raise ValueError(f"initial_instance_count must be at least 1, got {self.initial_instance_count}")
 
     def with_clients(self, *, sagemaker=None, s3=None, cloudwatch=None) -> "SageMakerDeployer":
         """Use these boto3 clients (tests: moto or botocore's Stubber) instead of building them from the config."""

@@ -1,0 +1,69 @@
+"""The Feast feature store of a profile, over the one feature repository (`feature_repo/`).
+
+Each profile has its own `feature_repo/feature_store.<profile>.yaml`. Their `${VAR}`s are filled from the settings
+here, not from the environment, so opening a store never depends on (or writes) process-wide state. The same files
+work with the `feast` CLI when those variables are exported.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from urllib.parse import urlparse
+
+import yaml
+from feast import FeatureStore
+from feast.repo_config import RepoConfig
+
+from propensity.settings import PROJECT_ROOT, Settings
+from propensity.settings import settings as current_settings
+
+FEATURE_REPO_DIR = PROJECT_ROOT / "feature_repo"
+_VARIABLE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)\}")
+
+
+def feast_redis_connection_string(redis_url: str) -> str:
+    """A redis:// URL in Feast's own connection-string form (host:port,db=N[,password=...][,ssl=true])."""
+    parsed = urlparse(redis_url)
+    if parsed.scheme not in ("redis", "rediss") or not parsed.hostname:
+        raise ValueError(f"a Redis URL must look like redis://host:port/db, got {redis_url!r}")
+    parts = [f"{parsed.hostname}:{parsed.port or 6379}", f"db={(parsed.path or '/0').lstrip('/') or 0}"]
+    if parsed.password:
+        parts.append(f"password={parsed.password}")
+    if parsed.scheme == "rediss":
+        parts.append("ssl=true")
+    return ",".join(parts)
+
+
+def feature_store_yaml(profile: str) -> Path:
+    path = FEATURE_REPO_DIR / f"feature_store.{profile}.yaml"
+    if not path.exists():
+        raise ValueError(f"no Feast configuration for profile {profile!r}: expected {path}")
+    return path
+
+
+def repo_config(profile: str, *, home: Path, redis_url: str) -> RepoConfig:
+    """The profile's yaml with its variables filled in: PROPENSITY_HOME and FEAST_REDIS_CONNECTION_STRING."""
+    path = feature_store_yaml(profile)
+    values = {"PROPENSITY_HOME": str(home), "FEAST_REDIS_CONNECTION_STRING": feast_redis_connection_string(redis_url)}
+
+    def fill(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in values:
+            raise ValueError(f"{path} uses ${{{name}}}, which the platform does not provide: {sorted(values)}")
+        return values[name]
+
+    config = RepoConfig(**yaml.safe_load(_VARIABLE.sub(fill, path.read_text())))
+    config.repo_path = FEATURE_REPO_DIR
+    return config
+
+
+def open_feature_store(
+    profile: str | None = None, *, redis_url: str | None = None, settings: Settings | None = None
+) -> FeatureStore:
+    """The feature store of `profile` (default: the settings' profile); `redis_url` overrides the settings' URL."""
+    settings = settings or current_settings()
+    profile = profile or settings.profile
+    (settings.home / "feast").mkdir(parents=True, exist_ok=True)
+    repo = repo_config(profile, home=settings.home, redis_url=redis_url or settings.redis_url)
+    return FeatureStore(repo_path=str(FEATURE_REPO_DIR), config=repo)

@@ -1,0 +1,278 @@
+"""The platform's settings: read once from the environment, typed and validated, in this one place.
+
+Every package asks `settings()` (or takes a `Settings` argument); nothing else reads these variables and nothing
+writes to `os.environ`. A wrong value fails at start-up with the variable's name, what it holds and what it may hold.
+
+| variable | meaning | default |
+|---|---|---|
+| PROPENSITY_PROFILE | which implementations run: `local` (SQLite online store) or `redis` | local |
+| PROPENSITY_DEPLOYER | where models are deployed: `local` endpoint runtime or `sagemaker` | local |
+| PROPENSITY_HOME | the state directory (lake, Feast files, models, endpoints, logs) | var/ in the checkout |
+| PROPENSITY_DATA | where `make data` puts the real datasets | data/ in the checkout |
+| PROPENSITY_DATA_MIRROR | a directory holding the same dataset files, used instead of downloading | none |
+| PROPENSITY_SERVICES_HOME | what `make services` installed (Kafka jars, Spark's Kafka connector) | var/services |
+| REDIS_URL | the `redis` profile's online store, `redis://[:password@]host:port/db` (`rediss://` for TLS) | redis://127.0.0.1:6379/0 |
+| KAFKA_BOOTSTRAP_SERVERS | brokers, `host:port[,host:port...]` | 127.0.0.1:9092 |
+| STOREFRONT_TOPIC | the storefront events topic (rejects go to `<topic>.dlq`) | storefront.events |
+| KAFKA_OPTION_<NAME> | client settings for a managed cluster, e.g. KAFKA_OPTION_SECURITY_PROTOCOL=SASL_SSL | none |
+| SPARK_MASTER | Spark's master URL | local[*] |
+| SPARK_DRIVER_MEMORY | Spark driver memory | 4g |
+| PYSPARK_PYTHON | the interpreter Spark's Python workers run (PySpark reads only this variable; make sets it) | none |
+| SERVING_HOST, SERVING_PORT | where `serve` listens (the container sets 0.0.0.0) | 127.0.0.1, 8080 |
+| PROPENSITY_MODEL_DIR | the artifact `serve` loads (SageMaker: /opt/ml/model when present) | the registry's champion |
+| PROPENSITY_VARIANT, PROPENSITY_MODEL_VERSION | what `serve` reports as its variant and model version | champion, the artifact's |
+| SAGEMAKER_BUCKET, SAGEMAKER_IMAGE_URI, SAGEMAKER_EXECUTION_ROLE_ARN | required with PROPENSITY_DEPLOYER=sagemaker | none |
+| SAGEMAKER_REGION (else AWS_REGION, AWS_DEFAULT_REGION) | the SageMaker region | none |
+| SAGEMAKER_PREFIX, SAGEMAKER_INSTANCE_TYPE, SAGEMAKER_INSTANCE_COUNT, SAGEMAKER_STRATEGY, SAGEMAKER_WAIT_TIMEOUT_S | how models are deployed there | propensity/models, ml.c6i.large, 1, blue_green, 1800 |
+| SAGEMAKER_REDIS_URL | the online store as the endpoint reaches it (ElastiCache), passed to the container as REDIS_URL | none |
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from urllib.parse import urlparse
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+PROFILES = ("local", "redis")
+DEPLOYERS = ("local", "sagemaker")
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_BOOTSTRAP_SERVERS = "127.0.0.1:9092"
+DEFAULT_TOPIC = "storefront.events"
+KAFKA_OPTION_PREFIX = "KAFKA_OPTION_"
+_HOST_PORT = re.compile(r"^[A-Za-z0-9._\-\[\]:]+:\d{1,5}$")
+_TOPIC = re.compile(r"^[A-Za-z0-9._\-]{1,249}$")
+_MEMORY = re.compile(r"^\d+[kmgtKMGT]?$")
+
+
+class SettingsError(ValueError):
+    """A setting that cannot work: the message names the variable, its value and what it may be."""
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    bootstrap_servers: str = DEFAULT_BOOTSTRAP_SERVERS
+    topic: str = DEFAULT_TOPIC
+    options: Mapping[str, str] = field(default_factory=dict)  # client settings by librdkafka / Java name
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return f"{self.topic}.dlq"
+
+    @property
+    def is_local_broker(self) -> bool:
+        return self.bootstrap_servers == DEFAULT_BOOTSTRAP_SERVERS
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    """The inference container's contract: where it listens and what it serves."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    model_dir: Path | None = None
+    variant: str = "champion"
+    model_version: str | None = None
+
+
+# SageMaker deployer settings: field -> variable. Required ones are checked when the deployer is sagemaker.
+SAGEMAKER_VARIABLES = {
+    "bucket": "SAGEMAKER_BUCKET",
+    "image_uri": "SAGEMAKER_IMAGE_URI",
+    "execution_role_arn": "SAGEMAKER_EXECUTION_ROLE_ARN",
+    "region": "SAGEMAKER_REGION",
+    "prefix": "SAGEMAKER_PREFIX",
+    "instance_type": "SAGEMAKER_INSTANCE_TYPE",
+    "initial_instance_count": "SAGEMAKER_INSTANCE_COUNT",
+    "strategy": "SAGEMAKER_STRATEGY",
+    "wait_timeout_s": "SAGEMAKER_WAIT_TIMEOUT_S",
+    "redis_url": "SAGEMAKER_REDIS_URL",
+}
+SAGEMAKER_REQUIRED = ("bucket", "image_uri", "execution_role_arn", "region")
+REGION_VARIABLES = ("SAGEMAKER_REGION", "AWS_REGION", "AWS_DEFAULT_REGION")
+
+
+@dataclass(frozen=True)
+class SageMakerSettings:
+    """What the SageMaker deployer needs; `variables` names the variable each value came from."""
+
+    values: Mapping[str, str] = field(default_factory=dict)
+    variables: Mapping[str, str] = field(default_factory=dict)
+
+    def missing(self) -> list[str]:
+        return [SAGEMAKER_VARIABLES[f] for f in SAGEMAKER_REQUIRED if not self.values.get(f)]
+
+
+@dataclass(frozen=True)
+class Settings:
+    profile: str = "local"
+    deployer: str = "local"
+    home: Path = PROJECT_ROOT / "var"
+    data_dir: Path = PROJECT_ROOT / "data"
+    data_mirror: Path | None = None
+    services_home: Path = PROJECT_ROOT / "var" / "services"
+    redis_url: str = DEFAULT_REDIS_URL
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    spark_master: str = "local[*]"
+    spark_driver_memory: str = "4g"
+    pyspark_python: str | None = None
+    serving: ServingSettings = field(default_factory=ServingSettings)
+    sagemaker: SageMakerSettings = field(default_factory=SageMakerSettings)
+    set_variables: frozenset[str] = frozenset()  # the variables that were set (resources pass those as dg.EnvVar)
+
+    def __post_init__(self) -> None:
+        _one_of("PROPENSITY_PROFILE", self.profile, PROFILES)
+        _one_of("PROPENSITY_DEPLOYER", self.deployer, DEPLOYERS)
+        _redis_url("REDIS_URL", self.redis_url)
+        for server in self.kafka.bootstrap_servers.split(","):
+            if not _HOST_PORT.match(server.strip()):
+                raise SettingsError(
+                    f"KAFKA_BOOTSTRAP_SERVERS={self.kafka.bootstrap_servers!r}: {server.strip()!r} is not host:port "
+                    "(use a comma-separated list such as b-1.example:9092,b-2.example:9092)"
+                )
+        if not _TOPIC.match(self.kafka.topic):
+            raise SettingsError(
+                f"STOREFRONT_TOPIC={self.kafka.topic!r}: a Kafka topic name is 1-249 letters, digits, '.', '_' or '-'"
+            )
+        if not self.spark_master.strip():
+            raise SettingsError("SPARK_MASTER is empty: unset it for local[*] or give a master URL such as spark://host:7077")
+        if not _MEMORY.match(self.spark_driver_memory):
+            raise SettingsError(
+                f"SPARK_DRIVER_MEMORY={self.spark_driver_memory!r}: give a size such as 4g or 2048m"
+            )
+        if self.deployer == "sagemaker" and self.sagemaker.missing():
+            raise SettingsError(
+                f"PROPENSITY_DEPLOYER=sagemaker needs {', '.join(self.sagemaker.missing())} set "
+                "(see serving/control/sagemaker.py)"
+            )
+        for number in ("initial_instance_count", "wait_timeout_s"):
+            value = self.sagemaker.values.get(number)
+            if value is not None and not value.isdigit():
+                raise SettingsError(f"{SAGEMAKER_VARIABLES[number]}={value!r} is not a whole number")
+        if not 0 < self.serving.port < 65536:
+            raise SettingsError(f"SERVING_PORT={self.serving.port}: a TCP port is 1-65535")
+        if self.data_mirror is not None and not self.data_mirror.is_dir():
+            raise SettingsError(
+                f"PROPENSITY_DATA_MIRROR={self.data_mirror}: no such directory (unset it to download the datasets)"
+            )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+
+        def get(name: str, default: str) -> str:
+            value = env.get(name, "")
+            return value if value.strip() else default
+
+        def path(name: str, default: Path) -> Path:
+            return Path(get(name, str(default))).expanduser().resolve()
+
+        options = {
+            name[len(KAFKA_OPTION_PREFIX) :].lower().replace("_", "."): value
+            for name, value in env.items()
+            if name.startswith(KAFKA_OPTION_PREFIX)
+        }
+        mirror = get("PROPENSITY_DATA_MIRROR", "")
+        model_dir = get("PROPENSITY_MODEL_DIR", "")
+        port = get("SERVING_PORT", "8080")
+        if not port.isdigit():
+            raise SettingsError(f"SERVING_PORT={port!r} is not a port number (1-65535)")
+        sagemaker_values, sagemaker_variables = {}, {}
+        for name, variable in SAGEMAKER_VARIABLES.items():
+            candidates = REGION_VARIABLES if name == "region" else (variable,)
+            chosen = next((c for c in candidates if env.get(c, "").strip()), None)
+            if chosen:
+                sagemaker_values[name], sagemaker_variables[name] = env[chosen], chosen
+        return cls(
+            profile=get("PROPENSITY_PROFILE", "local"),
+            deployer=get("PROPENSITY_DEPLOYER", "local"),
+            home=path("PROPENSITY_HOME", PROJECT_ROOT / "var"),
+            data_dir=path("PROPENSITY_DATA", PROJECT_ROOT / "data"),
+            data_mirror=Path(mirror).expanduser().resolve() if mirror else None,
+            services_home=path("PROPENSITY_SERVICES_HOME", PROJECT_ROOT / "var" / "services"),
+            redis_url=get("REDIS_URL", DEFAULT_REDIS_URL),
+            kafka=KafkaSettings(
+                bootstrap_servers=get("KAFKA_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP_SERVERS),
+                topic=get("STOREFRONT_TOPIC", DEFAULT_TOPIC),
+                options=options,
+            ),
+            spark_master=get("SPARK_MASTER", "local[*]"),
+            spark_driver_memory=get("SPARK_DRIVER_MEMORY", "4g"),
+            pyspark_python=get("PYSPARK_PYTHON", "") or None,
+            serving=ServingSettings(
+                host=get("SERVING_HOST", "127.0.0.1"),
+                port=int(port),
+                model_dir=Path(model_dir) if model_dir else None,
+                variant=get("PROPENSITY_VARIANT", "champion"),
+                model_version=get("PROPENSITY_MODEL_VERSION", "") or None,
+            ),
+            sagemaker=SageMakerSettings(values=sagemaker_values, variables=sagemaker_variables),
+            set_variables=frozenset(name for name, value in env.items() if value.strip()) & _KNOWN,
+        )
+
+
+_KNOWN = frozenset(
+    {
+        "PROPENSITY_PROFILE",
+        "PROPENSITY_DEPLOYER",
+        "PROPENSITY_HOME",
+        "PROPENSITY_DATA",
+        "PROPENSITY_DATA_MIRROR",
+        "PROPENSITY_SERVICES_HOME",
+        "REDIS_URL",
+        "KAFKA_BOOTSTRAP_SERVERS",
+        "STOREFRONT_TOPIC",
+        "SPARK_MASTER",
+        "SPARK_DRIVER_MEMORY",
+        "PYSPARK_PYTHON",
+        "SERVING_HOST",
+        "SERVING_PORT",
+        "PROPENSITY_MODEL_DIR",
+        "PROPENSITY_VARIANT",
+        "PROPENSITY_MODEL_VERSION",
+    }
+)
+
+
+def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise SettingsError(f"{name}={value!r} is not one of {', '.join(allowed)} (unset means {allowed[0]})")
+
+
+def _redis_url(name: str, value: str) -> None:
+    try:
+        parsed = urlparse(value)
+        parsed.port  # noqa: B018 - raises ValueError when the port is not a number
+    except ValueError as error:
+        raise SettingsError(f"{name}: {error}; expected redis://host:port/db") from None
+    if parsed.scheme not in ("redis", "rediss") or not parsed.hostname:
+        raise SettingsError(f"{name} must look like redis://host:port/db (rediss:// for TLS), got {redacted_url(value)!r}")
+    db = (parsed.path or "/0").lstrip("/") or "0"
+    if not db.isdigit():
+        raise SettingsError(f"{name}: database {db!r} is not a number in {redacted_url(value)!r}")
+
+
+def redacted_url(url: str) -> str:
+    """A URL without its password, for messages and logs."""
+    parsed = urlparse(url)
+    if parsed.password:
+        return url.replace(f":{parsed.password}@", ":***@")
+    return url
+
+
+@cache
+def settings() -> Settings:
+    """The settings of this process, read from the environment on first use."""
+    return Settings.from_env()
+
+
+def reload_settings() -> Settings:
+    """Read the environment again: for a process that changes its own environment on purpose (a benchmark moving to
+    a scratch state directory between stages). Everything else reads the settings once."""
+    settings.cache_clear()
+    return settings()
