@@ -48,7 +48,7 @@ lint: install
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 
-test: install lint data services
+test: install lint data services serving-env
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 dev: install
@@ -85,14 +85,14 @@ bench: install data services serving-env
 	$(PY) -m bench
 	$(PY) -m bench.report
 
-# The scoring container's environment: requirements-serving.lock only (no Dagster, Spark, moto or pytest).
+# The scoring container's environment: requirements-serving.lock only (no Dagster, Spark, moto or pytest), and not
+# the project itself: the tests and benchmarks lay out the code as the Dockerfile copies it.
 serving-env: $(SERVING_VENV)/.installed
 
 $(SERVING_VENV)/.installed: requirements-serving.lock pyproject.toml install
 	@echo "[install] $(SERVING_VENV) from requirements-serving.lock (what the scoring container installs)"
 	@$(PYTHON) -m venv $(SERVING_VENV)
 	@$(VENV)/bin/uv pip install --python $(SERVING_VENV)/bin/python -q -r requirements-serving.lock
-	@$(VENV)/bin/uv pip install --python $(SERVING_VENV)/bin/python -q --no-deps -e .
 	@touch $@
 
 # Both locks from pyproject.toml: the full one (platform and dev extras) and the serving one, a subset of the

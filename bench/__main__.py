@@ -16,7 +16,13 @@ from bench.common import RUNNER_ENV
 from propensity.paths import PROJECT_ROOT
 
 # In run order.
-BENCHMARKS: tuple[str, ...] = ("batch_features", "serving_latency", "model_quality", "streaming_freshness")
+BENCHMARKS: tuple[str, ...] = (
+    "batch_features",
+    "serving_footprint",
+    "serving_latency",
+    "model_quality",
+    "streaming_freshness",
+)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -239,9 +239,36 @@ def streaming_freshness(data: dict) -> str:
     return "\n".join(lines)
 
 
+def serving_footprint(data: dict) -> str:
+    arms = data["arms"]
+    labels = {
+        "before": f"before: `{data['meta'].get('before_revision')}`, full lock (what the old Dockerfile installed)",
+        "platform": "the platform's environment (requirements.lock), whole checkout",
+        "container": "the scoring container: requirements-serving.lock, the Dockerfile's code only",
+    }
+    rows = ["| environment | site-packages | packages | start to first /ping 200 (median, min-max) | RSS at ping |"]
+    rows.append("|---|---|---|---|---|")
+    for name in ("before", "platform", "container"):
+        if name in arms:
+            arm, t = arms[name], arms[name]["start_to_ping_s"]
+            rows.append(
+                f"| {labels[name]} | {arm['site_packages_mb']:,.0f} MB | {arm['packages']} | "
+                f"{t['median']:.2f} s ({t['min']:.2f}-{t['max']:.2f}) | {arm['rss_mb_at_ping']:,.0f} MB |"
+            )
+    r, meta = data["ratios"], data["meta"]
+    rows.append("")
+    rows.append(
+        f"{r['baseline'].capitalize()} / container: {r['site_packages']}x the installed size, {r['start_to_ping']}x the "
+        f"start-up time; {meta['runs_per_arm']} cold starts per arm, alternating. Generated {meta['generated_at']} by "
+        f"`{meta['command']}`."
+    )
+    return "\n".join(rows)
+
+
 RENDERERS = {
     "batch_features": batch_features,
     "model_quality": model_quality,
+    "serving_footprint": serving_footprint,
     "serving_latency": serving_latency,
     "streaming_freshness": streaming_freshness,
 }

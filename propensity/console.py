@@ -29,6 +29,7 @@ def quiet_console(log_path: Path) -> Iterator[Callable[[str], None]]:
     os.dup2(log.fileno(), 1)
     os.dup2(log.fileno(), 2)
     logging.captureWarnings(True)  # warnings become log records in the file, each once per place
+    saved_filters = warnings.filters[:]
     warnings.simplefilter("default")
     handler = logging.StreamHandler(log)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -45,6 +46,7 @@ def quiet_console(log_path: Path) -> Iterator[Callable[[str], None]]:
         sys.stderr.flush()
         root.removeHandler(handler)
         logging.captureWarnings(False)
+        warnings.filters[:] = saved_filters
         os.dup2(saved[0], 1)
         os.dup2(saved[1], 2)
         for fd in saved:

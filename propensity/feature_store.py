@@ -42,8 +42,12 @@ def feature_store_yaml(profile: str) -> Path:
     return path
 
 
-def repo_config(profile: str, *, home: Path, redis_url: str) -> RepoConfig:
-    """The profile's yaml with its variables filled in: PROPENSITY_HOME and FEAST_REDIS_CONNECTION_STRING."""
+def repo_config(profile: str, *, home: Path, redis_url: str, online_only: bool = False) -> RepoConfig:
+    """The profile's yaml with its variables filled in: PROPENSITY_HOME and FEAST_REDIS_CONNECTION_STRING.
+
+    `online_only`: for the scoring path, which reads the registry and the online store only. Its offline store
+    becomes Feast's plain file store, the one Feast carries without extras, so the scoring container needs neither
+    DuckDB nor Ibis (nothing there ever reads offline)."""
     path = feature_store_yaml(profile)
     values = {"PROPENSITY_HOME": str(home), "FEAST_REDIS_CONNECTION_STRING": feast_redis_connection_string(redis_url)}
 
@@ -53,17 +57,26 @@ def repo_config(profile: str, *, home: Path, redis_url: str) -> RepoConfig:
             raise ValueError(f"{path} uses ${{{name}}}, which the platform does not provide: {sorted(values)}")
         return values[name]
 
-    config = RepoConfig(**yaml.safe_load(_VARIABLE.sub(fill, path.read_text())))
+    raw = yaml.safe_load(_VARIABLE.sub(fill, path.read_text()))
+    if online_only:
+        raw["offline_store"] = {"type": "file"}
+    config = RepoConfig(**raw)
     config.repo_path = FEATURE_REPO_DIR
     return config
 
 
 def open_feature_store(
-    profile: str | None = None, *, redis_url: str | None = None, settings: Settings | None = None
+    profile: str | None = None,
+    *,
+    redis_url: str | None = None,
+    settings: Settings | None = None,
+    online_only: bool = False,
 ) -> FeatureStore:
-    """The feature store of `profile` (default: the settings' profile); `redis_url` overrides the settings' URL."""
+    """The feature store of `profile` (default: the settings' profile); `redis_url` overrides the settings' URL;
+    `online_only` for the scoring path (see `repo_config`)."""
     settings = settings or current_settings()
     profile = profile or settings.profile
     (settings.home / "feast").mkdir(parents=True, exist_ok=True)
-    repo = repo_config(profile, home=settings.home, redis_url=redis_url or settings.redis_url)
+    redis_url = redis_url or settings.redis_url
+    repo = repo_config(profile, home=settings.home, redis_url=redis_url, online_only=online_only)
     return FeatureStore(repo_path=str(FEATURE_REPO_DIR), config=repo)

@@ -60,6 +60,9 @@ def main() -> int:
     if not os.environ.get("DAGSTER_HOME"):
         print("[demo] DAGSTER_HOME is not set: run `make demo`, or export DAGSTER_HOME=var/dagster", file=sys.stderr)
         return 2
+    dagster_home = Path(os.environ["DAGSTER_HOME"])
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    (dagster_home / "dagster.yaml").touch()  # SQLite instance storage under the state directory
     log_path = logs_dir() / "demo.log"
     step = Step()
     with quiet_console(log_path) as say:

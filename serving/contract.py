@@ -5,6 +5,9 @@ Request: one object or a batch
     {"instances": [{"session_id": "s1", "user_id": "u1"}, ...]}
 Response: {"predictions": [{"session_id", "user_id", "propensity", "model_version", "variant",
            "feature_age_s": {view: seconds or null}, "fallback": bool, "fallback_reason": str or null}, ...]}
+
+Validation is by hand, in one pass over the parsed body: a schema library per request would cost more than the
+scoring. `serving.openapi` publishes the same rules as an OpenAPI document built from the constants below.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from dataclasses import dataclass
 MAX_BATCH = 100
 MAX_BODY_BYTES = 256 * 1024
 MAX_ID_LENGTH = 256
-INSTANCE_FIELDS = frozenset({"session_id", "user_id"})
-REQUEST_FIELDS = frozenset({"instances"})
+ID_FIELDS = ("session_id", "user_id")
+BATCH_FIELD = "instances"
+INSTANCE_FIELDS = frozenset(ID_FIELDS)
+REQUEST_FIELDS = frozenset({BATCH_FIELD})
 
 
 class BadRequest(ValueError):
@@ -34,21 +39,88 @@ class ScoringRequest:
     user_id: str
 
 
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object whose names repeat is ambiguous (which session_id was meant?), so it is refused."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate key {key!r}")
+            seen.add(key)
+    return obj
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON value")
+
+
+# Built once: json.loads with options would build a decoder per call.
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+
+
+def check_content_length(header: bytes | None) -> None:
+    """Refuse a request on its Content-Length alone, before any of the body is read (a 200 MB body is never read)."""
+    if header is None:
+        return
+    digits = header.strip()
+    if not digits.isdigit():  # bytes.isdigit: ASCII digits only
+        raise BadRequest(400, f"Content-Length {digits[:40].decode('latin-1')!r} is not a number of bytes")
+    digits = digits.lstrip(b"0") or b"0"
+    # the length test first: int() refuses strings of more than 4300 digits
+    if len(digits) > len(str(MAX_BODY_BYTES)) or int(digits) > MAX_BODY_BYTES:
+        raise BadRequest(413, f"request body of {digits[:40].decode()} bytes exceeds {MAX_BODY_BYTES}")
+
+
+def _describe(value) -> str:
+    """A wrong value, short, for a message. Containers by kind only: spelling a deeply nested one would recurse."""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    return json.dumps(value)[:40]
+
+
 def _instance(value, where: str) -> ScoringRequest:
     if not isinstance(value, dict):
         raise BadRequest(422, f"{where} must be an object with session_id and user_id, got {type(value).__name__}")
     unknown = sorted(set(value) - INSTANCE_FIELDS)
     if unknown:
         raise BadRequest(422, f"{where} has unknown field(s) {unknown}: only {sorted(INSTANCE_FIELDS)} are accepted")
-    for field in ("session_id", "user_id"):
+    for field in ID_FIELDS:
         if field not in value:
             raise BadRequest(422, f"{where} is missing {field}")
         item = value[field]
         if not isinstance(item, str) or not item:
-            raise BadRequest(422, f"{where}.{field} must be a non-empty string, got {json.dumps(item)[:40]}")
+            raise BadRequest(422, f"{where}.{field} must be a non-empty string, got {_describe(item)}")
         if len(item) > MAX_ID_LENGTH:
             raise BadRequest(422, f"{where}.{field} is longer than {MAX_ID_LENGTH} characters")
+        if not item.isascii():
+            # JSON's \ud800 escape yields a lone surrogate, which the online store's key encoding cannot write.
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as error:
+                raise BadRequest(
+                    422,
+                    f"{where}.{field} cannot be encoded as UTF-8: it holds a lone surrogate "
+                    f"(\\u{ord(item[error.start]):04x} at character {error.start}); send whole characters",
+                ) from None
     return ScoringRequest(session_id=value["session_id"], user_id=value["user_id"])
+
+
+def _parse_json(body: bytes):
+    if not body:
+        raise BadRequest(400, "request body is empty: send one object or {'instances': [...]} as JSON")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise BadRequest(400, f"request body is not valid JSON: it is not UTF-8 (byte {error.start})") from None
+    try:
+        return _DECODER.decode(text)
+    except RecursionError:
+        raise BadRequest(400, "request body is not valid JSON for this API: it is nested too deeply") from None
+    except ValueError as error:  # syntax, duplicate keys, NaN/Infinity, integers over Python's digit limit
+        raise BadRequest(400, f"request body is not valid JSON: {error}") from None
 
 
 def parse_request(body: bytes, content_type: str | None) -> tuple[list[ScoringRequest], bool]:
@@ -57,15 +129,12 @@ def parse_request(body: bytes, content_type: str | None) -> tuple[list[ScoringRe
         raise BadRequest(415, f"content type {content_type!r} is not supported: send application/json")
     if len(body) > MAX_BODY_BYTES:
         raise BadRequest(413, f"request body of {len(body)} bytes exceeds {MAX_BODY_BYTES}")
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise BadRequest(400, f"request body is not valid JSON: {error}") from None
-    if isinstance(payload, dict) and "instances" in payload:
+    payload = _parse_json(body)
+    if isinstance(payload, dict) and BATCH_FIELD in payload:
         unknown = sorted(set(payload) - REQUEST_FIELDS)
         if unknown:
             raise BadRequest(422, f"unknown top-level field(s) {unknown}: send {{'instances': [...]}}")
-        instances = payload["instances"]
+        instances = payload[BATCH_FIELD]
         if not isinstance(instances, list) or not instances:
             raise BadRequest(422, "instances must be a non-empty list")
         if len(instances) > MAX_BATCH:

@@ -349,4 +349,5 @@ def open_online_feature_reader(profile: str, *, redis_url: str | None = None, **
     """The reader of a platform profile (`local`: SQLite, `redis`: Redis at REDIS_URL, or `redis_url`)."""
     from propensity.feature_store import open_feature_store
 
-    return OnlineFeatureReader(open_feature_store(profile, redis_url=redis_url), profile=profile, **kwargs)
+    store = open_feature_store(profile, redis_url=redis_url, online_only=True)
+    return OnlineFeatureReader(store, profile=profile, **kwargs)

@@ -23,6 +23,7 @@ from propensity.models.artifact import ModelRegistry, load_artifact
 from propensity.settings import settings
 from serving.endpoint_state import EndpointFiles
 from serving.online_features import OnlineFeatureReader, open_online_feature_reader
+from serving.openapi import openapi_json
 from serving.scorer import Scorer
 from serving.server import AsgiApp, InferenceApp, InferenceLog, Metrics, json_response, run_server
 
@@ -111,6 +112,8 @@ class VariantRouter(AsgiApp):
             return (200, b"", b"text/plain") if self._names else json_response(503, {"error": "no variant deployed"})
         if path == "/metrics" and method == "GET":
             return 200, generate_latest(self.metrics.registry), CONTENT_TYPE_LATEST.encode()
+        if path == "/openapi.json" and method == "GET":
+            return 200, openapi_json(), b"application/json"
         if path == "/invocations":
             if method != "POST":
                 return json_response(405, {"error": "use POST /invocations"})

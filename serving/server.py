@@ -2,7 +2,9 @@
 
 A plain ASGI app on uvicorn: no framework layer between the socket and the scorer, because the budget is a 2 ms p99.
 Bad input is a 4xx with a reason; an unexpected error is a 500 with a reason and never takes the server down.
-Every scored row goes to the inference log (JSON lines, written by a background thread off the request path).
+A body over the contract's limit is refused on its Content-Length before any of it is read, or as soon as a chunked
+body passes the limit. Every scored row goes to the inference log (JSON lines, written by a background thread off
+the request path). `GET /openapi.json` answers the contract as an OpenAPI document (`serving.openapi`).
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from propensity.paths import home
 from propensity.settings import settings
-from serving.contract import BadRequest, parse_request
+from serving.contract import MAX_BODY_BYTES, BadRequest, check_content_length, parse_request
+from serving.openapi import openapi_json
 from serving.scorer import Scorer
 
 LOG = logging.getLogger("propensity.serving")
 SAGEMAKER_MODEL_DIR = "/opt/ml/model"  # where SageMaker extracts model.tar.gz
+ROUTES = {"/ping": "GET", "/invocations": "POST", "/metrics": "GET", "/openapi.json": "GET"}  # path -> its method
 
 
 class InferenceLog:
@@ -80,6 +84,35 @@ def json_response(status: int, payload) -> tuple[int, bytes, bytes]:
     return status, json.dumps(payload, separators=(",", ":")).encode(), b"application/json"
 
 
+def no_route(method: str, path: str) -> tuple[int, bytes, bytes]:
+    """405 for a known path asked with another method (the Allow header names the right one), else 404."""
+    if path in ROUTES:
+        return json_response(405, {"error": f"use {ROUTES[path]} {path}"})
+    return json_response(404, {"error": f"no route {method} {path}: use GET /ping or POST /invocations"})
+
+
+class ClientGone(Exception):
+    """The client disconnected before its request body arrived: there is no one to answer."""
+
+
+async def read_body(receive, content_length: bytes | None) -> bytes:
+    """The request body, refused (BadRequest) on its Content-Length before any is read, or as soon as the running
+    total passes the limit: an oversized body is never held in memory."""
+    check_content_length(content_length)
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise BadRequest(413, f"request body exceeds {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
 class AsgiApp:
     """The ASGI plumbing shared by one-model servers and the endpoint runtime's variant router: subclasses answer
     `handle(method, path, body, headers) -> (status, body, content type)`."""
@@ -95,15 +128,33 @@ class AsgiApp:
                     return
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        status, payload, content_type = self.handle(scope["method"], scope["path"], body, dict(scope["headers"]))
-        await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", content_type)]})
+        headers = dict(scope["headers"])
+        try:
+            body = await read_body(receive, headers.get(b"content-length"))
+        except ClientGone:
+            return
+        except BadRequest as error:
+            # The rest of the body stays unread: close the connection, or uvicorn would go on reading and
+            # discarding it for as long as the client sends.
+            status, payload, content_type = self.refuse(error)
+            await self._respond(send, scope["path"], status, payload, content_type, close=True)
+            return
+        status, payload, content_type = self.handle(scope["method"], scope["path"], body, headers)
+        await self._respond(send, scope["path"], status, payload, content_type)
+
+    @staticmethod
+    async def _respond(send, path: str, status: int, payload: bytes, content_type: bytes, close: bool = False):
+        headers = [(b"content-type", content_type), (b"content-length", b"%d" % len(payload))]
+        if status == 405 and path in ROUTES:
+            headers.append((b"allow", ROUTES[path].encode()))  # RFC 9110: a 405 names the methods that work
+        if close:
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
+
+    def refuse(self, error: BadRequest) -> tuple[int, bytes, bytes]:
+        """The answer to a request refused before its body was read (too large, Content-Length not a number)."""
+        return json_response(error.status, {"error": error.message})
 
     def handle(self, method: str, path: str, body: bytes, headers: dict[bytes, bytes]) -> tuple[int, bytes, bytes]:
         raise NotImplementedError
@@ -120,13 +171,16 @@ class InferenceApp(AsgiApp):
     def handle(self, method: str, path: str, body: bytes, headers: dict[bytes, bytes]) -> tuple[int, bytes, bytes]:
         if path == "/ping" and method == "GET":
             return 200, b"", b"text/plain"
+        if path == "/invocations" and method == "POST":
+            return self.invoke(body, headers)
         if path == "/metrics" and method == "GET":
             return 200, generate_latest(self.metrics.registry), CONTENT_TYPE_LATEST.encode()
-        if path == "/invocations":
-            if method != "POST":
-                return json_response(405, {"error": "use POST /invocations"})
-            return self.invoke(body, headers)
-        return json_response(404, {"error": f"no route {method} {path}: use GET /ping or POST /invocations"})
+        if path == "/openapi.json" and method == "GET":
+            return 200, openapi_json(), b"application/json"
+        return no_route(method, path)
+
+    def refuse(self, error: BadRequest) -> tuple[int, bytes, bytes]:
+        return self._error(error.status, error.message, time.perf_counter())  # counted and logged like any 4xx
 
     def invoke(self, body: bytes, headers: dict[bytes, bytes]) -> tuple[int, bytes, bytes]:
         started = time.perf_counter()
@@ -176,7 +230,9 @@ class InferenceApp(AsgiApp):
         return json_response(status, {"error": message})
 
 
-def build_app(model_dir: str | Path | None = None, profile: str | None = None, variant: str | None = None) -> InferenceApp:
+def build_app(
+    model_dir: str | Path | None = None, profile: str | None = None, variant: str | None = None
+) -> InferenceApp:
     """Load the artifact (SageMaker mounts it at /opt/ml/model; locally the registry's champion) and the reader."""
     from propensity.models.artifact import ModelRegistry, load_artifact
     from serving.online_features import open_online_feature_reader

@@ -1,8 +1,10 @@
 """The inference server over real HTTP: SageMaker contract, parity with the model, fallbacks, 4xx on bad input."""
 
 import json
+import socket
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -26,8 +28,12 @@ pytestmark = pytest.mark.spark
 
 
 def _serve(app) -> tuple[str, uvicorn.Server]:
+    """The app under uvicorn in a thread, with the protocol and loop `run_server` uses in production."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", http="httptools", loop="uvloop"
+    )
+    server = uvicorn.Server(config)
     threading.Thread(target=server.run, daemon=True).start()
     for _ in range(200):
         if server.started:
@@ -36,9 +42,9 @@ def _serve(app) -> tuple[str, uvicorn.Server]:
     raise RuntimeError("the server did not start")
 
 
-@pytest.fixture
-def served(feature_lake, tmp_path):  # noqa: F811
-    users, sessions = feature_lake
+def materialise_and_train(users: pd.DataFrame, sessions: pd.DataFrame, model_dir: Path):
+    """The lake materialised into the local online store, and a small real model trained on its point-in-time
+    features: (artifact, store)."""
     store = open_feature_store("local")
     store.apply(FEAST_OBJECTS)
     start = min(users["feature_timestamp"].min(), sessions["event_timestamp"].min()).to_pydatetime()
@@ -59,7 +65,7 @@ def served(feature_lake, tmp_path):  # noqa: F811
     calibrator, _ = choose_calibrator(booster.predict(X[half:], raw_score=True), y[half:])
     artifact = load_artifact(
         write_artifact(
-            tmp_path / "model",
+            model_dir,
             booster=booster,
             calibrator=calibrator,
             baseline=fit_logistic_baseline(X, y),
@@ -68,6 +74,13 @@ def served(feature_lake, tmp_path):  # noqa: F811
             metrics={},
         )
     )
+    return artifact, store
+
+
+@pytest.fixture
+def served(feature_lake, tmp_path):  # noqa: F811
+    users, sessions = feature_lake
+    artifact, store = materialise_and_train(users, sessions, tmp_path / "model")
     log = InferenceLog(tmp_path / "inference.log")
     app = InferenceApp(Scorer(artifact, open_online_feature_reader("local")), log)
     url, server = _serve(app)
@@ -110,24 +123,77 @@ def test_ping_single_and_batch_scores_equal_the_model_on_feast_features(served):
 
 
 @pytest.mark.parametrize(
-    ("body", "headers", "status"),
+    ("body", "headers", "status", "says"),
     [
-        (b"{not json", {"content-type": "application/json"}, 400),
-        (b'{"session_id": 1, "user_id": "u"}', {"content-type": "application/json"}, 422),
-        (b'{"session_id": "s", "user_id": "u", "extra": true}', {"content-type": "application/json"}, 422),
+        (b"{not json", {"content-type": "application/json"}, 400, "not valid JSON"),
+        (b'{"session_id": 1, "user_id": "u"}', {"content-type": "application/json"}, 422, "non-empty string"),
+        (b'{"session_id": "s", "user_id": "u", "extra": true}', {"content-type": "application/json"}, 422, "unknown"),
         (
             json.dumps({"instances": [{"session_id": "s", "user_id": "u"}] * 101}).encode(),
             {"content-type": "application/json"},
             413,
+            "exceeds the limit of 100",
         ),
-        (b"s,u", {"content-type": "text/csv"}, 415),
+        (b"s,u", {"content-type": "text/csv"}, 415, "send application/json"),
+        # measured on main before the fix: 500 UnicodeEncodeError from the online store's key encoding
+        (b'{"session_id": "\\ud800", "user_id": "u1"}', {}, 422, "session_id cannot be encoded as UTF-8"),
+        # measured on main before the fix: 500 RecursionError
+        (b"[" * 100_000 + b"]" * 100_000, {}, 400, "nested too deeply"),
     ],
 )
-def test_bad_input_gets_a_4xx_with_a_message(served, body, headers, status):
+def test_bad_input_gets_a_4xx_with_a_message(served, body, headers, status, says):
     url = served[0]
     response = requests.post(f"{url}/invocations", data=body, headers=headers, timeout=5)
     assert response.status_code == status
-    assert response.json()["error"]
+    assert says in response.json()["error"]
+    assert requests.get(f"{url}/ping", timeout=5).status_code == 200  # still up
+
+
+def _send_and_read(url: str, head: bytes, body_part: bytes, timeout_s: float = 5.0) -> tuple[bytes, float | None, bool]:
+    """Send request headers and the first part of a body over a raw socket, then read until the server closes:
+    (what came back, seconds until the answer started, whether the server closed the connection)."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout_s) as sock:
+        started = time.monotonic()
+        sock.sendall(head + body_part)
+        answer, answered_after, closed = b"", None, False
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionResetError:  # closed with our unread bytes in its buffer: a reset after the answer
+                closed = True
+                break
+            except TimeoutError:
+                break
+            if answered_after is None:
+                answered_after = time.monotonic() - started
+            if not chunk:
+                closed = True
+                break
+            answer += chunk
+    return answer, answered_after, closed
+
+
+@pytest.mark.parametrize(
+    ("framing", "first_part"),
+    [
+        # headers declaring 200 MB, then 4 KB of it: refused on the headers (main read all 200 MB first, for 46 s)
+        (b"Content-Length: 200000000", b"x" * 4096),
+        # no length up front: refused as soon as the running total passes the limit, with the rest never sent
+        (b"Transfer-Encoding: chunked", b"".join(b"%x\r\n%s\r\n" % (8192, b" " * 8192) for _ in range(40))),
+    ],
+)
+def test_an_oversized_body_is_refused_at_once_without_being_read(served, framing, first_part):
+    url = served[0]
+    head = b"POST /invocations HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n" + framing
+    answer, answered_after, closed = _send_and_read(url, head + b"\r\n\r\n", first_part)
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line == b"HTTP/1.1 413 Request Entity Too Large", answer[:300]
+    response_headers, _, body = rest.partition(b"\r\n\r\n")
+    assert "exceeds" in json.loads(body)["error"]
+    assert b"connection: close" in response_headers.lower()
+    assert answered_after is not None and answered_after < 5.0  # loose: it is milliseconds, but CI is slow
+    assert closed, "the server must close the connection rather than go on reading the body"
     assert requests.get(f"{url}/ping", timeout=5).status_code == 200  # still up
 
 

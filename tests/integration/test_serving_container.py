@@ -1,5 +1,6 @@
 """The scoring container's process: `serve` runs and scores without loading Dagster, Spark or the platform's other
-layers, in the platform's environment and in the slim one the container installs (requirements-serving.lock)."""
+layers, in the platform's environment, and in the container's own: the slim environment of requirements-serving.lock
+with only the code the Dockerfile copies."""
 
 import json
 import os
@@ -11,6 +12,7 @@ import pytest
 
 from propensity.settings import PROJECT_ROOT
 from serving.contract import ScoringRequest
+from serving.control.container import container_tree
 from serving.control.endpoint import free_port
 from serving.online_features import open_online_feature_reader
 from serving.scorer import Scorer
@@ -50,7 +52,7 @@ runpy.run_module("serving.server", run_name="__main__")
 """
 
 
-def _probe(python: Path, served, tmp_path) -> dict:  # noqa: F811
+def _probe(python: Path, served, tmp_path, code_root: Path = PROJECT_ROOT) -> dict:  # noqa: F811
     _, artifact, _, sessions, _ = served
     session = sessions.sort_values("event_timestamp").iloc[-1]
     out = tmp_path / "probe.json"
@@ -65,7 +67,7 @@ def _probe(python: Path, served, tmp_path) -> dict:  # noqa: F811
         "PROBE_OUT": str(out),
     }
     done = subprocess.run(
-        [str(python), "-c", PROBE], env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=180
+        [str(python), "-c", PROBE], env=env, cwd=code_root, capture_output=True, text=True, timeout=180
     )
     assert done.returncode == 0 and out.exists(), done.stderr[-3000:]
     result = json.loads(out.read_text())
@@ -84,11 +86,13 @@ def _loaded(modules: list[str], packages: tuple[str, ...]) -> list[str]:
 def test_serve_loads_no_dagster_spark_or_platform_layer(served, tmp_path):  # noqa: F811
     result = _probe(Path(sys.executable), served, tmp_path)
     assert _loaded(result["modules"], NEVER_LOADED) == []
-    assert "serving.server" in result["modules"] and "serving.control" not in result["modules"]
+    assert "serving.scorer" in result["modules"] and "serving.control" not in result["modules"]
 
 
-def test_the_slim_serving_environment_has_none_of_the_platform_and_serves(served, tmp_path):  # noqa: F811
+def test_the_container_environment_has_none_of_the_platform_and_serves(served, tmp_path):  # noqa: F811
     assert SERVING_PYTHON.exists(), f"{SERVING_PYTHON} is missing: run make serving-env (make test does)"
-    result = _probe(SERVING_PYTHON, served, tmp_path)
+    code = container_tree(tmp_path / "program")
+    assert sorted(p.name for p in code.iterdir()) == ["feature_repo", "propensity", "serving"]
+    result = _probe(SERVING_PYTHON, served, tmp_path, code_root=code)
     assert [name for name, present in result["installed"].items() if present] == []
     assert _loaded(result["modules"], NOT_IN_THE_CONTAINER + NEVER_LOADED) == []

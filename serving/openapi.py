@@ -1,0 +1,269 @@
+"""The inference server's contract as an OpenAPI 3.0 document, built from `serving.contract`'s own constants.
+
+Both servers answer it at `GET /openapi.json` (the inference server and the endpoint runtime's router); the committed
+copy is `docs/openapi.json`, which a unit test keeps equal to this module's output. Regenerate it with
+`python -m serving.openapi > docs/openapi.json`. The servers validate by hand (`serving.contract`); this document
+describes that validation, it is never run on the request path.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+
+from serving.contract import BATCH_FIELD, ID_FIELDS, MAX_BATCH, MAX_BODY_BYTES, MAX_ID_LENGTH
+
+TARGET_VARIANT_HEADER = "X-Amzn-SageMaker-Target-Variant"
+ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _error_response(description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": ERROR}}}
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/responses/{name}"}
+
+
+def openapi_document() -> dict:
+    ids = {
+        field: {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_ID_LENGTH,
+            "description": f"The {field.split('_')[0]}'s id: Unicode text of 1 to {MAX_ID_LENGTH} characters "
+            "(a lone surrogate is refused with 422).",
+        }
+        for field in ID_FIELDS
+    }
+    schemas = {
+        "Instance": {
+            "type": "object",
+            "description": "One decision point to score.",
+            "required": list(ID_FIELDS),
+            "properties": ids,
+            "additionalProperties": False,
+        },
+        "Batch": {
+            "type": "object",
+            "description": f"Up to {MAX_BATCH} decision points, scored in one online-store round trip.",
+            "required": [BATCH_FIELD],
+            "properties": {
+                BATCH_FIELD: {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": MAX_BATCH,
+                    "items": {"$ref": "#/components/schemas/Instance"},
+                }
+            },
+            "additionalProperties": False,
+        },
+        "Prediction": {
+            "type": "object",
+            "description": "One scored row. `fallback` says whether the model scored without all its features.",
+            "required": [
+                *ID_FIELDS,
+                "propensity",
+                "model_version",
+                "variant",
+                "feature_age_s",
+                "fallback",
+                "fallback_reason",
+            ],
+            "properties": {
+                **{field: {"type": "string"} for field in ID_FIELDS},
+                "propensity": {
+                    "type": "number",
+                    "minimum": 0,
+                    "maximum": 1,
+                    "description": "The calibrated probability of a purchase in this session.",
+                },
+                "model_version": {"type": "string", "description": "The model version that scored the row."},
+                "variant": {"type": "string", "description": "The production variant that answered."},
+                "feature_age_s": {
+                    "type": "object",
+                    "description": "Per feature view: seconds since the served row's event time, null when the "
+                    "online store held no row.",
+                    "additionalProperties": {"type": "number", "nullable": True},
+                },
+                "fallback": {"type": "boolean"},
+                "fallback_reason": {
+                    "type": "string",
+                    "nullable": True,
+                    "description": "Why features were missing (no row, online store unavailable); null otherwise.",
+                },
+            },
+            "additionalProperties": False,
+        },
+        "Predictions": {
+            "type": "object",
+            "description": "A batch's answer: one prediction per instance, in request order.",
+            "required": ["predictions"],
+            "properties": {"predictions": {"type": "array", "items": {"$ref": "#/components/schemas/Prediction"}}},
+            "additionalProperties": False,
+        },
+        "Error": {
+            "type": "object",
+            "description": "What was wrong and what to send instead.",
+            "required": ["error"],
+            "properties": {"error": {"type": "string", "minLength": 1}},
+            "additionalProperties": False,
+        },
+    }
+    responses = {
+        "BadRequest": _error_response(
+            "The body is empty, not UTF-8 or not JSON (syntax, duplicate keys, NaN or Infinity, nesting too deep, "
+            "numbers too long), the Content-Length is not a number, or the router has no such target variant."
+        ),
+        "NotFound": _error_response("No such path."),
+        "MethodNotAllowed": {
+            **_error_response("The path exists but not with this method; `Allow` names the one it takes."),
+            "headers": {"Allow": {"required": True, "schema": {"type": "string"}}},
+        },
+        "PayloadTooLarge": _error_response(
+            f"The body is over {MAX_BODY_BYTES} bytes (refused on its Content-Length before it is read, or as soon "
+            f"as a chunked body passes the limit; the connection is then closed) or the batch has more than "
+            f"{MAX_BATCH} instances."
+        ),
+        "UnsupportedMediaType": _error_response("The Content-Type is not application/json."),
+        "UnprocessableEntity": _error_response(
+            "Valid JSON of the wrong shape: not an object, a missing or unknown field, an id that is not a "
+            f"non-empty string of at most {MAX_ID_LENGTH} characters or not encodable as UTF-8, or "
+            f"`{BATCH_FIELD}` not a non-empty list of objects."
+        ),
+        "ServerError": _error_response("Scoring failed unexpectedly; the server stays up."),
+        "Unavailable": _error_response("The endpoint runtime's router has no variant deployed."),
+    }
+    invocations = {
+        "post": {
+            "operationId": "invoke",
+            "summary": "Score one decision point or a batch",
+            "description": f"SageMaker's inference contract. A single object gets a single prediction, a batch "
+            f"(`{BATCH_FIELD}`) gets `predictions` in the same order. Bodies over {MAX_BODY_BYTES} bytes are "
+            "refused with 413.",
+            "parameters": [
+                {
+                    "name": TARGET_VARIANT_HEADER,
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string"},
+                    "description": "Endpoint runtime's router only: the production variant to answer, instead of "
+                    "one drawn by traffic weight (400 if the endpoint has no such variant). A single-model server "
+                    "ignores it.",
+                }
+            ],
+            "requestBody": {
+                "required": True,
+                "description": f"JSON (UTF-8), at most {MAX_BODY_BYTES} bytes.",
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "oneOf": [
+                                {"$ref": "#/components/schemas/Instance"},
+                                {"$ref": "#/components/schemas/Batch"},
+                            ]
+                        },
+                        "examples": {
+                            "single": {"value": {"session_id": "s1", "user_id": "u1"}},
+                            "batch": {
+                                "value": {
+                                    BATCH_FIELD: [
+                                        {"session_id": "s1", "user_id": "u1"},
+                                        {"session_id": "s2", "user_id": "u1"},
+                                    ]
+                                }
+                            },
+                        },
+                    }
+                },
+            },
+            "responses": {
+                "200": {
+                    "description": "Scored.",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "oneOf": [
+                                    {"$ref": "#/components/schemas/Prediction"},
+                                    {"$ref": "#/components/schemas/Predictions"},
+                                ]
+                            }
+                        }
+                    },
+                },
+                "400": _ref("BadRequest"),
+                "413": _ref("PayloadTooLarge"),
+                "415": _ref("UnsupportedMediaType"),
+                "422": _ref("UnprocessableEntity"),
+                "500": _ref("ServerError"),
+                "503": _ref("Unavailable"),
+            },
+        }
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Purchase-propensity inference",
+            "version": "1",
+            "description": "The SageMaker inference-container contract served by `serving.server` (one model) and "
+            '`serving.router` (an endpoint\'s variants). Every error is a JSON `{"error": ...}`: an unknown path '
+            "is 404, a known path with another method is 405 with `Allow`, and a request body over "
+            f"{MAX_BODY_BYTES} bytes is 413 on any path.",
+        },
+        "paths": {
+            "/ping": {
+                "get": {
+                    "operationId": "ping",
+                    "summary": "Health check",
+                    "responses": {
+                        "200": {
+                            "description": "Ready to score (empty body).",
+                            "content": {"text/plain": {"schema": {"type": "string", "maxLength": 0}}},
+                        },
+                        "503": _ref("Unavailable"),
+                    },
+                }
+            },
+            "/invocations": invocations,
+            "/metrics": {
+                "get": {
+                    "operationId": "metrics",
+                    "summary": "Prometheus metrics",
+                    "responses": {
+                        "200": {
+                            "description": "Latency, score and fallback histograms and error counts, per variant.",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "operationId": "openapi",
+                    "summary": "This document",
+                    "responses": {
+                        "200": {
+                            "description": "The OpenAPI document.",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        }
+                    },
+                }
+            },
+        },
+        "components": {"schemas": schemas, "responses": responses},
+    }
+
+
+def render() -> str:
+    """The committed form (docs/openapi.json): pretty, sorted keys, a trailing newline."""
+    return json.dumps(openapi_document(), indent=2, sort_keys=True) + "\n"
+
+
+@functools.cache
+def openapi_json() -> bytes:
+    """What `GET /openapi.json` answers, built once per process."""
+    return json.dumps(openapi_document(), separators=(",", ":"), sort_keys=True).encode()
+
+
+if __name__ == "__main__":
+    print(render(), end="")
