@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         code = subprocess.run([sys.executable, "-m", f"bench.{name}", *forwarded], cwd=PROJECT_ROOT, env=env).returncode
         print(
-            f"=== bench.{name}: {'ok' if code == 0 else f'FAILED (exit {code})'} in {time.perf_counter() - start:.0f} s",
+            f"=== bench.{name}: {'ok' if code == 0 else f'FAILED (exit {code})'} "
+            f"in {time.perf_counter() - start:.0f} s",
             flush=True,
         )
         if code != 0:

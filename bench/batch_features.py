@@ -51,9 +51,9 @@ RSS_NOTE = (
     "peak_rss_mb = peak of the summed RSS of the process tree (psutil, every 50 ms, reset at each stage start). "
     "Spark stages: the Python driver + the Spark JVM (driver and local executors, so it includes the JVM's resident "
     "heap, which once committed is rarely returned, so later stages and sizes carry earlier high-water marks) + the "
-    "PySpark Python workers (forked, so pages they share with their daemon are counted per process); children under 1 s "
-    "old that still run their parent's command line (the JVM forks a `chmod` per file Hadoop writes) are skipped: they "
-    "would count the JVM's pages twice. raw_events and "
+    "PySpark Python workers (forked, so pages they share with their daemon are counted per process); children under "
+    "1 s old that still run their parent's command line (the JVM forks a `chmod` per file Hadoop writes) are skipped: "
+    "they would count the JVM's pages twice. raw_events and "
     "the pandas baseline run in a fresh child process per size (no JVM), with the simulator output already in memory "
     "for raw_events. A thread samples less often while pandas holds the GIL (rss_samples says how many were taken), so "
     "each entry also has hwm_rss_mb: the kernel's peak RSS (VmHWM, reset per stage via /proc/<pid>/clear_refs) summed "
@@ -306,8 +306,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             startup_s = time.perf_counter() - spark_timer
             jvm_heap_mb = spark.sparkContext._jvm.java.lang.Runtime.getRuntime().maxMemory() / 2**20
             print(
-                f"spark up in {startup_s:.1f} s (master {config['spark.master']}, driver memory {config['spark.driver.memory']}, "
-                f"JVM max heap {jvm_heap_mb:,.0f} MB)",
+                f"spark up in {startup_s:.1f} s (master {config['spark.master']}, driver memory "
+                f"{config['spark.driver.memory']}, JVM max heap {jvm_heap_mb:,.0f} MB)",
                 flush=True,
             )
             with RssSampler() as sampler:
@@ -329,8 +329,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     key = str(n)
                     stages["raw_events"][key] = info["raw_events"]
                     print(
-                        f"simulated {n:,} events ({info['users']:,} users x {info['days']} days) in {info['simulate_s']:.1f} s; "
-                        f"raw_events {info['raw_events']['seconds']:.1f} s",
+                        f"simulated {n:,} events ({info['users']:,} users x {info['days']} days) in "
+                        f"{info['simulate_s']:.1f} s; raw_events {info['raw_events']['seconds']:.1f} s",
                         flush=True,
                     )
 
@@ -346,7 +346,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     base = _run_worker("baseline", home, events=n)
                     baseline[key] = base["sessions"]
                     print(
-                        f"pandas sessions {base['sessions']['seconds']:.1f} s, foreign CPU {base['sessions']['foreign_cpu_pct']:.0f} %",
+                        f"pandas sessions {base['sessions']['seconds']:.1f} s, foreign CPU "
+                        f"{base['sessions']['foreign_cpu_pct']:.0f} %",
                         flush=True,
                     )
 
@@ -394,8 +395,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "contended": contended(stages, baseline),
                 "events_per_s_note": "input (raw) events / wall seconds of the stage, parquet read and write included; "
                 "simulation and Spark start-up excluded",
-                "workload": f"simulator seed {args.seed}, {args.days} days from {START_DATE}, users scaled to the target; "
-                "session_id nulled so both sessionisers cut at the 30-minute gap",
+                "workload": f"simulator seed {args.seed}, {args.days} days from {START_DATE}, users scaled to the "
+                "target; session_id nulled so both sessionisers cut at the 30-minute gap",
                 "sizes": per_size,
                 **run_meta(NAME, args.quick),
             }
@@ -454,8 +455,8 @@ def print_summary(result: dict[str, Any]) -> None:
     )
     meta = result["meta"]
     print(
-        f"spark start-up {meta['spark_startup_s']:.1f} s, driver memory {meta['driver_memory']}, {meta['cores']} cores, "
-        f"master {meta['spark_master']}; whole run {meta['wall_s']:.0f} s"
+        f"spark start-up {meta['spark_startup_s']:.1f} s, driver memory {meta['driver_memory']}, {meta['cores']} "
+        f"cores, master {meta['spark_master']}; whole run {meta['wall_s']:.0f} s"
     )
     if meta.get("contended"):
         print(

@@ -94,10 +94,12 @@ def print_run_end(meta: dict[str, Any]) -> None:
     """The last lines of a summary: budget verdicts, load, whole-run time, and phases other work competed with."""
     for name, verdict in meta.get("budgets", {}).items():
         print(
-            f"budget {name}: {'yes' if verdict['pass'] else 'NO'} { ({k: v for k, v in verdict.items() if k != 'pass'}) }"
+            f"budget {name}: {'yes' if verdict['pass'] else 'NO'} "
+            f"{ ({k: v for k, v in verdict.items() if k != 'pass'}) }"
         )
     print(
-        f"load average at start {meta['load_average_at_start']}, at end {meta['load_average_at_end']}; whole run {meta['wall_s']:.0f} s"
+        f"load average at start {meta['load_average_at_start']}, at end {meta['load_average_at_end']}; whole run "
+        f"{meta['wall_s']:.0f} s"
     )
     if meta.get("contended"):
         print(

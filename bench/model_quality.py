@@ -412,8 +412,8 @@ def run_pipeline_dataset(
     counts = _lake_counts(home)
     failed_checks = [k for k, v in (summary or {}).get("checks", {}).items() if not v]
     print(
-        f"  demo: exit {code}, {demo_s:.0f} s, peak tree RSS {demo_rss:,.0f} MB, {counts.get('raw_events', 0):,} events, "
-        f"{counts.get('session_prefix_features', 0):,} decision points; "
+        f"  demo: exit {code}, {demo_s:.0f} s, peak tree RSS {demo_rss:,.0f} MB, {counts.get('raw_events', 0):,} "
+        f"events, {counts.get('session_prefix_features', 0):,} decision points; "
         + (f"failed checks {failed_checks or 'none'}" if summary else f"no summary, it ended with: {demo_error}"),
         flush=True,
     )
@@ -425,7 +425,8 @@ def run_pipeline_dataset(
     if not ran_models_in_demo:
         if not counts.get("session_prefix_features"):
             raise RuntimeError(
-                f"demo for {dataset} failed (exit {code}) before the features; last output:\n{_tail(scratch / f'demo-{dataset}.log')}"
+                f"demo for {dataset} failed (exit {code}) before the features; last "
+                f"output:\n{_tail(scratch / f'demo-{dataset}.log')}"
             )
         print("  the demo did not materialise the models group: materialising it", flush=True)
         models_start = time.perf_counter()
@@ -449,12 +450,14 @@ def run_pipeline_dataset(
         models_run |= {"exit": code_m, "wall_s": models_s, "peak_tree_rss_mb": models_rss}
         failed_model_checks = [k for k, v in models_run.get("checks", {}).items() if not v]
         print(
-            f"  models group: success {models_run['success']}, {models_s:.0f} s, failed checks {failed_model_checks or 'none'}",
+            f"  models group: success {models_run['success']}, {models_s:.0f} s, failed checks "
+            f"{failed_model_checks or 'none'}",
             flush=True,
         )
         if not predictions_path.exists():
             raise RuntimeError(
-                f"models group for {dataset} wrote no test predictions; last output:\n{_tail(scratch / f'models-{dataset}.log')}"
+                f"models group for {dataset} wrote no test predictions; last "
+                f"output:\n{_tail(scratch / f'models-{dataset}.log')}"
             )
 
     dataset_path = home / "lake" / "training_dataset" / "data.parquet"
@@ -588,13 +591,13 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
     meta: dict[str, Any] = {
         **run_meta(NAME, args.quick),
         "seeds": {"uci_cv": UCI_SEED, "lightgbm_and_baseline": UCI_SEED, "simulator": SIM_SEED},
-        "headline_note": "pipeline datasets: test split of the time-based split; UCI: mean over 5 CV folds (std beside), "
-        "ece from the pooled out-of-fold predictions",
-        "train_s_note": "fit only, in a fresh child process per model; calibrated = LightGBM fit + raw validation scores + "
-        "choose_calibrator. UCI: fold 0's fit and valid parts (sizes in uci.timing_fits); pipelines: the train split, "
-        "with the valid split for early stopping and calibration",
-        "peak_rss_note": "kernel peak RSS (VmHWM) of the fitting child, reset just before the fit: interpreter, libraries, "
-        "training data and the fit; rss_at_fit_start_mb is the part present before the fit",
+        "headline_note": "pipeline datasets: test split of the time-based split; UCI: mean over 5 CV folds (std "
+        "beside), ece from the pooled out-of-fold predictions",
+        "train_s_note": "fit only, in a fresh child process per model; calibrated = LightGBM fit + raw validation "
+        "scores + choose_calibrator. UCI: fold 0's fit and valid parts (sizes in uci.timing_fits); pipelines: the "
+        "train split, with the valid split for early stopping and calibration",
+        "peak_rss_note": "kernel peak RSS (VmHWM) of the fitting child, reset just before the fit: interpreter, "
+        "libraries, training data and the fit; rss_at_fit_start_mb is the part present before the fit",
         "phases_s": {},
         "errors": {},
     }
@@ -677,7 +680,8 @@ def log_loss_difference_ci(
 
 
 def budget_verdicts(result: dict[str, Any]) -> dict[str, Any]:
-    """DESIGN.md Quality: calibrated LightGBM beats the baseline on log-loss and ROC-AUC; ECE under 0.02."""
+    """docs/ARCHITECTURE.md, Budgets, Quality: calibrated LightGBM beats the baseline on log-loss and ROC-AUC;
+    ECE under 0.02."""
     out = {}
     for dataset, models in result.items():
         cal, base = models["calibrated"], models["baseline"]
@@ -741,9 +745,9 @@ def print_summary(payload: dict[str, Any]) -> None:
         if dataset in meta:
             d = meta[dataset]
             print(
-                f"{dataset}: {d['events'] or 0:,} events, {d['decision_points'] or 0:,} decision points, test {d['test_rows']:,} rows; "
-                f"pipeline {d['pipeline_s']:.0f} s (demo {d['demo_s']:.0f} s, summary written: {d['demo_summary_written']}); "
-                f"disagreements {d['bench_vs_pipeline_disagreements'] or 'none'}"
+                f"{dataset}: {d['events'] or 0:,} events, {d['decision_points'] or 0:,} decision points, test "
+                f"{d['test_rows']:,} rows; pipeline {d['pipeline_s']:.0f} s (demo {d['demo_s']:.0f} s, summary "
+                f"written: {d['demo_summary_written']}); disagreements {d['bench_vs_pipeline_disagreements'] or 'none'}"
             )
     print(f"whole run {meta['wall_s']:.0f} s; errors: {meta['errors'] or 'none'}")
 

@@ -44,9 +44,9 @@ def batch_features(data: dict) -> str:
     meta = data.get("meta", {})
     lines += [
         "",
-        f"Plain pandas sessionisation is {', '.join(f'{r:.1f}x' for r in ratios)} the Spark stage's throughput at these sizes on "
-        f"{meta.get('cores', 2)} cores: Spark's place is the cluster (`SPARK_MASTER`), not one small machine. "
-        f"Peak RSS of Spark stages includes the JVM (driver memory {meta.get('driver_memory', '?')}). "
+        f"Plain pandas sessionisation is {', '.join(f'{r:.1f}x' for r in ratios)} the Spark stage's throughput at "
+        f"these sizes on {meta.get('cores', 2)} cores: Spark's place is the cluster (`SPARK_MASTER`), not one small "
+        f"machine. Peak RSS of Spark stages includes the JVM (driver memory {meta.get('driver_memory', '?')}). "
         f"Generated {meta.get('generated_at', '?')} by `{meta.get('command', 'make bench')}`.",
     ]
     return "\n".join(lines)
@@ -131,7 +131,8 @@ def serving_latency(data: dict) -> str:
     if predictor:
         lines.append(
             f"Model only, one row: LightGBM `predict` {predictor['lightgbm_us']:.1f} µs, generated trees "
-            f"{predictor['ours_us']:.1f} µs ({predictor['speedup']:.1f}x), largest |difference| {predictor['max_abs_diff']:.1e}."
+            f"{predictor['ours_us']:.1f} µs ({predictor['speedup']:.1f}x), largest |difference| "
+            f"{predictor['max_abs_diff']:.1e}."
         )
     budgets = meta.get("budgets", {})
     if budgets:
@@ -143,9 +144,9 @@ def serving_latency(data: dict) -> str:
     foreign = meta.get("details", {}).get("endpoint.redis", {}).get("c1", {}).get("foreign_cpu_pct")
     counts = meta.get("counts", {})
     lines.append(
-        f"Same {meta.get('entities', '?'):,} sampled sessions in both stores; {counts.get('c1', '?'):,} single-row requests at "
-        f"concurrency 1 and {counts.get('c8', '?'):,} at 8, sent by a keep-alive `http.client` load generator on the same "
-        f"2 cores as the server. Load average at start {load[0] if load else '?'}"
+        f"Same {meta.get('entities', '?'):,} sampled sessions in both stores; {counts.get('c1', '?'):,} single-row "
+        f"requests at concurrency 1 and {counts.get('c8', '?'):,} at 8, sent by a keep-alive `http.client` load "
+        f"generator on the same 2 cores as the server. Load average at start {load[0] if load else '?'}"
         + (
             f"; other processes used {foreign:.0f} % of the CPU during the Redis endpoint run"
             if foreign is not None
@@ -166,7 +167,8 @@ def streaming_freshness(data: dict) -> str:
     meta = data.get("meta", {})
     details = meta.get("details", {})
     lines = [
-        "| source | sustained (pre-loaded, to catch-up) | half rate | freshness p50 / p95 / p99 | batches at half rate | other CPU |",
+        "| source | sustained (pre-loaded, to catch-up) | half rate | freshness p50 / p95 / p99 | batches at half rate "
+        "| other CPU |",
         "|---|---|---|---|---|---|",
     ]
     for source in sources:
@@ -178,7 +180,8 @@ def streaming_freshness(data: dict) -> str:
             f"{t.get('batches', '?')} batch(es), {t.get('seconds_first_batch_start_to_catch_up', 0):.1f} s) "
             f"| {r['rate_events_per_s']:,.0f} events/s "
             f"| {fresh['p50']:,.0f} / {fresh['p95']:,.0f} / {fresh['p99']:,.0f} ms "
-            f"| {f.get('batches', '?')}, mean {f.get('batch_messages', {}).get('mean', 0):,.0f} messages in {f.get('mean_batch_s') or 0:.2f} s "
+            f"| {f.get('batches', '?')}, mean {f.get('batch_messages', {}).get('mean', 0):,.0f} messages in "
+            f"{f.get('mean_batch_s') or 0:.2f} s "
             f"| {t.get('foreign_cpu_pct', '?')} % / {f.get('foreign_cpu_pct', '?')} % |"
         )
     lines.append("")
@@ -208,11 +211,13 @@ def streaming_freshness(data: dict) -> str:
         windows, scaling = f.get("freshness_ms_by_10s", []), f.get("scaling", {})
         if windows and scaling:
             lines.append(
-                f"- {names[source][0].upper() + names[source][1:]} at half rate: freshness p50 per 10 s went {windows[0]['p50']:,.0f} -> {windows[-1]['p50']:,.0f} ms; "
-                f"about {scaling['fixed_s_per_batch_estimate']:.2f} s of each batch does not depend on its size; "
-                f"{scaling['active_sessions_mean']:,.0f} active sessions on average (event time ran {scaling['event_time_speedup']:,.0f}x "
-                f"the wall clock); state snapshots (per-batch deltas, a full one every 50th batch) cost "
-                f"{scaling['state_snapshot_us_per_active_session']:.0f} µs per active session and batch."
+                f"- {names[source][0].upper() + names[source][1:]} at half rate: freshness p50 per 10 s went "
+                f"{windows[0]['p50']:,.0f} -> {windows[-1]['p50']:,.0f} ms; about "
+                f"{scaling['fixed_s_per_batch_estimate']:.2f} s of each batch does not depend on its size; "
+                f"{scaling['active_sessions_mean']:,.0f} active sessions on average (event time ran "
+                f"{scaling['event_time_speedup']:,.0f}x the wall clock); state snapshots (per-batch deltas, a full one "
+                f"every 50th batch) cost {scaling['state_snapshot_us_per_active_session']:.0f} µs per active session "
+                "and batch."
             )
     budgets = meta.get("budgets", {})
     if budgets:
@@ -224,13 +229,14 @@ def streaming_freshness(data: dict) -> str:
     load = meta.get("load_average_at_start")
     lines += [
         "",
-        f"The job as the platform runs it (`start_query`, back-to-back micro-batches, no per-trigger cap) on 2 cores with "
-        f"Redis. Sustained: {sizes.get('preload', 0):,} simulator events pre-loaded, first batch start to catch-up after a "
-        f"warm-up run. Freshness: half that rate for {sizes.get('duration_s', 0):.0f} s (after {sizes.get('warmup_s', 0):.0f} s "
-        "warm-up), from the send (Kafka `produce`, or the file's rename into the inbox) until the event's session row in "
-        "Redis counts it, every 50th event, polled by a separate process. Other CPU: share of the machine used by other "
-        f"processes during the sustained / half-rate phases. Load average at start {load[0] if load else '?'}. "
-        f"Generated {meta.get('generated_at', '?')} by `{meta.get('command', 'make bench')}`.",
+        "The job as the platform runs it (`start_query`, back-to-back micro-batches, no per-trigger cap) on 2 cores "
+        f"with Redis. Sustained: {sizes.get('preload', 0):,} simulator events pre-loaded, first batch start to "
+        f"catch-up after a warm-up run. Freshness: half that rate for {sizes.get('duration_s', 0):.0f} s (after "
+        f"{sizes.get('warmup_s', 0):.0f} s warm-up), from the send (Kafka `produce`, or the file's rename into the "
+        "inbox) until the event's session row in Redis counts it, every 50th event, polled by a separate process. "
+        "Other CPU: share of the machine used by other processes during the sustained / half-rate phases. Load average "
+        f"at start {load[0] if load else '?'}. Generated {meta.get('generated_at', '?')} by "
+        f"`{meta.get('command', 'make bench')}`.",
     ]
     if meta.get("contended"):
         lines.append(
@@ -258,9 +264,9 @@ def serving_footprint(data: dict) -> str:
     r, meta = data["ratios"], data["meta"]
     rows.append("")
     rows.append(
-        f"{r['baseline'].capitalize()} / container: {r['site_packages']}x the installed size, {r['start_to_ping']}x the "
-        f"start-up time; {meta['runs_per_arm']} cold starts per arm, alternating. Generated {meta['generated_at']} by "
-        f"`{meta['command']}`."
+        f"{r['baseline'].capitalize()} / container: {r['site_packages']}x the installed size, {r['start_to_ping']}x "
+        f"the start-up time; {meta['runs_per_arm']} cold starts per arm, alternating. Generated {meta['generated_at']} "
+        f"by `{meta['command']}`."
     )
     return "\n".join(rows)
 

@@ -15,9 +15,7 @@ Start-up runs alternate between the arms (round robin), so a slower minute of th
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -153,7 +151,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 sample = start_to_ping(python, code, env)
                 if round_:
                     samples[name].append(sample)
-                print(f"  [{name}] start to /ping {sample['seconds']:.2f} s{'' if round_ else ' (warm-up)'}", flush=True)
+                print(
+                    f"  [{name}] start to /ping {sample['seconds']:.2f} s{'' if round_ else ' (warm-up)'}", flush=True
+                )
         environments = {"container": site_packages(SERVING_VENV), "platform": site_packages(Path(sys.prefix))}
         result: dict[str, Any] = {"arms": {}}
         for name, (python, code, _) in arms.items():

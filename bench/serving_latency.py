@@ -24,7 +24,7 @@ sessions, for each online store (`redis`, `sqlite`):
 
 The load generator is this process: one keep-alive `http.client` connection per thread (1 or 8 threads), request
 bodies encoded in advance, the clock read around each request/response. On 2 cores it competes with the server for
-CPU; its CPU per request is reported in meta. Budgets (DESIGN.md) are judged in `meta.budgets`.
+CPU; its CPU per request is reported in meta. Budgets (docs/ARCHITECTURE.md) are judged in `meta.budgets`.
 
 Run: `python -m bench.serving_latency [--quick]`; needs Redis (`make services`). Writes var/bench/serving_latency.json.
 """
@@ -398,9 +398,10 @@ def measure_server(
         label = f"{BATCH_ROWS}-row batches" if key == "batch100" else key
         pct = _percentiles_ms(ns)
         print(
-            f"  {server.name} {label}: p50 {pct['p50_ms']:.3f} ms, p99 {pct['p99_ms']:.3f} ms, {n / load['wall_s']:,.0f} req/s "
-            f"(server CPU {details[key]['server_cpu_us_per_request']:.0f} µs/req, client {details[key]['client_cpu_us_per_request']:.0f} µs/req, "
-            f"foreign CPU {watch.foreign_cpu_pct} %, reconnects {load['reconnects']})",
+            f"  {server.name} {label}: p50 {pct['p50_ms']:.3f} ms, p99 {pct['p99_ms']:.3f} ms, "
+            f"{n / load['wall_s']:,.0f} req/s (server CPU {details[key]['server_cpu_us_per_request']:.0f} µs/req, "
+            f"client {details[key]['client_cpu_us_per_request']:.0f} µs/req, foreign CPU {watch.foreign_cpu_pct} %, "
+            f"reconnects {load['reconnects']})",
             flush=True,
         )
     return figures, details
@@ -538,8 +539,9 @@ def load_champion(home: Path):
     if champion is None:
         statuses = [(v["version"], v["status"], v.get("reason")) for v in registry.versions()]
         raise SystemExit(
-            f"the demo registered no champion in {registry.root} (versions: {statuses or 'none'}): there is no model to "
-            "serve, so serving latency cannot be measured. The candidate probably failed a quality gate; see the demo log."
+            f"the demo registered no champion in {registry.root} (versions: {statuses or 'none'}): there is no model "
+            "to serve, so serving latency cannot be measured. The candidate probably failed a quality gate; see the "
+            "demo log."
         )
     return champion
 
@@ -749,8 +751,8 @@ def measure_inprocess(store: str, artifact, pairs, n: int) -> tuple[dict, dict]:
         "load_average_1m_at_start": round(watch.load_average_1m, 2),
     }
     print(
-        f"  in-process [{store}]: naive p50 {figures['naive']['p50_ms']:.3f} / p99 {figures['naive']['p99_ms']:.3f} ms, "
-        f"ours p50 {figures['ours']['p50_ms']:.3f} / p99 {figures['ours']['p99_ms']:.3f} ms, "
+        f"  in-process [{store}]: naive p50 {figures['naive']['p50_ms']:.3f} / p99 {figures['naive']['p99_ms']:.3f} "
+        f"ms, ours p50 {figures['ours']['p50_ms']:.3f} / p99 {figures['ours']['p99_ms']:.3f} ms, "
         f"max |Δp| {details['max_abs_diff_propensity']:.2e}, foreign CPU {watch.foreign_cpu_pct} %",
         flush=True,
     )
@@ -851,8 +853,9 @@ def measure_predictor(artifact, X: np.ndarray, rounds: int) -> tuple[dict, dict]
         "load_average_1m_at_start": round(watch.load_average_1m, 2),
     }
     print(
-        f"  predictor: LightGBM {lightgbm_us:.2f} µs ({lightgbm_config}; as loaded {mean_us['lightgbm_model_threads']:.2f} µs), "
-        f"ours {ours_us:.2f} µs ({lightgbm_us / ours_us:.1f}x), max |diff| {max_diff:.2e}",
+        f"  predictor: LightGBM {lightgbm_us:.2f} µs ({lightgbm_config}; as loaded "
+        f"{mean_us['lightgbm_model_threads']:.2f} µs), ours {ours_us:.2f} µs ({lightgbm_us / ours_us:.1f}x), max "
+        f"|diff| {max_diff:.2e}",
         flush=True,
     )
     return figures, details
@@ -862,7 +865,7 @@ def measure_predictor(artifact, X: np.ndarray, rounds: int) -> tuple[dict, dict]
 
 
 def budget_verdicts(result: dict[str, Any]) -> dict[str, Any]:
-    """DESIGN.md Budgets, Scoring and Model."""
+    """docs/ARCHITECTURE.md, Budgets: scoring and model."""
     endpoint, peer, inproc, predictor = (
         result["endpoint"],
         result["feast_serve"],
@@ -920,17 +923,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "versions": {"feast": feast.__version__, "lightgbm": lightgbm.__version__, "python": sys.version.split()[0]},
         "endpoint_note": "serve (serving/server.py), one uvicorn process; single rows are POST /invocations "
         "{session_id,user_id}; batch100 is {instances: [100 rows]} at concurrency 1; latency measured at the client",
-        "feast_serve_note": "feast serve with its defaults (gunicorn, 1 uvicorn worker, max_requests 1000 + jitter: the "
-        "worker is recycled about every 1,000 requests, the client reconnects; access log on, to a file): POST "
+        "feast_serve_note": "feast serve with its defaults (gunicorn, 1 uvicorn worker, max_requests 1000 + jitter: "
+        "the worker is recycled about every 1,000 requests, the client reconnects; access log on, to a file): POST "
         "/get-online-features {feature_service, entities: one row}; it returns features only, no model",
         "inprocess_note": "naive: FeatureStore.get_online_features(features=<feature service resolved once>, "
-        "entity_rows=[row]).to_dict() -> one-row float64 DataFrame -> booster.predict(raw_score=True, num_threads=1) -> "
-        "apply_calibrator; ours: Scorer.score([request]) (serving/scorer.py with "
+        "entity_rows=[row]).to_dict() -> one-row float64 DataFrame -> booster.predict(raw_score=True, num_threads=1) "
+        "-> apply_calibrator; ours: Scorer.score([request]) (serving/scorer.py with "
         "serving/online_features.py); alternating blocks of 200 calls, one entity per call",
-        "predictor_note": "mean over all calls (rows x rounds) of booster.predict((1, n) float64 array, raw_score=True) "
-        "vs TreeEnsemblePredictor.raw_score_one(row.tolist()) on the sampled entities' online feature rows; LightGBM "
-        "is timed as loaded (the model file's num_threads) and with num_threads=1, and the faster is lightgbm_us; "
-        "max_abs_diff over both LightGBM configurations and every round",
+        "predictor_note": "mean over all calls (rows x rounds) of booster.predict((1, n) float64 array, "
+        "raw_score=True) vs TreeEnsemblePredictor.raw_score_one(row.tolist()) on the sampled entities' online feature "
+        "rows; LightGBM is timed as loaded (the model file's num_threads) and with num_threads=1, and the faster is "
+        "lightgbm_us; max_abs_diff over both LightGBM configurations and every round",
         "details": {},
         "phases_s": {},
     }
@@ -961,8 +964,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         X, store_check = read_features(pairs)
         meta["online_stores"] = store_check
         print(
-            f"  champion {artifact.version} ({meta['model']['trees']} trees, {meta['model']['calibrator']} calibration); "
-            f"{len(pairs):,} entities, identical in Redis and SQLite",
+            f"  champion {artifact.version} ({meta['model']['trees']} trees, {meta['model']['calibrator']} "
+            f"calibration); {len(pairs):,} entities, identical in Redis and SQLite",
             flush=True,
         )
 
@@ -1040,11 +1043,13 @@ def print_summary(result: dict[str, Any]) -> None:
     for store in STORES:
         if store in result["endpoint"]:
             print(
-                f"endpoint {store}: {result['endpoint'][store]['batch100_rows_per_s']:,.0f} rows/s in batches of {BATCH_ROWS}"
+                f"endpoint {store}: {result['endpoint'][store]['batch100_rows_per_s']:,.0f} rows/s in batches of "
+                f"{BATCH_ROWS}"
             )
     p = result["predictor"]
     print(
-        f"predictor: LightGBM {p['lightgbm_us']:.2f} µs, ours {p['ours_us']:.2f} µs ({p['speedup']:.1f}x), max |diff| {p['max_abs_diff']:.2e}"
+        f"predictor: LightGBM {p['lightgbm_us']:.2f} µs, ours {p['ours_us']:.2f} µs ({p['speedup']:.1f}x), max |diff| "
+        f"{p['max_abs_diff']:.2e}"
     )
     meta = result["meta"]
     print_run_end(meta)

@@ -35,7 +35,7 @@ fold, online write, archive parquet, state snapshot read/write; nothing in `prop
 its progress (`triggerExecution` minus `addBatch`: offsets, planning, WAL, commit) and `addBatch` minus the
 processor (reading the micro-batch and `toPandas`).
 
-Budgets (DESIGN.md): sustained >= 5,000 events/s and freshness p95 < 1,000 ms at half that rate, on 2 cores.
+Budgets (docs/ARCHITECTURE.md): sustained >= 5,000 events/s and freshness p95 < 1,000 ms at half that rate, on 2 cores.
 
 Run: `python -m bench.streaming_freshness [--quick]`; needs Redis and Kafka (`make services`).
 Writes var/bench/streaming_freshness.json.
@@ -356,7 +356,7 @@ def decode_int(blob: bytes | None) -> int | None:
     return None if kind in (None, "null_val") else int(getattr(value, kind))
 
 
-# --------------------------------------------------------------------------------------------- the child: producer + poller
+# ----------------------------------------------------------------------------------------- the child: producer + poller
 
 
 def worker_produce(spec: dict[str, Any]) -> dict[str, Any]:
@@ -648,7 +648,8 @@ def measure_source(
         "where_time_goes": breakdown(rows),
     }
     print(
-        f"  [{source}] warm-up run (cold): {nw:,} events at {details['warmup']['events_per_s']:,.0f} events/s; query stopped",
+        f"  [{source}] warm-up run (cold): {nw:,} events at {details['warmup']['events_per_s']:,.0f} events/s; "
+        "query stopped",
         flush=True,
     )
 
@@ -727,8 +728,8 @@ def measure_source(
         }
         mark = len(instrument.snapshot())
         print(
-            f"  [{source}] freshness: {n2:,} events at {rate:,.0f}/s for {sizes['warmup_s'] + sizes['duration_s']:.0f} s "
-            f"(first {sizes['warmup_s']:.0f} s warm-up), every {SAMPLE_EVERY}th sampled",
+            f"  [{source}] freshness: {n2:,} events at {rate:,.0f}/s for {sizes['warmup_s'] + sizes['duration_s']:.0f} "
+            f"s (first {sizes['warmup_s']:.0f} s warm-up), every {SAMPLE_EVERY}th sampled",
             flush=True,
         )
         own0 = tree_cpu_s()
@@ -804,9 +805,10 @@ def measure_source(
     figures = {"max_events_per_s": round(max_rate, 1), "rate_events_per_s": rate, "freshness_ms": freshness}
     f = details["freshness"]
     print(
-        f"  [{source}] freshness p50/p95/p99 {freshness['p50']:.0f} / {freshness['p95']:.0f} / {freshness['p99']:.0f} ms "
-        f"({f['samples_after_warmup']:,} samples; {f['batches']} batches of mean {f['batch_messages'].get('mean', 0):,.0f} "
-        f"messages in {f['mean_batch_s']} s; foreign CPU {f['foreign_cpu_pct']} %; unresolved {f['unresolved_samples']})",
+        f"  [{source}] freshness p50/p95/p99 {freshness['p50']:.0f} / {freshness['p95']:.0f} / {freshness['p99']:.0f} "
+        f"ms ({f['samples_after_warmup']:,} samples; {f['batches']} batches of mean "
+        f"{f['batch_messages'].get('mean', 0):,.0f} messages in {f['mean_batch_s']} s; foreign CPU "
+        f"{f['foreign_cpu_pct']} %; unresolved {f['unresolved_samples']})",
         flush=True,
     )
     return figures, details
@@ -896,16 +898,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "versions": {"feast": feast.__version__, "pyspark": pyspark.__version__, "python": sys.version.split()[0]},
         "job": "propensity.streaming.job.start_query(spark, SOURCE, 'redis') in this process: "
         "Spark local[*] (2 cores), back-to-back micro-batches, no per-trigger cap (maxOffsetsPerTrigger / "
-        "maxFilesPerTrigger unset), so the first throughput batch takes everything pre-loaded; session rows to Redis by RedisPushWriter (Feast's layout)",
+        "maxFilesPerTrigger unset), so the first throughput batch takes everything pre-loaded; session rows to Redis "
+        "by RedisPushWriter (Feast's layout)",
         "throughput_method": f"after a warm-up run of the query over {sizes['warmup_events']:,} events (then stopped), "
         f"{sizes['preload']:,} simulator events pre-loaded (Kafka: replay_to_kafka asap; file: replay_to_files, "
-        f"{FILE_LINES:,} lines per file) and the query restarted from its checkpoint; max_events_per_s = events folded / "
-        "(end of the batch that folded the last one - trigger start of the first batch), Spark progress timestamps; "
+        f"{FILE_LINES:,} lines per file) and the query restarted from its checkpoint; max_events_per_s = events folded "
+        "/ (end of the batch that folded the last one - trigger start of the first batch), Spark progress timestamps; "
         "query and JVM start-up excluded",
-        "freshness_method": f"rate = {RATE_FRACTION:.0%} of max_events_per_s, constant, for warm-up + duration seconds of "
-        "fresh simulator events (other seed, later days) sent by a child process (Kafka: confluent Producer with the "
-        f"replayer's settings, linger.ms 5; file: one {FILE_SECONDS:.0f} s file of events renamed into the inbox at "
-        f"the end of its second). Every {SAMPLE_EVERY}th event is sampled: as the k-th event of its session it is "
+        "freshness_method": f"rate = {RATE_FRACTION:.0%} of max_events_per_s, constant, for warm-up + duration seconds "
+        "of fresh simulator events (other seed, later days) sent by a child process (Kafka: confluent Producer with "
+        f"the replayer's settings, linger.ms 5; file: one {FILE_SECONDS:.0f} s file of events renamed into the inbox "
+        f"at the end of its second). Every {SAMPLE_EVERY}th event is sampled: as the k-th event of its session it is "
         "readable once that session's online session_events >= k. The same child polls Redis every "
         f"{POLL_INTERVAL_S * 1e3:.0f} ms (one pipelined HGET of session_events per session with a pending sample; "
         "Feast's key encoding and ValueProto). freshness = poll reply time - send time (Kafka: just before produce(); "
@@ -914,9 +917,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "through serving.online_features.OnlineFeatureReader",
         "where_time_goes_method": "per batch: Spark = triggerExecution - addBatch (offsets, planning, WAL, commit); "
         "read + toPandas = addBatch - SessionStreamProcessor.process; processor phases timed by wrappers around "
-        "parse_messages, validate_events, fold_session_events, the online writer (RedisPushWriter.write), _write_parquet (archive), "
-        "SnapshotStore.before / write (state JSON); processor_other = the rest of process() (dedup, late check, sort, "
-        "groupby tail, seen-sets, expiry). share_pct = share of the batches' summed trigger time",
+        "parse_messages, validate_events, fold_session_events, the online writer (RedisPushWriter.write), "
+        "_write_parquet (archive), SnapshotStore.before / write (state JSON); processor_other = the rest of process() "
+        "(dedup, late check, sort, groupby tail, seen-sets, expiry). share_pct = share of the batches' summed trigger "
+        "time",
         "phases_s": {},
         "details": {},
     }

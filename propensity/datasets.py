@@ -26,7 +26,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import BinaryIO, Literal
@@ -55,9 +55,29 @@ USER_AGENT = "propensity-datasets/1 (python urllib)"
 OFFLINE_HINT = "no internet? set PROPENSITY_DATA_MIRROR to a directory holding the same files"
 
 
+GITHUB_RAW = "https://raw.githubusercontent.com"
+
+
 def github_raw_url(repository: str, commit: str, path: str) -> str:
     """Where GitHub publishes `path` of `repository` ("owner/name") at one commit: pinned, so the bytes never change."""
-    return f"https://raw.githubusercontent.com/{repository}/{commit}/{path}"
+    return f"{GITHUB_RAW}/{repository}/{commit}/{path}"
+
+
+def published_via(datasets: Mapping[str, Dataset], base_url: str) -> dict[str, Dataset]:
+    """The catalogue with GitHub's raw host replaced by `base_url` (PROPENSITY_DATA_BASE_URL): a proxy of
+    raw.githubusercontent.com inside a company network, or a test server standing in for the publishers. The
+    digests stay the publishers', so whatever serves the files cannot change them."""
+    base = base_url.rstrip("/")
+    return {
+        key: replace(
+            dataset,
+            files=tuple(
+                replace(f, url=base + f.url[len(GITHUB_RAW) :]) if f.url.startswith(GITHUB_RAW) else f
+                for f in dataset.files
+            ),
+        )
+        for key, dataset in datasets.items()
+    }
 
 
 def semicolons_to_commas(data: bytes) -> bytes:
@@ -332,6 +352,7 @@ def fetch(
     backoff_s: float = 1.0,
     log: Callable[[str], object] = print,
     datasets: Mapping[str, Dataset] | None = None,
+    base_url: str | None | _FromSettings = FROM_SETTINGS,
 ) -> list[FetchReport]:
     """Make the chosen datasets' files (None = every dataset) present and verified under the data directory.
 
@@ -339,10 +360,14 @@ def fetch(
     directory with the data directory's layout; None = none, default PROPENSITY_DATA_MIRROR) when it holds them,
     else from where they are published. Stops at the first failure with a DownloadError, leaving nothing behind.
     Transient network failures are tried `attempts` times, waiting `backoff_s`, then twice that, and so on.
+    `base_url` (default PROPENSITY_DATA_BASE_URL) serves GitHub's raw files instead of GitHub (`published_via`).
     """
     if attempts < 1:
         raise ValueError(f"attempts must be at least 1, got {attempts}")
     catalogue = _catalogue(datasets)
+    base = settings().data_base_url if isinstance(base_url, _FromSettings) else base_url
+    if base:
+        catalogue = published_via(catalogue, base)
     chosen = _select(catalogue, keys)
     root = _data_dir(data_dir)
     mirror_dir = _mirror_dir(mirror)

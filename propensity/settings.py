@@ -2,29 +2,8 @@
 
 Every package asks `settings()` (or takes a `Settings` argument); nothing else reads these variables and nothing
 writes to `os.environ`. A wrong value fails at start-up with the variable's name, what it holds and what it may hold.
-
-| variable | meaning | default |
-|---|---|---|
-| PROPENSITY_PROFILE | which implementations run: `local` (SQLite online store) or `redis` | local |
-| PROPENSITY_DEPLOYER | where models are deployed: `local` endpoint runtime or `sagemaker` | local |
-| PROPENSITY_HOME | the state directory (lake, Feast files, models, endpoints, logs) | var/ in the checkout |
-| PROPENSITY_DATA | where `make data` puts the real datasets | data/ in the checkout |
-| PROPENSITY_DATA_MIRROR | a directory holding the same dataset files, used instead of downloading | none |
-| PROPENSITY_SERVICES_HOME | what `make services` installed (Kafka jars, Spark's Kafka connector) | var/services |
-| REDIS_URL | the `redis` profile's online store, `redis://[:password@]host:port/db` (`rediss://` for TLS) | redis://127.0.0.1:6379/0 |
-| KAFKA_BOOTSTRAP_SERVERS | brokers, `host:port[,host:port...]` | 127.0.0.1:9092 |
-| STOREFRONT_TOPIC | the storefront events topic (rejects go to `<topic>.dlq`) | storefront.events |
-| KAFKA_OPTION_<NAME> | client settings for a managed cluster, e.g. KAFKA_OPTION_SECURITY_PROTOCOL=SASL_SSL | none |
-| SPARK_MASTER | Spark's master URL | local[*] |
-| SPARK_DRIVER_MEMORY | Spark driver memory | 4g |
-| PYSPARK_PYTHON | the interpreter Spark's Python workers run (PySpark reads only this variable; make sets it) | none |
-| SERVING_HOST, SERVING_PORT | where `serve` listens (the container sets 0.0.0.0) | 127.0.0.1, 8080 |
-| PROPENSITY_MODEL_DIR | the artifact `serve` loads (SageMaker: /opt/ml/model when present) | the registry's champion |
-| PROPENSITY_VARIANT, PROPENSITY_MODEL_VERSION | what `serve` reports as its variant and model version | champion, the artifact's |
-| SAGEMAKER_BUCKET, SAGEMAKER_IMAGE_URI, SAGEMAKER_EXECUTION_ROLE_ARN | required with PROPENSITY_DEPLOYER=sagemaker | none |
-| SAGEMAKER_REGION (else AWS_REGION, AWS_DEFAULT_REGION) | the SageMaker region | none |
-| SAGEMAKER_PREFIX, SAGEMAKER_INSTANCE_TYPE, SAGEMAKER_INSTANCE_COUNT, SAGEMAKER_STRATEGY, SAGEMAKER_WAIT_TIMEOUT_S | how models are deployed there | propensity/models, ml.c6i.large, 1, blue_green, 1800 |
-| SAGEMAKER_REDIS_URL | the online store as the endpoint reaches it (ElastiCache), passed to the container as REDIS_URL | none |
+The variables, their meaning and defaults are listed in docs/ARCHITECTURE.md (Settings); a test keeps that list
+and `KNOWN_VARIABLES` equal.
 """
 
 from __future__ import annotations
@@ -115,6 +94,7 @@ class Settings:
     home: Path = PROJECT_ROOT / "var"
     data_dir: Path = PROJECT_ROOT / "data"
     data_mirror: Path | None = None
+    data_base_url: str | None = None
     services_home: Path = PROJECT_ROOT / "var" / "services"
     redis_url: str = DEFAULT_REDIS_URL
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
@@ -140,11 +120,11 @@ class Settings:
                 f"STOREFRONT_TOPIC={self.kafka.topic!r}: a Kafka topic name is 1-249 letters, digits, '.', '_' or '-'"
             )
         if not self.spark_master.strip():
-            raise SettingsError("SPARK_MASTER is empty: unset it for local[*] or give a master URL such as spark://host:7077")
-        if not _MEMORY.match(self.spark_driver_memory):
             raise SettingsError(
-                f"SPARK_DRIVER_MEMORY={self.spark_driver_memory!r}: give a size such as 4g or 2048m"
+                "SPARK_MASTER is empty: unset it for local[*] or give a master URL such as spark://host:7077"
             )
+        if not _MEMORY.match(self.spark_driver_memory):
+            raise SettingsError(f"SPARK_DRIVER_MEMORY={self.spark_driver_memory!r}: give a size such as 4g or 2048m")
         if self.deployer == "sagemaker" and self.sagemaker.missing():
             raise SettingsError(
                 f"PROPENSITY_DEPLOYER=sagemaker needs {', '.join(self.sagemaker.missing())} set "
@@ -156,6 +136,8 @@ class Settings:
                 raise SettingsError(f"{SAGEMAKER_VARIABLES[number]}={value!r} is not a whole number")
         if not 0 < self.serving.port < 65536:
             raise SettingsError(f"SERVING_PORT={self.serving.port}: a TCP port is 1-65535")
+        if self.data_base_url is not None and urlparse(self.data_base_url).scheme not in ("http", "https"):
+            raise SettingsError(f"PROPENSITY_DATA_BASE_URL={self.data_base_url!r}: give an http(s) URL")
         if self.data_mirror is not None and not self.data_mirror.is_dir():
             raise SettingsError(
                 f"PROPENSITY_DATA_MIRROR={self.data_mirror}: no such directory (unset it to download the datasets)"
@@ -194,6 +176,7 @@ class Settings:
             home=path("PROPENSITY_HOME", PROJECT_ROOT / "var"),
             data_dir=path("PROPENSITY_DATA", PROJECT_ROOT / "data"),
             data_mirror=Path(mirror).expanduser().resolve() if mirror else None,
+            data_base_url=get("PROPENSITY_DATA_BASE_URL", "") or None,
             services_home=path("PROPENSITY_SERVICES_HOME", PROJECT_ROOT / "var" / "services"),
             redis_url=get("REDIS_URL", DEFAULT_REDIS_URL),
             kafka=KafkaSettings(
@@ -212,17 +195,18 @@ class Settings:
                 model_version=get("PROPENSITY_MODEL_VERSION", "") or None,
             ),
             sagemaker=SageMakerSettings(values=sagemaker_values, variables=sagemaker_variables),
-            set_variables=frozenset(name for name, value in env.items() if value.strip()) & _KNOWN,
+            set_variables=frozenset(name for name, value in env.items() if value.strip()) & KNOWN_VARIABLES,
         )
 
 
-_KNOWN = frozenset(
+KNOWN_VARIABLES = frozenset(
     {
         "PROPENSITY_PROFILE",
         "PROPENSITY_DEPLOYER",
         "PROPENSITY_HOME",
         "PROPENSITY_DATA",
         "PROPENSITY_DATA_MIRROR",
+        "PROPENSITY_DATA_BASE_URL",
         "PROPENSITY_SERVICES_HOME",
         "REDIS_URL",
         "KAFKA_BOOTSTRAP_SERVERS",
@@ -235,6 +219,8 @@ _KNOWN = frozenset(
         "PROPENSITY_MODEL_DIR",
         "PROPENSITY_VARIANT",
         "PROPENSITY_MODEL_VERSION",
+        *SAGEMAKER_VARIABLES.values(),
+        *REGION_VARIABLES,
     }
 )
 
@@ -251,7 +237,9 @@ def _redis_url(name: str, value: str) -> None:
     except ValueError as error:
         raise SettingsError(f"{name}: {error}; expected redis://host:port/db") from None
     if parsed.scheme not in ("redis", "rediss") or not parsed.hostname:
-        raise SettingsError(f"{name} must look like redis://host:port/db (rediss:// for TLS), got {redacted_url(value)!r}")
+        raise SettingsError(
+            f"{name} must look like redis://host:port/db (rediss:// for TLS), got {redacted_url(value)!r}"
+        )
     db = (parsed.path or "/0").lstrip("/") or "0"
     if not db.isdigit():
         raise SettingsError(f"{name}: database {db!r} is not a number in {redacted_url(value)!r}")

@@ -44,7 +44,11 @@ JVM_BUILD_TIMEOUT_S = 180
 def spark_config(settings: Settings | None = None) -> dict[str, str]:
     settings = settings or current_settings()
     check_worker_python(settings)
-    return {**SPARK_DEFAULTS, "spark.master": settings.spark_master, "spark.driver.memory": settings.spark_driver_memory}
+    return {
+        **SPARK_DEFAULTS,
+        "spark.master": settings.spark_master,
+        "spark.driver.memory": settings.spark_driver_memory,
+    }
 
 
 def check_worker_python(settings: Settings) -> None:

@@ -1,4 +1,5 @@
-"""Kafka as a Dagster resource: the storefront topic and how far the stream job is behind it (`propensity.streaming`)."""
+"""Kafka as a Dagster resource: the storefront topic and how far the stream job is behind it
+(`propensity.streaming.kafka`)."""
 
 from __future__ import annotations
 

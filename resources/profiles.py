@@ -26,7 +26,9 @@ def build_resources(settings: Settings) -> dict:
     return {
         "spark": spark_resource(settings),
         "lake": LakeResource(),
-        "feast": FeastResource(profile=settings.profile, redis_url=_from_env(settings, "REDIS_URL", settings.redis_url)),
+        "feast": FeastResource(
+            profile=settings.profile, redis_url=_from_env(settings, "REDIS_URL", settings.redis_url)
+        ),
         "deployer": deployer,
         "kafka": KafkaResource(
             bootstrap_servers=_from_env(settings, "KAFKA_BOOTSTRAP_SERVERS", settings.kafka.bootstrap_servers),

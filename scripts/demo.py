@@ -153,7 +153,8 @@ def run_demo(args: argparse.Namespace, config: Settings, say, step: Step) -> int
         checks |= _checks(models)
         crashed = [e for e in models.all_events if e.is_step_failure]
         if crashed:
-            raise RuntimeError(f"model step {crashed[0].step_key} failed: {crashed[0].event_specific_data.error.message}")
+            error = crashed[0].event_specific_data.error
+            raise RuntimeError(f"model step {crashed[0].step_key} failed: {error.message if error else 'no reason'}")
         endpoint = None
         from propensity.models.artifact import ModelRegistry
 
@@ -314,7 +315,8 @@ def _print_summary(summary: dict, path: Path, say) -> None:
         say(f"{key:>24}: {summary[key]}")
     online = summary["online"]
     say(
-        f"{'online store':>24}: {online['store']} ({online['users_written']} users, {online['sessions_written']} sessions)"
+        f"{'online store':>24}: {online['store']} "
+        f"({online['users_written']} users, {online['sessions_written']} sessions)"
     )
     say(f"{'example feature vector':>24}:")
     for name, value in online["example_feature_vector"].items():

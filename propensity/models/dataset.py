@@ -1,4 +1,4 @@
-"""Decision points, labels and the time-based split: what a training example is (DESIGN.md).
+"""Decision points, labels and the time-based split: what a training example is (docs/ARCHITECTURE.md).
 
 A decision point is a session prefix: the state just after one of its events (a distinct timestamp), before the
 session's first purchase. Its label is whether the session purchases after that point. Splits are by session start

@@ -31,7 +31,8 @@ def quality_gates(
             GateResult(
                 "not_worse_than_champion",
                 challenger["log_loss"] <= limit,
-                f"log-loss {challenger['log_loss']:.5f} vs champion {champion_metrics['log_loss']:.5f} + {champion_tolerance}",
+                f"log-loss {challenger['log_loss']:.5f} vs champion {champion_metrics['log_loss']:.5f} "
+                f"+ {champion_tolerance}",
             )
         )
     else:

@@ -35,7 +35,10 @@ from propensity.streaming.processor import SessionStreamProcessor
 LOG = logging.getLogger("propensity.streaming")
 ARCHIVE_TABLE = "stream_events"
 QUARANTINE_TABLE = "stream_quarantine"
-STREAMING_SPARK_CONFIG = {"spark.sql.shuffle.partitions": "2", "spark.sql.streaming.noDataMicroBatches.enabled": "false"}
+STREAMING_SPARK_CONFIG = {
+    "spark.sql.shuffle.partitions": "2",
+    "spark.sql.streaming.noDataMicroBatches.enabled": "false",
+}
 
 
 def stream_dir(source: str, settings: Settings | None = None) -> Path:

@@ -120,7 +120,8 @@ def check_alarms(
 
     if (enough or canary.server_errors >= 3) and canary.error_rate > policy.max_error_rate:
         alarms.append(
-            f"error rate {canary.error_rate:.1%} > {policy.max_error_rate:.1%} ({canary.server_errors} of {canary.requests} requests)"
+            f"error rate {canary.error_rate:.1%} > {policy.max_error_rate:.1%} "
+            f"({canary.server_errors} of {canary.requests} requests)"
         )
     measured["error_rate"] = round(canary.error_rate, 5)
 
@@ -139,7 +140,8 @@ def check_alarms(
         measured.update(score_psi=round(psi, 4), score_psi_excess=round(excess, 4))
         if excess > policy.max_score_psi:
             alarms.append(
-                f"score distribution shift: PSI {psi:.3f} against the champion ({excess:.3f} beyond sampling noise) > {policy.max_score_psi}"
+                f"score distribution shift: PSI {psi:.3f} against the champion "
+                f"({excess:.3f} beyond sampling noise) > {policy.max_score_psi}"
             )
 
     if outcomes is not None and canary.sessions:

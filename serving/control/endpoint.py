@@ -159,7 +159,8 @@ class LocalEndpointDeployer:
         registry = ModelRegistry()
         if Path(model_dir).resolve() != (registry.root / model_version).resolve():
             raise ValueError(
-                f"{model_dir} is not registry version {model_version}: the local runtime serves registered versions only"
+                f"{model_dir} is not registry version {model_version}: "
+                "the local runtime serves registered versions only"
             )
         verify_manifest(Path(model_dir))
         run = CanaryRun(files, policy, outcomes=lake_outcomes)
@@ -184,7 +185,9 @@ class LocalEndpointDeployer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m serving.control.endpoint", description="The local endpoint runtime.")
+    parser = argparse.ArgumentParser(
+        prog="python -m serving.control.endpoint", description="The local endpoint runtime."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for command in ("start", "stop", "status"):
         sub.add_parser(command, help=f"{command} an endpoint's background server").add_argument("name")

@@ -46,7 +46,7 @@ def test_asset_graph_names_the_spine_assets_and_checks():
     assert SPINE_ASSETS | MODEL_ASSETS <= assets
     assert SPINE_CHECKS <= checks
     assert {f"model_evaluation:{gate}" for gate in BLOCKING_GATES} <= checks
-    # lineage as DESIGN.md draws it
+    # lineage as docs/ARCHITECTURE.md draws it
     parents = {
         key.to_user_string(): {p.to_user_string() for p in graph.get(key).parent_keys}
         for key in graph.get_all_asset_keys()

@@ -34,9 +34,7 @@ def stream_env(propensity_home):
     import redis
 
     topic = f"test-events-{uuid.uuid4().hex[:8]}"
-    config = replace(
-        settings(), profile="redis", redis_url=REDIS_URL, kafka=replace(settings().kafka, topic=topic)
-    )
+    config = replace(settings(), profile="redis", redis_url=REDIS_URL, kafka=replace(settings().kafka, topic=topic))
     try:
         ensure_topic(config.kafka)
     except Exception as error:  # noqa: BLE001
@@ -79,7 +77,8 @@ def online_session_features(store, session_ids: list[str]) -> pd.DataFrame:
 
 
 def test_taobao_through_kafka_and_the_stream_equals_the_batch_features(stream_env, spark):
-    """Parity: for every session, the online in-session features equal batch session_prefix_features at its last event."""
+    """Parity: for every session, the online in-session features equal batch session_prefix_features at its last
+    event."""
     config, store = stream_env
     events = load_events("taobao", 0, 0, 0)
     events = events[events["user_id"].map(hash) % 6 == 0]  # whole users: their sessions stay whole
@@ -158,7 +157,11 @@ def test_bad_messages_do_not_stop_the_job_and_are_quarantined_with_reasons(strea
     np.testing.assert_array_equal(online.loc[expected.index, "session_events"].to_numpy(), expected.to_numpy())
 
     consumer = Consumer(
-        {"bootstrap.servers": config.kafka.bootstrap_servers, "group.id": f"t-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"}
+        {
+            "bootstrap.servers": config.kafka.bootstrap_servers,
+            "group.id": f"t-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+        }
     )
     consumer.subscribe([f"{topic}.dlq"])
     dead, deadline = [], time.monotonic() + 30

@@ -443,3 +443,29 @@ def test_cli_verify_on_an_empty_data_dir_exits_1_and_says_make_data(tmp_path):
     assert "Traceback" not in output
     assert any(line.startswith("[data] ") and "make data" in line for line in output.splitlines()), output
     assert str(tmp_path) in output
+
+
+def test_make_data_fetches_every_real_file_from_a_server_standing_in_for_the_publishers(publisher, tmp_path):
+    """`make data`'s own command over HTTP: the real catalogue's URLs, served locally, every digest checked."""
+    for dataset in DATASETS.values():
+        for file in dataset.files:
+            stored = dataset_file(dataset.key, file.name).read_bytes()  # the copies `make data` already verified
+            # UCI is published with ';' separators and stored with ','; every other file as published
+            published = stored.replace(b",", b";") if file.transform is not None else stored
+            publisher.publish(file.url.removeprefix(datasets.GITHUB_RAW), Reply(published))
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("PROPENSITY_DATA")}
+    environment |= {"PROPENSITY_DATA": str(tmp_path / "data"), "PROPENSITY_DATA_BASE_URL": publisher.base_url}
+
+    result = subprocess.run(
+        [sys.executable, "-m", "propensity.datasets", "fetch"],
+        cwd=PROJECT_ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert len(publisher.requests) == sum(len(d.files) for d in DATASETS.values()) == 7
+    assert verify(data_dir=tmp_path / "data") == []
+    assert "7 downloaded" in result.stdout and not [p for p in (tmp_path / "data").rglob(".*.part")]

@@ -12,7 +12,17 @@ import pytest
 
 from propensity.settings import PROJECT_ROOT
 
-OURS = ("propensity", "feature_repo", "serving", "resources", "sensors", "propensity_assets", "tests", "bench", "scripts")
+OURS = (
+    "propensity",
+    "feature_repo",
+    "serving",
+    "resources",
+    "sensors",
+    "propensity_assets",
+    "tests",
+    "bench",
+    "scripts",
+)
 DAGSTER = ("dagster", "dagster_aws", "dagster_pyspark", "dagster_pandera", "dagster_webserver")
 
 
@@ -103,9 +113,7 @@ def _modules() -> list[Path]:
 
 def test_every_layer_imports_only_what_it_may():
     problems = [
-        problem
-        for path in _modules()
-        for problem in violations(path.read_text(encoding="utf-8"), _module_name(path))
+        problem for path in _modules() for problem in violations(path.read_text(encoding="utf-8"), _module_name(path))
     ]
     assert problems == []
 
