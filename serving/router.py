@@ -25,7 +25,7 @@ from serving.endpoint_state import EndpointFiles
 from serving.online_features import OnlineFeatureReader, open_online_feature_reader
 from serving.openapi import openapi_json
 from serving.scorer import Scorer
-from serving.server import AsgiApp, InferenceApp, InferenceLog, Metrics, json_response, run_server
+from serving.server import AsgiApp, InferenceApp, InferenceLog, Metrics, json_response, no_route, run_server
 
 LOG = logging.getLogger("propensity.endpoint")
 TARGET_VARIANT_HEADER = b"x-amzn-sagemaker-target-variant"
@@ -114,9 +114,7 @@ class VariantRouter(AsgiApp):
             return 200, generate_latest(self.metrics.registry), CONTENT_TYPE_LATEST.encode()
         if path == "/openapi.json" and method == "GET":
             return 200, openapi_json(), b"application/json"
-        if path == "/invocations":
-            if method != "POST":
-                return json_response(405, {"error": "use POST /invocations"})
+        if path == "/invocations" and method == "POST":
             target = headers.get(TARGET_VARIANT_HEADER)
             app = self.choose(target.decode("latin-1") if target else None)
             if app is None:
@@ -126,7 +124,7 @@ class VariantRouter(AsgiApp):
                     )
                 return json_response(503, {"error": f"endpoint {self.files.name} has no variant deployed"})
             return app.invoke(body, headers)
-        return json_response(404, {"error": f"no route {method} {path}: use GET /ping or POST /invocations"})
+        return no_route(method, path)  # the single-model server's rule: 405 on a known path, else 404
 
 
 def serve(name: str, port: int, host: str = "127.0.0.1", profile: str | None = None) -> None:
