@@ -135,15 +135,18 @@ def test_bad_messages_do_not_stop_the_job_and_are_quarantined_with_reasons(strea
     lines = contract_json_lines(events)
     producer = Producer({"bootstrap.servers": config.kafka.bootstrap_servers})
     query = start_query(spark, "kafka", settings=config)
+    # Keyed by session, as the storefront sends them: one session's events stay in order on one partition. Unkeyed,
+    # they would scatter over both partitions and a micro-batch could fold a later event first (then "late").
+    keys = [session.encode() for session in events["session_id"]]
     try:
-        for line in lines[:20]:
-            producer.produce(topic, value=line.encode())
+        for key, line in zip(keys[:20], lines[:20]):
+            producer.produce(topic, key=key, value=line.encode())
         producer.produce(topic, value=b"{this is not json")
         producer.produce(
             topic, value=json.dumps({**json.loads(lines[0]), "event_id": "bad-price", "price": -5}).encode()
         )
-        for line in lines[20:]:
-            producer.produce(topic, value=line.encode())
+        for key, line in zip(keys[20:], lines[20:]):
+            producer.produce(topic, key=key, value=line.encode())
         producer.flush(30)
         wait_until_caught_up(config)
         assert query.isActive and query.exception() is None
