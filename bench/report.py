@@ -248,7 +248,7 @@ def streaming_freshness(data: dict) -> str:
 def serving_footprint(data: dict) -> str:
     arms = data["arms"]
     labels = {
-        "before": f"before: `{data['meta'].get('before_revision')}`, full lock (what the old Dockerfile installed)",
+        "before": f"before: `{data['meta'].get('before_revision')}`'s code, the full lock (the old Dockerfile's)",
         "platform": "the platform's environment (requirements.lock), whole checkout",
         "container": "the scoring container: requirements-serving.lock, the Dockerfile's code only",
     }

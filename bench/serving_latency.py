@@ -1,7 +1,7 @@
 """Scoring latency: our endpoint against Feast's own feature server, in-process paths, and the tree predictor.
 
 Set-up (untimed), in a scratch PROPENSITY_HOME under `var/bench/scratch/` (deleted afterwards):
-`scripts/demo.py --profile redis` (simulated events, Spark features, Feast apply + materialise into Redis db
+`PROPENSITY_PROFILE=redis scripts/demo.py` (simulated events, Spark features, Feast apply + materialise into Redis db
 `REDIS_DB` of the Redis at REDIS_URL's host and port, models, champion registered), then the `feast_registry` and
 `online_features` assets again with the `local` profile, so the SQLite online store holds the same rows (checked
 value for value on the sampled entities). The bench's Redis db is flushed before and after; no other db is touched.
@@ -474,10 +474,13 @@ def worker_materialise_local(args: argparse.Namespace) -> dict[str, Any]:
 
 def build_state(home: Path, scratch: Path) -> dict[str, Any]:
     """The demo (Redis profile) and the SQLite materialisation, in `home`."""
-    env = _child_env(home)
+    env = _child_env(home) | {"PROPENSITY_PROFILE": "redis"}
     (home / "dagster").mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "scripts/demo.py", "--profile", "redis"]
-    print(f"  {' '.join(command[1:])} (PROPENSITY_HOME={home}, REDIS_URL={_redis_url()})", flush=True)
+    command = [sys.executable, "scripts/demo.py"]
+    print(
+        f"  {' '.join(command[1:])} (PROPENSITY_PROFILE=redis, PROPENSITY_HOME={home}, REDIS_URL={_redis_url()})",
+        flush=True,
+    )
     started_at = time.time()
     code, demo_s = _run_child(command, env, scratch / "demo.log", DEMO_TIMEOUT_S)
     summary_path = home / "demo" / "summary.json"
@@ -518,7 +521,7 @@ def build_state(home: Path, scratch: Path) -> dict[str, Any]:
         )
     print(f"  SQLite online store materialised in {mat_s:.0f} s (parity check {result['checks']})", flush=True)
     return {
-        "demo": "scripts/demo.py --profile redis",
+        "demo": "PROPENSITY_PROFILE=redis scripts/demo.py",
         "demo_s": round(demo_s, 1),
         "demo_problem": demo_problem,
         "materialise_sqlite_s": round(mat_s, 1),

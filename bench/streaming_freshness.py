@@ -211,7 +211,11 @@ class Instrument:
         self._patch(processor.SnapshotStore, "before", self._timed("state_read", processor.SnapshotStore.before))
         self._patch(processor.SnapshotStore, "write", self._timed("state_write", processor.SnapshotStore.write))
         original_writer = job.online_writer
-        self._patch(job, "online_writer", lambda profile: self._timed("online_write", original_writer(profile)))
+        self._patch(
+            job,
+            "online_writer",
+            lambda profile, settings=None: self._timed("online_write", original_writer(profile, settings)),
+        )
 
     def uninstall(self) -> None:
         for owner, attribute, value in reversed(self._saved):
