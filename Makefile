@@ -98,11 +98,11 @@ $(SERVING_VENV)/.installed: requirements-serving.lock pyproject.toml install
 # Both locks from pyproject.toml: the full one (platform and dev extras) and the serving one, a subset of the
 # full lock's versions. Add a dependency in pyproject.toml, then `make lock`.
 lock: install
-	$(VENV)/bin/uv pip compile -q pyproject.toml --extra platform --extra dev --python-version 3.11 \
+	$(VENV)/bin/uv pip compile -q pyproject.toml --extra platform --extra dev --python-version 3.11 --no-annotate \
 	  --constraint requirements.lock --no-header -o requirements.lock.new
 	{ echo "# Pinned, resolved together (make lock). \`make install\` installs exactly these."; \
 	  cat requirements.lock.new; } > requirements.lock && rm requirements.lock.new
-	$(VENV)/bin/uv pip compile -q pyproject.toml --python-version 3.11 --constraint requirements.lock --no-header \
+	$(VENV)/bin/uv pip compile -q pyproject.toml --python-version 3.11 --no-annotate --constraint requirements.lock --no-header \
 	  -o requirements-serving.lock.new
 	{ echo "# The scoring container's pins (make lock): the serving dependencies at the full lock's versions."; \
 	  cat requirements-serving.lock.new; } > requirements-serving.lock && rm requirements-serving.lock.new

@@ -43,10 +43,6 @@ class KafkaSettings:
     def dead_letter_topic(self) -> str:
         return f"{self.topic}.dlq"
 
-    @property
-    def is_local_broker(self) -> bool:
-        return self.bootstrap_servers == DEFAULT_BOOTSTRAP_SERVERS
-
 
 @dataclass(frozen=True)
 class ServingSettings:
@@ -74,6 +70,7 @@ SAGEMAKER_VARIABLES = {
 }
 SAGEMAKER_REQUIRED = ("bucket", "image_uri", "execution_role_arn", "region")
 REGION_VARIABLES = ("SAGEMAKER_REGION", "AWS_REGION", "AWS_DEFAULT_REGION")
+SAGEMAKER_STRATEGIES = ("blue_green", "variant_weights")
 
 
 @dataclass(frozen=True)
@@ -130,6 +127,9 @@ class Settings:
                 f"PROPENSITY_DEPLOYER=sagemaker needs {', '.join(self.sagemaker.missing())} set "
                 "(see serving/control/sagemaker.py)"
             )
+        strategy = self.sagemaker.values.get("strategy")
+        if strategy is not None and strategy not in SAGEMAKER_STRATEGIES:
+            raise SettingsError(f"SAGEMAKER_STRATEGY={strategy!r} is not one of {', '.join(SAGEMAKER_STRATEGIES)}")
         for number in ("initial_instance_count", "wait_timeout_s"):
             value = self.sagemaker.values.get(number)
             if value is not None and not value.isdigit():

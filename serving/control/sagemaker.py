@@ -38,6 +38,7 @@ from typing import Any, Literal
 
 from propensity.models.artifact import MANIFEST, verify_manifest
 from propensity.paths import home
+from propensity.settings import SAGEMAKER_STRATEGIES
 from serving.control.deployment import CanaryPolicy, DeploymentRecord, append_history, read_history, utc_now
 from serving.endpoint_state import VariantSpec
 
@@ -107,8 +108,8 @@ class SageMakerDeployer:
     _cloudwatch: Any = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.strategy not in ("blue_green", "variant_weights"):
-            raise ValueError(f"strategy {self.strategy!r}: blue_green or variant_weights")
+        if self.strategy not in SAGEMAKER_STRATEGIES:
+            raise ValueError(f"strategy {self.strategy!r}: one of {', '.join(SAGEMAKER_STRATEGIES)}")
         if self.initial_instance_count < 1:
             raise ValueError(f"initial_instance_count must be at least 1, got {self.initial_instance_count}")
 

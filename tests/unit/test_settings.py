@@ -45,7 +45,7 @@ def test_values_are_read_typed_and_the_set_ones_remembered(tmp_path):
     )
     assert config.profile == "redis" and config.home == tmp_path / "state" and config.data_mirror == tmp_path
     assert config.kafka.options == {"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512"}
-    assert not config.kafka.is_local_broker and config.serving.port == 9090
+    assert config.kafka.bootstrap_servers == "b-1.example:9096,b-2.example:9096" and config.serving.port == 9090
     assert "REDIS_URL" in config.set_variables and "UNRELATED" not in config.set_variables
     assert redacted_url(config.redis_url) == "rediss://:***@cache.example:6380/2"
 
@@ -68,10 +68,8 @@ def test_values_are_read_typed_and_the_set_ones_remembered(tmp_path):
             {"PROPENSITY_DEPLOYER": "sagemaker", "AWS_REGION": "eu-west-1"},
             "PROPENSITY_DEPLOYER=sagemaker needs SAGEMAKER_BUCKET, SAGEMAKER_IMAGE_URI, SAGEMAKER_EXECUTION_ROLE_ARN",
         ),
-        (
-            {"SAGEMAKER_INSTANCE_COUNT": "two"},
-            "SAGEMAKER_INSTANCE_COUNT='two' is not a whole number",
-        ),
+        ({"SAGEMAKER_INSTANCE_COUNT": "two"}, "SAGEMAKER_INSTANCE_COUNT='two' is not a whole number"),
+        ({"SAGEMAKER_STRATEGY": "yolo"}, "SAGEMAKER_STRATEGY='yolo' is not one of blue_green, variant_weights"),
     ],
 )
 def test_a_bad_value_names_the_variable_and_what_it_may_be(environ, message):
@@ -145,3 +143,13 @@ def test_the_architecture_document_lists_every_variable_the_settings_read():
     documented = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", table))
     assert KNOWN_VARIABLES - documented == set()
     assert documented - KNOWN_VARIABLES - {"KAFKA_OPTION_", "OMP_WAIT_POLICY"} == set()
+
+
+def test_spark_refuses_workers_that_would_run_another_python(monkeypatch, tmp_path):
+    from propensity.spark import spark_config
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no python3 anywhere on PATH
+    with pytest.raises(SettingsError, match="export PYSPARK_PYTHON="):
+        spark_config(Settings.from_env({}))
+    config = spark_config(Settings.from_env({"PYSPARK_PYTHON": "/opt/venv/bin/python", "SPARK_MASTER": "local[2]"}))
+    assert config["spark.master"] == "local[2]" and config["spark.sql.session.timeZone"] == "UTC"
