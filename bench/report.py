@@ -262,6 +262,13 @@ def serving_footprint(data: dict) -> str:
                 f"{t['median']:.2f} s ({t['min']:.2f}-{t['max']:.2f}) | {arm['rss_mb_at_ping']:,.0f} MB |"
             )
     r, meta = data["ratios"], data["meta"]
+    imports = data.get("container_import_s")
+    if imports:
+        rows.append("")
+        rows.append(
+            f"Most of the container's start-up is importing Feast: {imports['feast']:.2f} s alone in a fresh "
+            f"interpreter of its environment (LightGBM {imports['lightgbm']:.2f} s)."
+        )
     rows.append("")
     rows.append(
         f"{r['baseline'].capitalize()} / container: {r['site_packages']}x the installed size, {r['start_to_ping']}x "

@@ -5,11 +5,12 @@ Arms (each `python -m serving.server` with the same model artifact and the same 
 - `container`: the environment of requirements-serving.lock (`make serving-env`), the code laid out as the Dockerfile
   copies it (`serving.control.container`): what the image runs.
 - `platform`: the full environment of requirements.lock, the whole checkout on the path.
-- `before` (with `--before REV`): the code at git revision REV (checked out into a scratch worktree) in the full
-  environment, which is what the Dockerfile installed before the serving path got its own lock.
+- `before`: the code at git revision `--before` (default `BEFORE_REVISION`, the last commit before the serving path
+  got its own lock; checked out into a scratch worktree) in the full environment, which is what the Dockerfile
+  installed then. Left out, and said so in `meta`, where the clone does not have that revision (a shallow clone).
 Start-up runs alternate between the arms (round robin), so a slower minute of the VM does not favour one of them.
 
-    python -m bench.serving_footprint [--runs 7] [--before fb0939e] [--quick]
+    python -m bench.serving_footprint [--runs 7] [--before REV | --before ""] [--quick]
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from propensity.settings import PROJECT_ROOT, settings
 
 NAME = "serving_footprint"
 SERVING_VENV = PROJECT_ROOT / ".venv-serving"
+BEFORE_REVISION = "fb0939e"  # serve imported Dagster and PySpark, and the Dockerfile installed the whole lock
 START_TIMEOUT_S = 180.0
 POLL_S = 0.01
 
@@ -111,6 +113,25 @@ def start_to_ping(python: Path, code_root: Path, env: dict[str, str]) -> dict[st
     return {"seconds": seconds, "rss_mb": rss}
 
 
+def has_revision(revision: str) -> bool:
+    done = subprocess.run(
+        ["git", "-C", str(PROJECT_ROOT), "cat-file", "-e", f"{revision}^{{commit}}"], capture_output=True, timeout=30
+    )
+    return done.returncode == 0
+
+
+def import_seconds(python: Path, code_root: Path, env: dict[str, str], module: str, runs: int) -> float:
+    """Median wall time of a fresh interpreter importing `module` (minus the bare interpreter's start)."""
+
+    def timed(statement: str) -> float:
+        started = time.perf_counter()
+        subprocess.run([str(python), "-c", statement], cwd=code_root, env=env, check=True, timeout=120)
+        return time.perf_counter() - started
+
+    bare = statistics.median(timed("pass") for _ in range(runs))
+    return statistics.median(timed(f"import {module}") for _ in range(runs)) - bare
+
+
 def worktree(revision: str, target: Path) -> Path:
     done = subprocess.run(
         ["git", "-C", str(PROJECT_ROOT), "worktree", "add", "--detach", str(target), revision],
@@ -142,7 +163,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "container": (SERVING_VENV / "bin" / "python", container_tree(scratch / "program"), base_env),
             "platform": (Path(sys.executable), PROJECT_ROOT, base_env),
         }
-        if args.before:
+        if args.before and not has_revision(args.before):
+            meta["before_skipped"] = f"revision {args.before} is not in this clone (shallow?): no `before` arm"
+            print(f"  {meta['before_skipped']}", flush=True)
+        elif args.before:
             before_tree = worktree(args.before, scratch / "before")
             arms["before"] = (Path(sys.executable), before_tree, base_env | {"PYTHONPATH": str(before_tree)})
         samples: dict[str, list[dict[str, float]]] = {name: [] for name in arms}
@@ -155,7 +179,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     f"  [{name}] start to /ping {sample['seconds']:.2f} s{'' if round_ else ' (warm-up)'}", flush=True
                 )
         environments = {"container": site_packages(SERVING_VENV), "platform": site_packages(Path(sys.prefix))}
-        result: dict[str, Any] = {"arms": {}}
+        container_python, container_code, container_env = arms["container"]
+        imports = {
+            module: round(import_seconds(container_python, container_code, container_env, module, runs), 3)
+            for module in ("feast", "lightgbm", "serving.server")
+        }
+        result: dict[str, Any] = {"arms": {}, "container_import_s": imports}
         for name, (python, code, _) in arms.items():
             seconds = [s["seconds"] for s in samples[name]]
             environment = environments["container" if name == "container" else "platform"]
@@ -183,7 +212,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             set(environments["platform"]["names"]) - set(environments["container"]["names"])
         )[:400]
         meta |= {
-            "before_revision": args.before,
+            "before_revision": args.before if before_tree is not None else None,
             "runs_per_arm": runs,
             "method": "each run spawns `python -m serving.server` (SQLite online store, a 100-tree LightGBM artifact) "
             "and polls GET /ping every 10 ms; seconds from spawn to the first 200; arms alternate round robin; "
@@ -217,7 +246,9 @@ def print_summary(result: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m bench.{NAME}", description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=7, help="timed cold starts per arm (default 7)")
-    parser.add_argument("--before", default=None, help="also time the server of this git revision (full env)")
+    parser.add_argument(
+        "--before", default=BEFORE_REVISION, help=f"also time this git revision's server (default {BEFORE_REVISION})"
+    )
     parser.add_argument("--quick", action="store_true", help="2 runs per arm: checks the plumbing")
     args = parse_forwarded_args(parser, NAME, argv)
     return publish(NAME, run(args), print_summary)
