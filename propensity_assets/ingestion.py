@@ -28,7 +28,7 @@ RAW_EVENTS = "raw_events"
 
 class SourceConfig(dg.Config):
     """Which source to ingest. The simulator takes users/days/start_date/seed; file sources take paths
-    (empty: the source's files in ../shared/data)."""
+    (empty: the source's own files, from `make data`)."""
 
     source: str = "simulator"
     users: int = 2000
