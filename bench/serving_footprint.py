@@ -145,7 +145,7 @@ def worktree(revision: str, target: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from serving.control.container import container_tree
+    from serving.control.container import container_environment, container_tree
 
     if not (SERVING_VENV / "bin" / "python").exists():
         raise SystemExit(f"{SERVING_VENV} is missing: run make serving-env (make bench does)")
@@ -157,8 +157,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     before_tree = None
     try:
         model = make_state(home)
-        base_env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
-        base_env |= {"PROPENSITY_HOME": str(home), "PROPENSITY_PROFILE": "local", "PROPENSITY_MODEL_DIR": str(model)}
+        base_env = container_environment(os.environ) | {
+            "PROPENSITY_HOME": str(home),
+            "PROPENSITY_PROFILE": "local",
+            "PROPENSITY_MODEL_DIR": str(model),
+        }
         arms = {
             "container": (SERVING_VENV / "bin" / "python", container_tree(scratch / "program"), base_env),
             "platform": (Path(sys.executable), PROJECT_ROOT, base_env),

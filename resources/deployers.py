@@ -29,12 +29,13 @@ class SageMakerDeployerResource(dg.ConfigurableResource):
     bucket: str
     image_uri: str
     execution_role_arn: str
-    prefix: str = "propensity/models"
-    instance_type: str = "ml.c6i.large"
-    initial_instance_count: int = 1
-    strategy: str = "blue_green"
-    redis_url: str = ""  # the online store as the endpoint reaches it (ElastiCache), passed as REDIS_URL
-    wait_timeout_s: int = 1800
+    # Unset: the deployer's own defaults (serving/control/sagemaker.py), so they are defined once.
+    prefix: str | None = None
+    instance_type: str | None = None
+    initial_instance_count: int | None = None
+    strategy: str | None = None
+    wait_timeout_s: int | None = None
+    redis_url: str | None = None  # the online store as the endpoint reaches it (ElastiCache), passed as REDIS_URL
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SageMakerDeployerResource:
@@ -48,15 +49,12 @@ class SageMakerDeployerResource(dg.ConfigurableResource):
         )
 
     def create_resource(self, context: dg.InitResourceContext) -> Deployer:
+        optional = ("prefix", "instance_type", "initial_instance_count", "strategy", "wait_timeout_s")
         return SageMakerDeployer(
             region=self.region,
             bucket=self.bucket,
             image_uri=self.image_uri,
             execution_role_arn=self.execution_role_arn,
-            prefix=self.prefix,
-            instance_type=self.instance_type,
-            initial_instance_count=self.initial_instance_count,
-            strategy=self.strategy,  # type: ignore[arg-type]
             environment={"REDIS_URL": self.redis_url} if self.redis_url else {},
-            wait_timeout_s=self.wait_timeout_s,
+            **{name: getattr(self, name) for name in optional if getattr(self, name) is not None},
         )

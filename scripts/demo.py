@@ -97,10 +97,9 @@ def failure_line(error: BaseException) -> str:
         "run `make services` (Redis and Kafka)": ("Redis", "redis", "Connection refused", "Kafka"),
         "install Java 17 (Spark needs it): apt-get install openjdk-17-jre-headless": ("Java gateway", "JAVA_HOME"),
     }
-    for hint, needles in hints.items():
-        if any(needle in message for needle in needles) and hint.split(":")[0] not in message:
-            return f"{type(error).__name__}: {message}; {hint}"
-    return f"{type(error).__name__}: {message}"
+    line = f"{type(error).__name__}: {message}"
+    hint = next((hint for hint, needles in hints.items() if any(needle in message for needle in needles)), None)
+    return line if hint is None or hint in message else f"{line}; {hint}"
 
 
 def run_demo(args: argparse.Namespace, config: Settings, say, step: Step) -> int:

@@ -22,6 +22,8 @@ ID_FIELDS = ("session_id", "user_id")
 BATCH_FIELD = "instances"
 INSTANCE_FIELDS = frozenset(ID_FIELDS)
 REQUEST_FIELDS = frozenset({BATCH_FIELD})
+# SageMaker's header that sends a request to one production variant (the local runtime's router honours it too).
+TARGET_VARIANT_HEADER = "X-Amzn-SageMaker-Target-Variant"
 
 
 class BadRequest(ValueError):

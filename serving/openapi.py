@@ -11,9 +11,15 @@ from __future__ import annotations
 import functools
 import json
 
-from serving.contract import BATCH_FIELD, ID_FIELDS, MAX_BATCH, MAX_BODY_BYTES, MAX_ID_LENGTH
+from serving.contract import (
+    BATCH_FIELD,
+    ID_FIELDS,
+    MAX_BATCH,
+    MAX_BODY_BYTES,
+    MAX_ID_LENGTH,
+    TARGET_VARIANT_HEADER,
+)
 
-TARGET_VARIANT_HEADER = "X-Amzn-SageMaker-Target-Variant"
 ERROR = {"$ref": "#/components/schemas/Error"}
 
 

@@ -21,6 +21,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from propensity.models.artifact import ModelRegistry, load_artifact
 from propensity.settings import settings
+from serving.contract import TARGET_VARIANT_HEADER
 from serving.endpoint_state import EndpointFiles
 from serving.online_features import OnlineFeatureReader, open_online_feature_reader
 from serving.openapi import openapi_json
@@ -28,7 +29,7 @@ from serving.scorer import Scorer
 from serving.server import AsgiApp, InferenceApp, InferenceLog, Metrics, json_response, no_route, run_server
 
 LOG = logging.getLogger("propensity.endpoint")
-TARGET_VARIANT_HEADER = b"x-amzn-sagemaker-target-variant"
+TARGET_VARIANT = TARGET_VARIANT_HEADER.lower().encode()  # ASGI header names arrive lower-cased
 STATE_CHECK_INTERVAL_S = 0.2
 
 
@@ -115,7 +116,7 @@ class VariantRouter(AsgiApp):
         if path == "/openapi.json" and method == "GET":
             return 200, openapi_json(), b"application/json"
         if path == "/invocations" and method == "POST":
-            target = headers.get(TARGET_VARIANT_HEADER)
+            target = headers.get(TARGET_VARIANT)
             app = self.choose(target.decode("latin-1") if target else None)
             if app is None:
                 if target:

@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from propensity.feature_store import open_feature_store
-from propensity.paths import table_dir, write_text_atomic
+from propensity.paths import home, table_dir, write_text_atomic
 from propensity.settings import PROFILES, Settings
 from propensity.settings import settings as current_settings
 from propensity.spark import spark_config, streaming_config
@@ -42,7 +42,7 @@ STREAMING_SPARK_CONFIG = {
 
 
 def stream_dir(source: str, settings: Settings | None = None) -> Path:
-    return (settings or current_settings()).home / "streaming" / source
+    return home(settings) / "streaming" / source
 
 
 def progress_path(source: str, settings: Settings | None = None) -> Path:
@@ -51,7 +51,7 @@ def progress_path(source: str, settings: Settings | None = None) -> Path:
 
 
 def inbox_dir(settings: Settings | None = None) -> Path:
-    return (settings or current_settings()).home / "streaming" / "inbox"
+    return home(settings) / "streaming" / "inbox"
 
 
 def spark_session(app_name: str = "propensity-stream", settings: Settings | None = None):

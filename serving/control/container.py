@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 from propensity.settings import PROJECT_ROOT
@@ -21,6 +22,12 @@ def container_packages(dockerfile: Path = DOCKERFILE) -> tuple[list[str], list[s
     if not copied:
         raise ValueError(f"{dockerfile}: no `COPY <package> ./<package>` lines")
     return copied, removed
+
+
+def container_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """An environment without PYTHONPATH and the like: a process laid out as the container must not find the
+    platform's packages another way."""
+    return {name: value for name, value in environ.items() if not name.startswith(("PYTHON", "VIRTUAL_ENV"))}
 
 
 def container_tree(target: Path, dockerfile: Path = DOCKERFILE) -> Path:

@@ -12,7 +12,7 @@ import pytest
 
 from propensity.settings import PROJECT_ROOT
 from serving.contract import ScoringRequest
-from serving.control.container import container_tree
+from serving.control.container import container_environment, container_tree
 from serving.control.endpoint import free_port
 from serving.online_features import open_online_feature_reader
 from serving.scorer import Scorer
@@ -56,8 +56,8 @@ def _probe(python: Path, served, tmp_path, code_root: Path = PROJECT_ROOT) -> di
     _, artifact, _, sessions, _ = served
     session = sessions.sort_values("event_timestamp").iloc[-1]
     out = tmp_path / "probe.json"
-    env = {  # no PYTHONPATH: the slim interpreter must not find the platform's packages another way
-        **{k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))},
+    env = {
+        **container_environment(os.environ),
         "PROPENSITY_PROFILE": "local",
         "PROPENSITY_MODEL_DIR": str(artifact.directory),
         "SERVING_PORT": str(free_port()),

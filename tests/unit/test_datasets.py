@@ -425,18 +425,21 @@ def test_the_data_directory_holds_the_catalogue_files():
     assert sha256(published) == uci.published_sha256 and len(published) == uci.published_size
 
 
-def test_cli_verify_on_an_empty_data_dir_exits_1_and_says_make_data(tmp_path):
+def run_cli(command: str, **variables: str) -> subprocess.CompletedProcess:
+    """`python -m propensity.datasets COMMAND` (what `make data` runs) with only these PROPENSITY_DATA* settings."""
     environment = {name: value for name, value in os.environ.items() if not name.startswith("PROPENSITY_DATA")}
-    environment["PROPENSITY_DATA"] = str(tmp_path)
-
-    result = subprocess.run(
-        [sys.executable, "-m", "propensity.datasets", "verify"],
+    return subprocess.run(
+        [sys.executable, "-m", "propensity.datasets", command],
         cwd=PROJECT_ROOT,
-        env=environment,
+        env=environment | variables,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
     )
+
+
+def test_cli_verify_on_an_empty_data_dir_exits_1_and_says_make_data(tmp_path):
+    result = run_cli("verify", PROPENSITY_DATA=str(tmp_path))
 
     output = result.stdout + result.stderr
     assert result.returncode == 1, output
@@ -453,17 +456,7 @@ def test_make_data_fetches_every_real_file_from_a_server_standing_in_for_the_pub
             # UCI is published with ';' separators and stored with ','; every other file as published
             published = stored.replace(b",", b";") if file.transform is not None else stored
             publisher.publish(file.url.removeprefix(datasets.GITHUB_RAW), Reply(published))
-    environment = {name: value for name, value in os.environ.items() if not name.startswith("PROPENSITY_DATA")}
-    environment |= {"PROPENSITY_DATA": str(tmp_path / "data"), "PROPENSITY_DATA_BASE_URL": publisher.base_url}
-
-    result = subprocess.run(
-        [sys.executable, "-m", "propensity.datasets", "fetch"],
-        cwd=PROJECT_ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_cli("fetch", PROPENSITY_DATA=str(tmp_path / "data"), PROPENSITY_DATA_BASE_URL=publisher.base_url)
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert len(publisher.requests) == sum(len(d.files) for d in DATASETS.values()) == 7
