@@ -1,7 +1,9 @@
 """The model artifact and the local model registry.
 
 An artifact is a directory: LightGBM's text model, the calibrator and the baseline as JSON numbers, the feature list
-with the feature service, the training-data fingerprint, metrics, and MANIFEST.json with every file's sha256.
+with the feature service, the training-data fingerprint, metrics, the intervention policy the scorer applies with
+this model (`policy.json`: its threshold depends on this model's calibrated scores), the drift reference profile
+written at training (`reference.json`, read by the monitors only), and MANIFEST.json with every file's sha256.
 Loading checks the manifest first and never unpickles anything.
 """
 
@@ -23,8 +25,13 @@ from propensity.paths import home, write_text_atomic
 
 MANIFEST = "MANIFEST.json"
 MODEL_FILE = "model.txt"
-JSON_FILES = ("calibrator.json", "baseline.json", "features.json", "training.json", "metrics.json")
+POLICY_FILE = "policy.json"
+REFERENCE_FILE = "reference.json"
+JSON_FILES = ("calibrator.json", "baseline.json", "features.json", "training.json", "metrics.json", POLICY_FILE)
 ARTIFACT_FILES = (MODEL_FILE, *JSON_FILES)
+OPTIONAL_FILES = (REFERENCE_FILE,)  # an artifact built outside training (tests, benchmarks) may lack a reference
+# A model registered without an offer policy treats no one and holds no one out.
+NO_INTERVENTION = {"threshold": None, "holdout_share": 0.0, "offer": None, "economics": None}
 
 
 class ArtifactIntegrityError(RuntimeError):
@@ -54,17 +61,41 @@ def write_artifact(
     features: dict,
     training: dict,
     metrics: dict,
+    policy: dict = NO_INTERVENTION,
+    reference: dict | None = None,
 ) -> Path:
     directory = Path(directory)
     if directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
     (directory / MODEL_FILE).write_text(booster.model_to_string())
-    for name, payload in zip(JSON_FILES, (calibrator, baseline, features, training, metrics)):
-        (directory / name).write_text(json.dumps(payload, indent=2, sort_keys=True, default=_json_default))
-    manifest = {name: sha256_file(directory / name) for name in ARTIFACT_FILES}
-    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    for name, payload in zip(JSON_FILES, (calibrator, baseline, features, training, metrics, policy)):
+        _write_json(directory / name, payload)
+    if reference is not None:
+        _write_json(directory / REFERENCE_FILE, reference)
+    _write_manifest(directory)
     return directory
+
+
+def set_artifact_file(directory: Path, name: str, payload: dict) -> None:
+    """Replace one JSON file of an artifact that is not yet registered (the offer policy is decided after the
+    evaluation wrote the candidate), and re-seal the manifest. Registered versions are never changed."""
+    if name not in (*JSON_FILES, *OPTIONAL_FILES):
+        raise ValueError(f"{name} is not an artifact JSON file: one of {(*JSON_FILES, *OPTIONAL_FILES)}")
+    directory = Path(directory)
+    verify_manifest(directory)
+    _write_json(directory / name, payload)
+    _write_manifest(directory)
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=_json_default))
+
+
+def _write_manifest(directory: Path) -> None:
+    names = [*ARTIFACT_FILES, *(name for name in OPTIONAL_FILES if (directory / name).exists())]
+    manifest = {name: sha256_file(directory / name) for name in names}
+    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
 
 
 def _json_default(value):
@@ -84,6 +115,7 @@ class ModelArtifact:
     features: dict
     training: dict
     metrics: dict
+    policy: dict
 
     @property
     def feature_names(self) -> list[str]:
@@ -135,7 +167,17 @@ def load_artifact(directory: Path) -> ModelArtifact:
         features=loaded["features.json"],
         training=loaded["training.json"],
         metrics=loaded["metrics.json"],
+        policy=loaded[POLICY_FILE],
     )
+
+
+def load_reference(directory: Path) -> dict:
+    """The drift reference profile written at training (checked against the manifest)."""
+    directory = Path(directory)
+    manifest = verify_manifest(directory)
+    if REFERENCE_FILE not in manifest:
+        raise ArtifactIntegrityError(f"{directory} has no {REFERENCE_FILE}: it was not built by training; retrain")
+    return json.loads((directory / REFERENCE_FILE).read_text())
 
 
 class ModelRegistry:
