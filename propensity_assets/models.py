@@ -11,7 +11,14 @@ import pandas as pd
 from scipy.special import expit
 
 from propensity.features.definitions import FEATURE_SERVICE_NAME, MODEL_FEATURE_NAMES, SESSION_FEATURE_NAMES
-from propensity.models.artifact import ModelRegistry, fingerprint_frame, load_artifact, write_artifact
+from propensity.models.artifact import (
+    POLICY_FILE,
+    ModelRegistry,
+    fingerprint_frame,
+    load_artifact,
+    set_artifact_file,
+    write_artifact,
+)
 from propensity.models.calibration import apply_calibrator
 from propensity.models.calibration_fit import choose_calibrator
 from propensity.models.dataset import ENTITY_COLUMNS, SPLITS, complete_sessions, decision_points
@@ -330,11 +337,12 @@ def model_evaluation(config: QualityGateConfig, lake: LakeResource):
 
 
 @dg.asset(
-    deps=["model_evaluation"],
+    deps=["model_evaluation", "offer_policy"],
     group_name="models",
     kinds={"lightgbm"},
     automation_condition=dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed(),
-    description="The candidate as a new registry version; promoted to champion only when every quality gate passes.",
+    description="The candidate, with its offer policy, as a new registry version; promoted to champion only when "
+    "every quality gate passes.",
 )
 def registered_model(config: QualityGateConfig) -> dg.MaterializeResult:
     candidate = load_artifact(work_dir() / "candidate")
@@ -364,16 +372,21 @@ class OfferConfig(dg.Config):
     lift_provenance: str = LIFT_PROVENANCE  # where relative_lift comes from: say so when you change it
     # Measure the lift on this randomised Hillstrom arm instead (needs the dataset: `make data`).
     measure_on_hillstrom_arm: str | None = None
+    # Share of sessions randomly held out (never treated): the control group the KPI monitor compares against.
+    holdout_share: float = 0.1
 
 
 @dg.asset(
     deps=["model_evaluation"],
     group_name="models",
     kinds={"pandas"},
-    description="Expected-value threshold on calibrated propensity for showing an offer; the offer's lift is "
-    "configured with its provenance (default: the randomised Hillstrom e-mail test) or measured on Hillstrom.",
+    description="Expected-value threshold on calibrated propensity for showing an offer, and the randomised holdout "
+    "share; the offer's lift is configured with its provenance (default: the randomised Hillstrom e-mail test) or "
+    "measured on Hillstrom. Written into the candidate artifact: the scorer applies it with that model.",
 )
 def offer_policy(config: OfferConfig) -> dg.MaterializeResult:
+    if not 0.0 <= config.holdout_share < 1.0:
+        raise dg.Failure(f"holdout_share must be in [0, 1), got {config.holdout_share}")
     if config.measure_on_hillstrom_arm:
         measured = hillstrom_relative_lift(arm=config.measure_on_hillstrom_arm)
         provenance = f"measured on Hillstrom: {config.measure_on_hillstrom_arm} vs No E-Mail"
@@ -395,9 +408,22 @@ def offer_policy(config: OfferConfig) -> dg.MaterializeResult:
         "test_decision_points": len(test),
     }
     (work_dir() / "offer_policy.json").write_text(json.dumps(policy, indent=2))
+    # What the scorer needs, sealed into the candidate it was computed for.
+    set_artifact_file(
+        work_dir() / "candidate",
+        POLICY_FILE,
+        {
+            "threshold": threshold,
+            "holdout_share": config.holdout_share,
+            "offer": "discount" if threshold is not None else None,
+            "economics": economics.__dict__,
+            "lift": lift,
+        },
+    )
     return dg.MaterializeResult(
         metadata={
             "threshold": threshold if threshold is not None else "never",
+            "holdout_share": config.holdout_share,
             "relative_lift": lift["relative_lift"],
             "lift_provenance": lift["provenance"],
             "share_targeted": policy["share_targeted"],

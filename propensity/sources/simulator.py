@@ -30,6 +30,8 @@ Everything is vectorised: the Python loop runs over chain steps (<= 60) for all 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -240,7 +242,17 @@ def _draw_products(rng: np.random.Generator, cat: dict[str, np.ndarray], focus: 
     return product
 
 
-def _sessions(rng, n_users, days, start_date, rate):
+@dataclass(frozen=True)
+class BehaviourShift:
+    """A change in shopper behaviour from one simulated day on: session intents move by `intent_logit` on the
+    log-odds scale (negative: shoppers buy less), so a model trained before the shift is miscalibrated after it and
+    the in-session features move with the funnel. The closed-loop demo (`make loop`) turns this knob mid-way."""
+
+    from_day: int  # 0-based day index within the simulated period
+    intent_logit: float = -0.8
+
+
+def _sessions(rng, n_users, days, start_date, rate, shift: BehaviourShift | None = None):
     """Session starts (µs since epoch, before de-overlapping), users, effective intents and checkout factors."""
     intent_u = np.clip(rng.beta(1.2, 8.0, n_users), 1e-6, 1 - 1e-6)
     activity_u = rng.gamma(1.5, 1.0 / 1.5, n_users)
@@ -255,6 +267,8 @@ def _sessions(rng, n_users, days, start_date, rate):
     offset = (rng.random(n) * 3_600_000_000).astype(np.int64)
     start = day0.value // 1000 + day * 86_400_000_000 + hour * 3_600_000_000 + offset
     z = _logit(intent_u[user]) + rng.normal(0.0, 0.5, n) + _HOUR_INTENT[hour] + _WEEKDAY_INTENT[weekday[day]]
+    if shift is not None:
+        z = z + np.where(day >= shift.from_day, shift.intent_logit, 0.0)
     return user, start.astype(np.int64), _sigmoid(z), _HOUR_CHECKOUT[hour]
 
 
@@ -268,15 +282,17 @@ def simulate_traffic(
     start_date: str = "2026-11-02",
     seed: int = 7,
     sessions_per_user_day: float = 0.35,
+    shift: BehaviourShift | None = None,
 ) -> SourceBatch:
-    """Simulate `days` of storefront traffic for `n_users`; deterministic for a given seed.
+    """Simulate `days` of storefront traffic for `n_users`; deterministic for a given seed and shift (a shift
+    changes the whole world's random path, so simulate history and shifted days in one call).
 
     Returns contract-v1 events (sorted by event_time, event_id) and the truth frame
     [event_id, true_propensity]: the exact probability that the event's session ends in a purchase.
     """
     rng = np.random.default_rng(seed)
     cat = _catalogue(rng)
-    user, start, intent, checkout_factor = _sessions(rng, n_users, days, start_date, sessions_per_user_day)
+    user, start, intent, checkout_factor = _sessions(rng, n_users, days, start_date, sessions_per_user_day, shift)
     n_sess = len(user)
     table = _action_table(intent, checkout_factor)
     cdf = np.cumsum(table, axis=2)
