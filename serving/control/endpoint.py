@@ -6,7 +6,8 @@
 
 The server is `serving.router` in its own process and session, so it outlives the caller like a SageMaker endpoint.
 `LocalEndpointDeployer` implements `Deployer` (`serving.control.deployment`): the first deployment on an endpoint
-takes all traffic, later ones arrive as canaries (`serving.control.canary`) judged on live traffic.
+takes all traffic, later ones start a canary and return; `serving.control.judge` judges it on the live traffic in
+the endpoint's inference log and shifts, promotes or rolls it back.
 """
 
 from __future__ import annotations
@@ -29,8 +30,17 @@ import requests
 from propensity.models.artifact import ModelRegistry, verify_manifest
 from propensity.paths import PROJECT_ROOT, home, table_dir
 from propensity.settings import settings
-from serving.control.canary import CanaryRun
-from serving.control.deployment import CanaryPolicy, DeploymentRecord, read_history
+from serving.control.canary import log_traffic
+from serving.control.deployment import (
+    CanaryPolicy,
+    CanaryState,
+    CanaryTraffic,
+    DeploymentRecord,
+    append_history,
+    canary_in_progress,
+    read_history,
+    utc_now,
+)
 from serving.endpoint_state import EndpointFiles, VariantSpec
 
 START_TIMEOUT_S = 60.0
@@ -145,7 +155,8 @@ def lake_outcomes(session_ids: Iterable[str]) -> dict[str, bool]:
 
 @dataclass(frozen=True)
 class LocalEndpointDeployer:
-    """The embedded default: endpoints served on this machine by `serving.router`, canaries by `CanaryRun`.
+    """The embedded default: endpoints served on this machine by `serving.router`, weights in the endpoint's
+    state.json, observations from its inference log.
 
     The endpoint's server is started on the first deployment and keeps running (like a SageMaker endpoint) until
     `python -m serving.control.endpoint stop NAME`; later deployments shift its traffic without a restart.
@@ -163,16 +174,76 @@ class LocalEndpointDeployer:
                 "the local runtime serves registered versions only"
             )
         verify_manifest(Path(model_dir))
-        run = CanaryRun(files, policy, outcomes=lake_outcomes)
-        first = not files.read_variants()
-        if first:
-            record = run.deploy(model_version)
+        started = utc_now()
+        new = model_version  # a variant is named after the version it serves (registry versions fit SageMaker's rule)
+        if not files.read_variants():
+            files.write_variants([VariantSpec(new, model_version, 1.0)])
+            record = self._record(files, model_version, "deployed", "first deployment: all traffic", started, "deploy")
             if self.launch_server:
                 start_server(files, self.profile)
             return record
+        running = self.canary(endpoint)
+        if running is not None and running.model_version == model_version:
+            return self.history(endpoint)[-1]  # already canarying this version: the judge carries on
+        if running is not None:
+            self.roll_back(endpoint, f"superseded by {model_version} before a decision", {"superseded_by": new})
+        current = files.read_variants()
+        champion = max(current, key=lambda v: v.weight)
+        if champion.model_version == model_version and len(current) == 1:
+            return self._record(
+                files, model_version, "deployed", "already serving this version: nothing to do", started, "deploy"
+            )
         if self.launch_server:
-            start_server(files, self.profile)  # a canary bakes on live traffic, so the endpoint must be up
-        return run.deploy(model_version)
+            start_server(files, self.profile)  # a canary is judged on live traffic, so the endpoint must be up
+        now = time.time()
+        offset = files.inference_log.stat().st_size if files.inference_log.exists() else 0  # before any canary row
+        state = CanaryState(
+            model_version=model_version,
+            variant=new,
+            champion_version=champion.model_version,
+            champion_variant=champion.name,
+            share=policy.canary_share,
+            step=0,
+            started_at=now,
+            step_started_at=now,
+            policy=policy,
+            cursor={"log_offset": offset},
+        )
+        self._write_split(files, state)
+        reason = f"canary at {state.share:.0%} next to {champion.model_version}"
+        return self._record(
+            files, model_version, "in_progress", reason, started, "start_canary", {"canary": state.as_dict()}
+        )
+
+    def canary(self, endpoint: str) -> CanaryState | None:
+        return canary_in_progress(self.history(endpoint))
+
+    def observe(self, endpoint: str, canary: CanaryState, now: float | None = None) -> CanaryTraffic:
+        files = EndpointFiles(endpoint)
+        return log_traffic(files.inference_log, canary.cursor["log_offset"], canary.variant, canary.champion_variant)
+
+    def shift(
+        self, endpoint: str, share: float, reason: str, numbers: dict, now: float | None = None
+    ) -> DeploymentRecord:
+        files, state = self._running(endpoint)
+        state = state.shifted(share, time.time() if now is None else now)
+        self._write_split(files, state)
+        observations = {**numbers, "canary": state.as_dict()}
+        return self._record(files, state.model_version, "in_progress", reason, utc_now(), "shift", observations)
+
+    def promote(self, endpoint: str, reason: str, numbers: dict) -> DeploymentRecord:
+        files, state = self._running(endpoint)
+        files.write_variants([VariantSpec(state.variant, state.model_version, 1.0)])
+        return self._record(files, state.model_version, "promoted", reason, utc_now(), "promote", numbers)
+
+    def roll_back(self, endpoint: str, reason: str, numbers: dict) -> DeploymentRecord:
+        files, state = self._running(endpoint)
+        files.write_variants([VariantSpec(state.champion_variant, state.champion_version, 1.0)])
+        return self._record(files, state.model_version, "rolled_back", reason, utc_now(), "roll_back", numbers)
+
+    def endpoints(self) -> list[str]:
+        root = home() / "serving" / "endpoints"  # where EndpointFiles keeps them
+        return sorted(p.parent.name for p in root.glob("*/history.jsonl"))
 
     def variants(self, endpoint: str) -> list[VariantSpec]:
         return EndpointFiles(endpoint).read_variants()
@@ -182,6 +253,46 @@ class LocalEndpointDeployer:
 
     def url(self, endpoint: str) -> str | None:
         return running_url(EndpointFiles(endpoint))
+
+    def _running(self, endpoint: str) -> tuple[EndpointFiles, CanaryState]:
+        state = self.canary(endpoint)
+        if state is None:
+            raise RuntimeError(f"endpoint {endpoint} has no canary in progress: deploy one first")
+        return EndpointFiles(endpoint), state
+
+    @staticmethod
+    def _write_split(files: EndpointFiles, state: CanaryState) -> None:
+        files.write_variants(
+            [
+                VariantSpec(state.champion_variant, state.champion_version, round(1.0 - state.share, 9)),
+                VariantSpec(state.variant, state.model_version, state.share),
+            ]
+        )
+
+    @staticmethod
+    def _record(
+        files: EndpointFiles,
+        model_version: str,
+        outcome: str,
+        reason: str,
+        started_at: str,
+        stage: str,
+        observations: dict | None = None,
+    ) -> DeploymentRecord:
+        record = DeploymentRecord(
+            endpoint=files.name,
+            model_version=model_version,
+            outcome=outcome,
+            reason=reason,
+            started_at=started_at,
+            finished_at=None if outcome == "in_progress" else utc_now(),
+            variants=files.read_variants(),
+            observations=observations or {},
+            deployer="local",
+            stage=stage,
+        )
+        append_history(files.history, record)
+        return record
 
 
 def main(argv: list[str] | None = None) -> int:
