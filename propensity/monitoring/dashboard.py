@@ -110,6 +110,8 @@ def _fmt_lift(x) -> str:
 
 
 def _fmt_plain(x) -> str:
+    if isinstance(x, bool):
+        return "yes" if x else "no"
     f = _num(x)
     if f is None:
         return _e(x) if isinstance(x, str) else "—"
