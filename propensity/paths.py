@@ -7,7 +7,16 @@ from pathlib import Path
 
 from propensity.settings import PROJECT_ROOT, Settings, settings
 
-__all__ = ["PROJECT_ROOT", "home", "lake_dir", "logs_dir", "table_dir", "table_glob", "write_text_atomic"]
+__all__ = [
+    "PROJECT_ROOT",
+    "home",
+    "lake_dir",
+    "logs_dir",
+    "table_dir",
+    "storefront_export_dir",
+    "table_glob",
+    "write_text_atomic",
+]
 
 
 def home(using: Settings | None = None) -> Path:
@@ -39,3 +48,9 @@ def table_dir(table: str, using: Settings | None = None) -> Path:
 def table_glob(table: str) -> str:
     """The glob Feast's DuckDB offline store reads a lake table with."""
     return str(table_dir(table) / "*.parquet")
+
+
+def storefront_export_dir(using: Settings | None = None) -> Path:
+    """Where the storefront drops each closed day's events as contract-v1 JSON lines (`<YYYY-MM-DD>.jsonl`, written
+    whole, then renamed); the `storefront_export_sensor` ingests each new file."""
+    return home(using) / "storefront" / "export"

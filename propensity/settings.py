@@ -100,6 +100,8 @@ class Settings:
     pyspark_python: str | None = None
     serving: ServingSettings = field(default_factory=ServingSettings)
     sagemaker: SageMakerSettings = field(default_factory=SageMakerSettings)
+    # After a retrain, further failing checks wait this long before they may cause another (one cause, one retrain).
+    retrain_cooldown_s: float = 6 * 3600.0
     set_variables: frozenset[str] = frozenset()  # the variables that were set (resources pass those as dg.EnvVar)
 
     def __post_init__(self) -> None:
@@ -134,6 +136,10 @@ class Settings:
             value = self.sagemaker.values.get(number)
             if value is not None and not value.isdigit():
                 raise SettingsError(f"{SAGEMAKER_VARIABLES[number]}={value!r} is not a whole number")
+        if not self.retrain_cooldown_s >= 0:
+            raise SettingsError(
+                f"PROPENSITY_RETRAIN_COOLDOWN_S={self.retrain_cooldown_s}: a cool-down cannot be negative"
+            )
         if not 0 < self.serving.port < 65536:
             raise SettingsError(f"SERVING_PORT={self.serving.port}: a TCP port is 1-65535")
         if self.data_base_url is not None and urlparse(self.data_base_url).scheme not in ("http", "https"):
@@ -161,6 +167,11 @@ class Settings:
         }
         mirror = get("PROPENSITY_DATA_MIRROR", "")
         model_dir = get("PROPENSITY_MODEL_DIR", "")
+        cooldown = get("PROPENSITY_RETRAIN_COOLDOWN_S", "21600")
+        try:
+            retrain_cooldown_s = float(cooldown)
+        except ValueError:
+            raise SettingsError(f"PROPENSITY_RETRAIN_COOLDOWN_S={cooldown!r} is not a number of seconds") from None
         port = get("SERVING_PORT", "8080")
         if not port.isdigit():
             raise SettingsError(f"SERVING_PORT={port!r} is not a port number (1-65535)")
@@ -195,6 +206,7 @@ class Settings:
                 model_version=get("PROPENSITY_MODEL_VERSION", "") or None,
             ),
             sagemaker=SageMakerSettings(values=sagemaker_values, variables=sagemaker_variables),
+            retrain_cooldown_s=retrain_cooldown_s,
             set_variables=frozenset(name for name, value in env.items() if value.strip()) & KNOWN_VARIABLES,
         )
 
@@ -219,6 +231,7 @@ KNOWN_VARIABLES = frozenset(
         "PROPENSITY_MODEL_DIR",
         "PROPENSITY_VARIANT",
         "PROPENSITY_MODEL_VERSION",
+        "PROPENSITY_RETRAIN_COOLDOWN_S",
         *SAGEMAKER_VARIABLES.values(),
         *REGION_VARIABLES,
     }

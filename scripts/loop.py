@@ -1,0 +1,473 @@
+"""`make loop`: the closed loop under the real Dagster daemon, with sensors and automation on.
+
+1. Bootstrap: a simulated store's history (HISTORY_DAYS days) is landed, turned into features and a model, and the
+   champion is deployed to the local endpoint (in this process, as `make demo` does).
+2. The stream job and `dagster-daemon` start. From here the script is only the storefront: it never calls a
+   sensor or an asset. Day by day it sends the day's events to the stream (file source) and asks the endpoint for a
+   score at every decision point once the stream has folded it; the endpoint decides the intervention (holdout,
+   offer) and logs the decision. At the end of each day the storefront exports the day's events.
+3. The daemon does the rest: `storefront_export_sensor` ingests the export, automation rebuilds sessions, features
+   and the online store, `monitoring_sensor` runs the monitors, `retrain_sensor` retrains when a monitor check fails,
+   automation deploys the new champion as a canary, and `canary_sensor` promotes it or rolls it back.
+4. From SHIFT_DAY on, shoppers buy less (`BehaviourShift`): the live model becomes miscalibrated and the features move.
+
+`var/loop/demo/loop.json` (under the loop's own state directory, `make loop` sets it) holds the timeline (shift,
+detection, retrain, canary, decision) with timestamps, the time from the shift to the new champion, and KPIs
+before and after. The runs stay in the loop's Dagster instance: `make dev` with the same DAGSTER_HOME shows them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import requests
+
+from propensity.console import quiet_console
+from propensity.paths import PROJECT_ROOT, logs_dir, storefront_export_dir, table_dir
+from propensity.settings import settings
+
+ENDPOINT = "propensity"
+USERS = 1500
+HISTORY_DAYS = 30  # a month: the 30-day user windows are full before the live days begin
+LIVE_DAYS = 8  # at most; the loop ends one day after the canary's decision
+SHIFT_DAY = 2  # live day (0-based) from which shoppers buy less
+INTENT_SHIFT = -0.8  # on the log-odds scale: conversion roughly halves
+SEED = 11
+BATCH = 25  # sessions per scoring request
+STREAM_WAIT_S = 60.0
+TIMEOUT_S = 30 * 60.0
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def world(start: pd.Timestamp):
+    from propensity.contract import validate_events
+    from propensity.sources.simulator import BehaviourShift, simulate_traffic
+
+    batch = simulate_traffic(
+        n_users=USERS,
+        days=HISTORY_DAYS + LIVE_DAYS,
+        start_date=start.strftime("%Y-%m-%d"),
+        seed=SEED,
+        shift=BehaviourShift(from_day=HISTORY_DAYS + SHIFT_DAY, intent_logit=INTENT_SHIFT),
+    )
+    events = validate_events(batch.events).valid
+    events["day"] = events["event_time"].dt.strftime("%Y-%m-%d")
+    return events
+
+
+def dagster_yaml(dagster_home: Path) -> None:
+    """SQLite instance storage; one run at a time (2 cores), launched by the daemon's queue."""
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    (dagster_home / "dagster.yaml").write_text("run_queue:\n  max_concurrent_runs: 1\ntelemetry:\n  enabled: false\n")
+
+
+def bootstrap(history_file: Path, say) -> None:
+    import dagster as dg
+
+    from propensity_assets.definitions import defs
+    from propensity_assets.partitions import event_date_partitions
+
+    assets, resources = list(defs.assets), dict(defs.resources)
+    with dg.DagsterInstance.get() as instance:
+        dg.materialize(
+            assets,
+            selection=["source_events", "event_quarantine"],
+            resources=resources,
+            instance=instance,
+            run_config={
+                "ops": {"source_events": {"config": {"source": "contract_files", "paths": [str(history_file)]}}},
+                **QUIET,
+            },
+        )
+        days = sorted(instance.get_dynamic_partitions(event_date_partitions.name))
+        dg.materialize(
+            assets,
+            selection=["raw_events"],
+            resources=resources,
+            instance=instance,
+            tags={"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]},
+            run_config=QUIET,
+        )
+        say("[loop] history landed: sessions, Spark features, online store")
+        dg.materialize(
+            assets,
+            selection=dg.AssetSelection.groups("sessions", "features", "feature_store"),
+            resources=resources,
+            instance=instance,
+            run_config=QUIET,
+        )
+        say("[loop] training the first champion")
+        dg.materialize(
+            assets,
+            selection=dg.AssetSelection.groups("models"),
+            resources=resources,
+            instance=instance,
+            run_config=QUIET,
+        )
+        from propensity.models.artifact import ModelRegistry
+
+        if ModelRegistry().champion_version() is None:
+            raise RuntimeError("the first model failed its quality gates: nothing to deploy")
+        dg.materialize(
+            assets,
+            selection=["propensity_endpoint"],
+            resources=resources,
+            instance=instance,
+            run_config={"ops": {"propensity_endpoint": {"config": {"endpoint": ENDPOINT}}}, **QUIET},
+        )
+
+
+def start_process(args: list[str], log_name: str, env: dict) -> subprocess.Popen:
+    log = open(logs_dir() / log_name, "ab")  # noqa: SIM115 - the child keeps it for its lifetime
+    return subprocess.Popen(
+        args, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def stop_process(process: subprocess.Popen | None, timeout_s: float = 20.0) -> None:
+    if process is None or process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(5)
+
+
+class Stream:
+    """The storefront's side of the file source: whole files into the inbox, then wait until a batch after them."""
+
+    def __init__(self):
+        from propensity.streaming.job import inbox_dir, progress_path
+
+        self.inbox = inbox_dir()
+        self.progress = progress_path("file")
+        self.inbox.mkdir(parents=True, exist_ok=True)
+        self.files = 0
+
+    def processed_at(self) -> float:
+        try:
+            return float(json.loads(self.progress.read_text()).get("processed_at") or 0.0)
+        except (FileNotFoundError, json.JSONDecodeError):
+            return 0.0
+
+    def send(self, lines: list[str]) -> None:
+        from propensity.paths import write_text_atomic
+
+        sent_at = time.time()
+        write_text_atomic(self.inbox / f"store-{self.files:07d}.jsonl", "\n".join(lines) + "\n")
+        self.files += 1
+        deadline = time.monotonic() + STREAM_WAIT_S
+        while self.processed_at() <= sent_at:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the stream did not fold a file within {STREAM_WAIT_S:.0f} s: see var/logs")
+            time.sleep(0.05)
+
+
+def endpoint_url() -> str:
+    from serving.control.endpoint import running_url
+    from serving.endpoint_state import EndpointFiles
+
+    url = running_url(EndpointFiles(ENDPOINT))
+    if url is None:
+        raise RuntimeError(f"endpoint {ENDPOINT} is not running")
+    return url
+
+
+def score(url: str, pairs: list[tuple[str, str]], stats: dict) -> None:
+    for i in range(0, len(pairs), BATCH):
+        chunk = pairs[i : i + BATCH]
+        body = {"instances": [{"session_id": s, "user_id": u} for s, u in chunk]}
+        try:
+            answer = requests.post(f"{url}/invocations", json=body, timeout=5.0)
+        except requests.RequestException as error:
+            stats["errors"] += 1
+            stats["last_error"] = str(error)[:200]
+            continue
+        if answer.status_code != 200:
+            stats["errors"] += 1
+            stats["last_error"] = answer.text[:200]
+            continue
+        for prediction in answer.json()["predictions"]:
+            stats["scored"] += 1
+            stats["treated"] += bool(prediction["decision"]["treated"])
+            stats["holdout"] += bool(prediction["decision"]["holdout"])
+
+
+def live_day(events: pd.DataFrame, stream: Stream, stats: dict) -> None:
+    """One day of storefront traffic in waves: the k-th event of every session, folded by the stream, then a score
+    for every session whose k-th event was not its purchase (the decision points of training)."""
+    from propensity.sources.contract_files import contract_json_lines
+
+    events = events.sort_values(["session_id", "event_time", "event_id"], kind="stable").reset_index(drop=True)
+    events["wave"] = events.groupby("session_id")["event_time"].rank(method="dense").astype(int) - 1
+    lines = np.array(contract_json_lines(events), dtype=object)
+    for wave, rows in events.groupby("wave", sort=True):
+        stream.send(lines[rows.index].tolist())
+        points = rows[rows["event_type"] != "purchase"].drop_duplicates("session_id")
+        score(endpoint_url(), list(zip(points["session_id"], points["user_id"])), stats)
+
+
+def instance_timeline(since: float) -> dict:
+    """Runs, monitor check results and deployment stages from the Dagster instance (what the daemon did)."""
+    import dagster as dg
+
+    with dg.DagsterInstance.get() as instance:
+        runs = []
+        for record in instance.get_run_records(
+            filters=dg.RunsFilter(created_after=datetime.fromtimestamp(since, timezone.utc))
+        ):
+            run = record.dagster_run
+            runs.append(
+                {
+                    "job": run.job_name,
+                    "status": run.status.value,
+                    "created_at": record.create_timestamp.timestamp(),
+                    "started_at": record.start_time,
+                    "ended_at": record.end_time,
+                    "tags": {
+                        k: v for k, v in run.tags.items() if k.startswith("propensity/") or k == "dagster/sensor_name"
+                    },
+                }
+            )
+        checks = []
+        for key in (
+            dg.AssetCheckKey(dg.AssetKey("drift_report"), "no_feature_drift"),
+            dg.AssetCheckKey(dg.AssetKey("drift_report"), "no_multivariate_drift"),
+            dg.AssetCheckKey(dg.AssetKey("performance_monitor"), "log_loss_within_bound"),
+            dg.AssetCheckKey(dg.AssetKey("performance_monitor"), "calibration_within_bound"),
+        ):
+            for record in instance.event_log_storage.get_asset_check_execution_history(key, limit=50):
+                data = (
+                    record.event.dagster_event.event_specific_data
+                    if record.event and record.event.dagster_event
+                    else None
+                )
+                if hasattr(data, "passed"):
+                    checks.append(
+                        {
+                            "check": key.to_user_string(),
+                            "passed": data.passed,
+                            "at": record.create_timestamp,
+                            "description": (data.description or "")[:300],
+                        }
+                    )
+        stages = []
+        for event in instance.fetch_materializations(dg.AssetKey("propensity_endpoint"), limit=100).records:
+            metadata = event.asset_materialization.metadata
+            stages.append(
+                {
+                    "at": event.timestamp,
+                    "run_id": event.run_id,
+                    **{
+                        k: getattr(v, "value", v)
+                        for k, v in metadata.items()
+                        if k in ("stage", "outcome", "model_version", "reason", "decided_by")
+                    },
+                }
+            )
+    return {
+        "runs": sorted(runs, key=lambda r: r["created_at"]),
+        "checks": sorted(checks, key=lambda c: c["at"]),
+        "deployment_stages": sorted(stages, key=lambda s: s["at"]),
+    }
+
+
+def canary_decision(timeline: dict, after: float) -> dict | None:
+    """The first promote or roll-back after `after` (a stage recorded by the canary sensor)."""
+    for stage in timeline["deployment_stages"]:
+        if stage["at"] > after and str(stage.get("stage", stage.get("outcome"))) in ("promoted", "rolled_back"):
+            return stage
+    return None
+
+
+def kpis_by_model() -> dict:
+    """Conversion, revenue per session and AOV per model version over labelled decisions (session level)."""
+    path = table_dir("labelled_decisions")
+    if not path.exists():
+        return {}
+    labelled = pd.read_parquet(path)
+    sessions = (
+        labelled.sort_values("decided_at")
+        .groupby("session_id")
+        .agg(
+            model_version=("model_version", "first"),
+            label=("label", "max"),
+            revenue=("revenue", "max"),
+            holdout=("holdout", "first"),
+        )
+    )
+    out = {}
+    for version, rows in sessions.groupby("model_version"):
+        converted = rows[rows["label"] > 0]
+        out[version] = {
+            "sessions": len(rows),
+            "conversion": round(float(rows["label"].mean()), 4),
+            "revenue_per_session": round(float(rows["revenue"].mean()), 3),
+            "aov": round(float(converted["revenue"].mean()), 3) if len(converted) else None,
+            "holdout_share": round(float(rows["holdout"].mean()), 3),
+        }
+    return out
+
+
+def run_loop(say) -> int:
+    config = settings()
+    started = time.time()
+    dagster_home = Path(os.environ["DAGSTER_HOME"])
+    dagster_yaml(dagster_home)
+    today = pd.Timestamp.now(tz="UTC").normalize()
+    start = today - pd.Timedelta(days=HISTORY_DAYS + LIVE_DAYS)
+    events = world(start)
+    days = sorted(events["day"].unique())
+    history_days, live_days = days[:HISTORY_DAYS], days[HISTORY_DAYS : HISTORY_DAYS + LIVE_DAYS]
+    say(
+        f"[loop] a store of {USERS} shoppers: {len(history_days)} days of history, up to {len(live_days)} live days; "
+        f"shoppers start buying less on {live_days[SHIFT_DAY]} (state in {config.home})"
+    )
+    from propensity.sources.contract_files import write_contract_file
+
+    history_file = config.home / "storefront" / "history" / "history.jsonl"
+    write_contract_file(events[events["day"].isin(history_days)].drop(columns="day"), history_file)
+    bootstrap(history_file, say)
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
+    timeline_events = [{"event": "bootstrap_done", "at": time.time()}]
+    stream = daemon = None
+    stats = {"scored": 0, "treated": 0, "holdout": 0, "errors": 0}
+    decision = None
+    try:
+        say("[loop] starting the stream job and the Dagster daemon (sensors and automation on)")
+        stream = start_process(
+            [sys.executable, "-m", "propensity.streaming.job", "--source", "file"], "loop-stream.log", env
+        )
+        daemon = start_process(
+            [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(PROJECT_ROOT / "workspace.yaml")],
+            "loop-daemon.log",
+            env,
+        )
+        sink = Stream()
+        for index, day in enumerate(live_days):
+            if time.time() - started > TIMEOUT_S:
+                break
+            if index == SHIFT_DAY:
+                timeline_events.append({"event": "shift", "day": day, "at": time.time(), "intent_logit": INTENT_SHIFT})
+            day_started = time.time()
+            live_day(events[events["day"] == day].drop(columns="day"), sink, stats)
+            write_contract_file(
+                events[events["day"] == day].drop(columns="day"), storefront_export_dir() / f"{day}.jsonl"
+            )
+            timeline_events.append(
+                {"event": "day_exported", "day": day, "at": time.time(), "seconds": round(time.time() - day_started, 1)}
+            )
+            say(f"[loop] {day}: {stats['scored']} decisions so far ({stats['errors']} failed requests)")
+            shift_at = next((e["at"] for e in timeline_events if e["event"] == "shift"), None)
+            if decision is not None:
+                break  # one whole day of traffic after the decision: the KPIs after it
+            if shift_at is not None:
+                decision = canary_decision(instance_timeline(started), shift_at)
+        # Let the daemon finish what the last export started (monitoring, a canary judged on the traffic above).
+        deadline = time.time() + 240
+        while decision is None and time.time() < deadline:
+            time.sleep(10)
+            decision = canary_decision(
+                instance_timeline(started), next((e["at"] for e in timeline_events if e["event"] == "shift"), started)
+            )
+    finally:
+        stop_process(daemon)
+        stop_process(stream)
+        from serving.control.endpoint import stop_server
+        from serving.endpoint_state import EndpointFiles
+
+        stop_server(EndpointFiles(ENDPOINT))
+
+    timeline = instance_timeline(started)
+    shift_at = next((e["at"] for e in timeline_events if e["event"] == "shift"), None)
+    detection = next((c for c in timeline["checks"] if not c["passed"] and shift_at and c["at"] > shift_at), None)
+    retrain = next(
+        (r for r in timeline["runs"] if r["job"] == "retrain" and (shift_at is None or r["created_at"] > shift_at)),
+        None,
+    )
+    canary = next(
+        (
+            s
+            for s in timeline["deployment_stages"]
+            if shift_at and s["at"] > shift_at and str(s.get("stage")) in ("canary", "canary_started", "in_progress")
+        ),
+        None,
+    )
+    decision = canary_decision(timeline, shift_at or started)
+    promoted_at = (
+        decision["at"] if decision and str(decision.get("stage", decision.get("outcome"))) == "promoted" else None
+    )
+    summary = {
+        "timeline": sorted(
+            timeline_events
+            + [{"event": "detection", **detection}] * (detection is not None)
+            + [
+                {
+                    "event": "retrain_started",
+                    "at": retrain["started_at"] or retrain["created_at"],
+                    "cause": retrain["tags"].get("propensity/retrain_cause"),
+                    "status": retrain["status"],
+                }
+            ]
+            * (retrain is not None)
+            + [{"event": "canary_started", **canary}] * (canary is not None)
+            + [{"event": "canary_decision", **decision}] * (decision is not None),
+            key=lambda e: e["at"],
+        ),
+        "seconds_from_shift_to_detection": round(detection["at"] - shift_at, 1) if detection and shift_at else None,
+        "seconds_from_shift_to_new_champion": round(promoted_at - shift_at, 1) if promoted_at and shift_at else None,
+        "decision": decision,
+        "kpis_by_model_version": kpis_by_model(),
+        "storefront": stats,
+        "runs": timeline["runs"],
+        "monitor_checks": timeline["checks"],
+        "deployment_stages": timeline["deployment_stages"],
+        "seconds": round(time.time() - started, 1),
+    }
+    out = config.home / "demo" / "loop.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=2, default=str))
+    for event in summary["timeline"]:
+        when = datetime.fromtimestamp(event["at"], timezone.utc).strftime("%H:%M:%S")
+        detail = {k: v for k, v in event.items() if k not in ("event", "at")}
+        say(f"[loop] {when} {event['event']}: {json.dumps(detail, default=str)[:160]}")
+    say(f"[loop] shift to new champion: {summary['seconds_from_shift_to_new_champion']} s; timeline in {out}")
+    if decision is None:
+        say("[loop] no canary decision was taken by the daemon's sensor: see the runs in the UI (make dev)")
+        return 1
+    return 0
+
+
+def main() -> int:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
+    if not os.environ.get("DAGSTER_HOME"):
+        print("[loop] DAGSTER_HOME is not set: run `make loop`", file=sys.stderr)
+        return 2
+    log_path = logs_dir() / "loop.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with quiet_console(log_path) as say:
+        try:
+            return run_loop(say)
+        except Exception as error:  # noqa: BLE001 - the log keeps the traceback; the console gets one line
+            traceback.print_exc()
+            say(f"[loop] failed: {type(error).__name__}: {' '.join(str(error).split())[:300]} (details in {log_path})")
+            return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

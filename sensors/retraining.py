@@ -1,0 +1,114 @@
+"""Retraining: a failing drift, performance or calibration check starts the `retrain` job, and so does the weekly
+schedule.
+
+Debounced: the cursor remembers the last check evaluation it has seen per check and when it last asked for a
+retrain, so one failing evaluation gives one retrain, and failures during the cool-down after a retrain (the same
+cause, seen again by later monitoring runs while the new model is trained and canaried) are absorbed, not queued.
+A failure after the cool-down is new evidence and retrains again. The cause goes into the run's tags.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+import dagster as dg
+
+from propensity.settings import settings
+
+RETRAIN_JOB = "retrain"
+CAUSE_TAG = "propensity/retrain_cause"
+TRIGGER_TAG = "propensity/retrain_trigger"
+# The monitor checks whose failure means the live model no longer fits the traffic.
+WATCHED_CHECKS = (
+    dg.AssetCheckKey(dg.AssetKey("drift_report"), "no_feature_drift"),
+    dg.AssetCheckKey(dg.AssetKey("drift_report"), "no_multivariate_drift"),
+    dg.AssetCheckKey(dg.AssetKey("performance_monitor"), "log_loss_within_bound"),
+    dg.AssetCheckKey(dg.AssetKey("performance_monitor"), "calibration_within_bound"),
+)
+
+
+@dataclass
+class RetrainCursor:
+    seen: dict[str, int]  # check key -> id of the last evaluation considered
+    last_retrain_at: float | None = None
+
+    @classmethod
+    def parse(cls, text: str | None) -> "RetrainCursor":
+        if not text:
+            return cls(seen={})
+        payload = json.loads(text)
+        return cls(seen=payload["seen"], last_retrain_at=payload.get("last_retrain_at"))
+
+    def dump(self) -> str:
+        return json.dumps({"seen": self.seen, "last_retrain_at": self.last_retrain_at}, sort_keys=True)
+
+
+def _description(record) -> str:
+    detail = getattr(_evaluation(record), "description", None) or ""
+    return f"{record.key.asset_key.to_user_string()}:{record.key.name} failed" + (
+        f" ({detail[:200]})" if detail else ""
+    )
+
+
+def retrain_decision(instance: dg.DagsterInstance, cursor: RetrainCursor, now: float, cooldown_s: float):
+    """(run request or skip reason, new cursor): the sensor's logic, on the instance's check evaluations."""
+    latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(list(WATCHED_CHECKS))
+    new_failures = []
+    seen = dict(cursor.seen)
+    for key in WATCHED_CHECKS:
+        record = latest.get(key)
+        name = key.to_user_string()
+        if record is None or record.id <= seen.get(name, 0):
+            continue
+        evaluation = _evaluation(record)
+        if evaluation is None:
+            continue  # still running (planned): judged once it has a result
+        seen[name] = record.id
+        if not evaluation.passed:
+            new_failures.append(record)
+    updated = RetrainCursor(seen=seen, last_retrain_at=cursor.last_retrain_at)
+    if not new_failures:
+        return dg.SkipReason("no new failing drift, performance or calibration check"), updated
+    causes = "; ".join(_description(r) for r in new_failures)
+    if cursor.last_retrain_at is not None and now - cursor.last_retrain_at < cooldown_s:
+        left = cooldown_s - (now - cursor.last_retrain_at)
+        return dg.SkipReason(f"cool-down ({left:.0f} s left) absorbs: {causes}"), updated
+    updated.last_retrain_at = now
+    run_key = "retrain-" + "-".join(str(r.id) for r in new_failures)
+    return (
+        dg.RunRequest(run_key=run_key, tags={CAUSE_TAG: causes[:1000], TRIGGER_TAG: "check"}),
+        updated,
+    )
+
+
+def _evaluation(record):
+    """The check's evaluation (with `passed`), or None while it has not finished."""
+    event = record.event
+    data = event.dagster_event.event_specific_data if event is not None and event.dagster_event else None
+    return data if hasattr(data, "passed") else None
+
+
+@dg.sensor(
+    job_name=RETRAIN_JOB,
+    minimum_interval_seconds=10,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Retrains when a drift, performance or calibration check fails; one cause, one retrain "
+    "(cursor and cool-down: PROPENSITY_RETRAIN_COOLDOWN_S).",
+)
+def retrain_sensor(context: dg.SensorEvaluationContext):
+    cursor = RetrainCursor.parse(context.cursor)
+    result, updated = retrain_decision(context.instance, cursor, time.time(), settings().retrain_cooldown_s)
+    context.update_cursor(updated.dump())
+    return result
+
+
+retrain_schedule = dg.ScheduleDefinition(
+    name="weekly_retrain",
+    job_name=RETRAIN_JOB,
+    cron_schedule="0 3 * * 1",  # Monday 03:00 UTC: a week of new outcomes, before the week's traffic
+    execution_timezone="UTC",
+    tags={CAUSE_TAG: "weekly schedule", TRIGGER_TAG: "schedule"},
+    description="Retrains weekly whatever the monitors say: slow drift stays under any alarm's threshold.",
+)
