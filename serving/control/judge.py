@@ -103,7 +103,9 @@ def sequential_alarms(policy: CanaryPolicy, canary: ArmStats, champion: ArmStats
     return alarms, numbers
 
 
-def decide(state: CanaryState, traffic: CanaryTraffic, known: dict[str, bool], now: float) -> tuple[Decision, str, dict]:
+def decide(
+    state: CanaryState, traffic: CanaryTraffic, known: dict[str, bool], now: float
+) -> tuple[Decision, str, dict]:
     """The decision at one look, with its reason and numbers (no side effect)."""
     policy = state.policy
     canary, champion = traffic.canary, traffic.champion
@@ -134,7 +136,11 @@ def decide(state: CanaryState, traffic: CanaryTraffic, known: dict[str, bool], n
         return "roll_back", "; ".join(alarms), numbers
     seen = f"{canary.requests} canary and {champion.requests} champion requests"
     if baked_s < state.baking_s():
-        return "continue", f"baking at {state.share:.0%}: {baked_s:.0f} of {state.baking_s():.0f} s, {seen}, no alarm", numbers
+        return (
+            "continue",
+            f"baking at {state.share:.0%}: {baked_s:.0f} of {state.baking_s():.0f} s, {seen}, no alarm",
+            numbers,
+        )
     if not enough:
         return (
             "continue",
@@ -144,7 +150,11 @@ def decide(state: CanaryState, traffic: CanaryTraffic, known: dict[str, bool], n
         )
     following = policy.next_share(state.share)
     if following < 1.0:
-        return "shift", f"no alarm after {baked_s:.0f} s at {state.share:.0%} ({seen}): shift to {following:.0%}", numbers
+        return (
+            "shift",
+            f"no alarm after {baked_s:.0f} s at {state.share:.0%} ({seen}): shift to {following:.0%}",
+            numbers,
+        )
     return "promote", f"no alarm after {baked_s:.0f} s at {state.share:.0%} ({seen}, {policy.shift})", numbers
 
 
@@ -159,7 +169,9 @@ class Verdict:
     record: DeploymentRecord | None = None  # the stage the decision recorded (shift, promote, roll back)
 
 
-def judge_canary(deployer: Deployer, endpoint: str, outcomes: Outcomes | None = None, now: float | None = None) -> Verdict:
+def judge_canary(
+    deployer: Deployer, endpoint: str, outcomes: Outcomes | None = None, now: float | None = None
+) -> Verdict:
     """Look at the endpoint's canary once and carry out the decision through the deployer."""
     now = time.time() if now is None else now
     state = deployer.canary(endpoint)
