@@ -1,5 +1,6 @@
 """The storefront's client: score sessions on a local endpoint over HTTP or on a SageMaker endpoint, with a timeout
-and a fallback score, so a slow or broken endpoint never holds up a page view."""
+and a fallback score, so a slow or broken endpoint never holds up a page view. Each score carries the endpoint's
+intervention decision (`serving.decision`): the storefront shows `decision.offer` when `decision.treated`."""
 
 from __future__ import annotations
 
@@ -9,7 +10,14 @@ from dataclasses import dataclass
 
 import requests
 
+from serving.decision import Decision
+
 LOG = logging.getLogger("propensity.client")
+
+
+# What the storefront does without the endpoint's answer: treat no one. Such a row is in no decision log (the
+# endpoint never saw it), so it is not part of the experiment either.
+NO_DECISION = Decision(treated=False, holdout=False, offer=None, treatment_probability=0.0)
 
 
 @dataclass(frozen=True)
@@ -20,6 +28,7 @@ class Score:
     reason: str | None
     model_version: str | None = None
     variant: str | None = None
+    decision: Decision = NO_DECISION  # without an answer from the endpoint nobody is treated
 
 
 class PropensityClient:
@@ -63,16 +72,23 @@ class PropensityClient:
         body = json.dumps({"instances": [{"session_id": s, "user_id": u} for s, u in pairs]})
         try:
             predictions = json.loads(self._transport.invoke(body))["predictions"]
+            # parsed inside the try: an answer of another shape (an older container) is endpoint trouble too
+            return [
+                Score(
+                    p["session_id"],
+                    p["propensity"],
+                    p["fallback"],
+                    p["fallback_reason"],
+                    p["model_version"],
+                    p["variant"],
+                    Decision(**p["decision"]),
+                )
+                for p in predictions
+            ]
         except Exception as error:  # noqa: BLE001 - any endpoint trouble becomes a fallback the caller can act on
             reason = f"endpoint unavailable: {type(error).__name__}: {error}"[:300]
             LOG.warning(reason)
             return [Score(s, self.fallback_score, True, reason) for s, _ in pairs]
-        return [
-            Score(
-                p["session_id"], p["propensity"], p["fallback"], p["fallback_reason"], p["model_version"], p["variant"]
-            )
-            for p in predictions
-        ]
 
 
 class EndpointError(RuntimeError):

@@ -4,7 +4,11 @@ Request: one object or a batch
     {"session_id": "s1", "user_id": "u1"}
     {"instances": [{"session_id": "s1", "user_id": "u1"}, ...]}
 Response: {"predictions": [{"session_id", "user_id", "propensity", "model_version", "variant",
-           "feature_age_s": {view: seconds or null}, "fallback": bool, "fallback_reason": str or null}, ...]}
+           "feature_age_s": {view: seconds or null}, "fallback": bool, "fallback_reason": str or null,
+           "features": {feature: value or null, in MODEL_FEATURE_NAMES order},
+           "decision": {"treated": bool, "holdout": bool, "offer": str or null,
+                        "treatment_probability": float}}, ...]}
+          (a single request gets the one prediction object; `serving.decision` explains the decision)
 
 Validation is by hand, in one pass over the parsed body: a schema library per request would cost more than the
 scoring. `serving.openapi` publishes the same rules as an OpenAPI document built from the constants below.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 
+from propensity.features.definitions import MODEL_FEATURE_NAMES
 from serving.contract import (
     BATCH_FIELD,
     ID_FIELDS,
@@ -75,6 +76,8 @@ def openapi_document() -> dict:
                 "feature_age_s",
                 "fallback",
                 "fallback_reason",
+                "features",
+                "decision",
             ],
             "properties": {
                 **{field: {"type": "string"} for field in ID_FIELDS},
@@ -97,6 +100,38 @@ def openapi_document() -> dict:
                     "type": "string",
                     "nullable": True,
                     "description": "Why features were missing (no row, online store unavailable); null otherwise.",
+                },
+                "features": {
+                    "type": "object",
+                    "description": "The feature vector the model scored, by name; null where the value was missing.",
+                    "required": list(MODEL_FEATURE_NAMES),
+                    "properties": {name: {"type": "number", "nullable": True} for name in MODEL_FEATURE_NAMES},
+                    "additionalProperties": False,
+                },
+                "decision": {"$ref": "#/components/schemas/Decision"},
+            },
+            "additionalProperties": False,
+        },
+        "Decision": {
+            "type": "object",
+            "description": "The intervention decided for this row by the model's policy. A randomised holdout of "
+            "sessions (by a hash of the session id) is never treated; otherwise a row is treated when its "
+            "propensity is at or above the policy's threshold. Act on `treated` and `offer`.",
+            "required": ["treated", "holdout", "offer", "treatment_probability"],
+            "properties": {
+                "treated": {"type": "boolean", "description": "Show the offer."},
+                "holdout": {"type": "boolean", "description": "The session is in the randomised holdout."},
+                "offer": {
+                    "type": "string",
+                    "nullable": True,
+                    "description": "The offer to show when treated; null otherwise.",
+                },
+                "treatment_probability": {
+                    "type": "number",
+                    "minimum": 0,
+                    "maximum": 1,
+                    "description": "The probability that this row is treated under the policy: 1 - holdout share "
+                    "when the propensity clears the threshold, else 0.",
                 },
             },
             "additionalProperties": False,

@@ -4,6 +4,10 @@ Everything that can be done once (artifact load and manifest check, feature-serv
 the trees) happens in the constructor; `score` does only per-request work. When the online store is down or holds
 nothing for a session, the model still scores with what is known (LightGBM routes missing values down each split's
 default branch) and the answer says so: `fallback` with a reason.
+
+Each prediction also carries the intervention `decision` (`serving.decision`, from the artifact's policy) and the
+`features` the model read (null where missing). Both are in the response, not only in the local inference log,
+because on SageMaker the decision log is read from Data Capture, which records only the request and the response.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from propensity.features.definitions import MODEL_FEATURE_NAMES
 from propensity.models.artifact import ModelArtifact
 from propensity.models.calibration import calibrator_function
 from serving.contract import ScoringRequest
+from serving.decision import DecisionPolicy
 from serving.online_features import OnlineFeatureReader, OnlineStoreUnavailable
 from serving.predictor import TreeEnsemblePredictor
 
@@ -38,6 +43,7 @@ class Scorer:
         self.model_version = model_version or artifact.version  # SageMaker mounts every model at /opt/ml/model
         self.predictor = TreeEnsemblePredictor.from_booster(artifact.booster)
         self.calibrate = calibrator_function(artifact.calibrator)
+        self.policy = DecisionPolicy(artifact.policy)
         self._missing_row = [float("nan")] * len(MODEL_FEATURE_NAMES)
 
     def score(self, requests: list[ScoringRequest]) -> list[dict]:
@@ -60,6 +66,8 @@ class Scorer:
                 }
                 reason = f"no online features for {', '.join(row.missing_views)}" if row.missing_views else None
             propensity = self.calibrate(self.predictor.raw_score_one(values))
+            decision = self.policy.decide(request.session_id, propensity)
+            # JSON has no NaN: a missing feature is null (v != v holds for NaN only)
             results.append(
                 {
                     "session_id": request.session_id,
@@ -70,6 +78,8 @@ class Scorer:
                     "feature_age_s": ages,
                     "fallback": reason is not None,
                     "fallback_reason": reason,
+                    "features": {name: (None if v != v else v) for name, v in zip(MODEL_FEATURE_NAMES, values)},
+                    "decision": decision.as_dict(),
                 }
             )
         return results

@@ -10,7 +10,8 @@ import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
-from serving.client import PropensityClient
+from serving.client import NO_DECISION, PropensityClient
+from serving.decision import Decision
 from tests.integration.test_feast import feature_lake  # noqa: F401 - fixtures: simulated features through Spark,
 from tests.integration.test_inference_server import served  # noqa: F401 - and a real server on SQLite over them
 
@@ -23,6 +24,8 @@ def test_client_scores_through_the_local_endpoint(served):  # noqa: F811
     client = PropensityClient.local(url, timeout_s=2.0)
     score = client.score(pair["session_id"], pair["user_id"])
     assert not score.fallback and 0 < score.propensity < 1 and score.model_version == artifact.version
+    # the served artifact has no intervention policy: no one is treated or held out
+    assert score.decision == NO_DECISION
     many = client.score_many([(s, u) for s, u in sessions[["session_id", "user_id"]].head(5).itertuples(index=False)])
     assert [m.session_id for m in many] == list(sessions["session_id"].head(5))
 
@@ -52,6 +55,8 @@ def test_client_invokes_a_sagemaker_endpoint_with_the_contract_body():
                     "feature_age_s": {},
                     "fallback": False,
                     "fallback_reason": None,
+                    "features": {},
+                    "decision": {"treated": True, "holdout": False, "offer": "discount", "treatment_probability": 0.9},
                 }
             ]
         }
@@ -71,6 +76,8 @@ def test_client_invokes_a_sagemaker_endpoint_with_the_contract_body():
         client = PropensityClient.sagemaker("propensity-prod", runtime_client=runtime, fallback_score=0.05)
         first = client.score("s1", "u1")
         assert (first.propensity, first.variant, first.fallback) == (0.2, "canary", False)
+        assert first.decision == Decision(treated=True, holdout=False, offer="discount", treatment_probability=0.9)
         second = client.score("s1", "u1")
         assert second.fallback and second.propensity == 0.05 and "ModelError" in second.reason
+        assert second.decision == NO_DECISION  # no answer from the endpoint: nobody is treated
         stubber.assert_no_pending_responses()

@@ -1,0 +1,86 @@
+"""The intervention decision for each scored row, from the model artifact's policy (`policy.json`).
+
+- Holdout: a randomised share of sessions (`holdout_share`) is never treated, whatever its score. The draw is
+  sha256 of the session id read as a uniform number in [0, 1): the same session lands in the same arm on every
+  request, on every variant and model version, and the arm is independent of the score (the KPI monitor compares
+  treated against holdout as a randomised experiment).
+- Otherwise a row is treated when the policy has a threshold and the calibrated propensity is at or above it.
+- `treatment_probability` is the probability that this row is treated under the logging policy: 1 - holdout_share
+  when the score clears the threshold, else 0. It is exact because the holdout draw is the only randomness.
+
+Plain Python on the request path (a sha256 of a short id and a few comparisons: about a microsecond).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+
+_DRAW_BYTES = 8  # 64 bits of the digest: a uniform draw with a resolution far below any holdout share
+_DRAW_SPAN = 1 << (8 * _DRAW_BYTES)
+
+
+def _draw_bits(session_id: str) -> int:
+    return int.from_bytes(hashlib.sha256(session_id.encode("utf-8")).digest()[:_DRAW_BYTES], "big")
+
+
+def holdout_draw(session_id: str) -> float:
+    """The session's uniform draw in [0, 1): the first 64 bits of sha256(session_id) over 2**64."""
+    return _draw_bits(session_id) / _DRAW_SPAN
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    treated: bool
+    holdout: bool
+    offer: str | None  # the offer shown when treated, else None
+    treatment_probability: float
+
+    def as_dict(self) -> dict:
+        return {
+            "treated": self.treated,
+            "holdout": self.holdout,
+            "offer": self.offer,
+            "treatment_probability": self.treatment_probability,
+        }
+
+
+class DecisionPolicy:
+    """An artifact's intervention policy (`threshold`, `holdout_share`, `offer`), checked once at load; `decide` runs
+    per scored row."""
+
+    def __init__(self, policy: dict):
+        # only these fields steer the decision; the rest (economics, the lift's provenance) are for people
+        threshold = policy.get("threshold")
+        holdout_share = policy.get("holdout_share", 0.0)
+        offer = policy.get("offer")
+        if threshold is not None and not (isinstance(threshold, (int, float)) and 0.0 <= threshold <= 1.0):
+            raise ValueError(f"intervention policy threshold must be a probability or null, got {threshold!r}")
+        if not (isinstance(holdout_share, (int, float)) and 0.0 <= holdout_share < 1.0):
+            raise ValueError(f"intervention policy holdout_share must be in [0, 1), got {holdout_share!r}")
+        if threshold is not None and (not isinstance(offer, str) or not offer):
+            raise ValueError(f"intervention policy with a threshold needs an offer to show, got {offer!r}")
+        self.threshold: float | None = None if threshold is None else float(threshold)
+        self.holdout_share = float(holdout_share)
+        self.offer: str | None = offer if threshold is not None else None
+        # compared as integers on the request path: draw < share  <=>  first 64 bits < share * 2**64
+        self._holdout_below = math.ceil(self.holdout_share * _DRAW_SPAN)
+        self._treat_probability = 1.0 - self.holdout_share
+        self._none = Decision(treated=False, holdout=False, offer=None, treatment_probability=0.0)
+        self._held_out = Decision(treated=False, holdout=True, offer=None, treatment_probability=0.0)
+
+    def is_holdout(self, session_id: str) -> bool:
+        """holdout_draw(session_id) < holdout_share, in integers (no hashing at all without a holdout)."""
+        return self._holdout_below > 0 and _draw_bits(session_id) < self._holdout_below
+
+    def decide(self, session_id: str, propensity: float) -> Decision:
+        holdout = self.is_holdout(session_id)
+        if self.threshold is None or propensity < self.threshold:
+            return self._held_out if holdout else self._none
+        return Decision(
+            treated=not holdout,
+            holdout=holdout,
+            offer=None if holdout else self.offer,
+            treatment_probability=self._treat_probability,
+        )
