@@ -31,6 +31,7 @@ class SageMakerDeployerResource(dg.ConfigurableResource):
     execution_role_arn: str
     # Unset: the deployer's own defaults (serving/control/sagemaker.py), so they are defined once.
     prefix: str | None = None
+    capture_prefix: str | None = None  # where Data Capture writes, under the bucket
     instance_type: str | None = None
     initial_instance_count: int | None = None
     strategy: str | None = None
@@ -49,7 +50,7 @@ class SageMakerDeployerResource(dg.ConfigurableResource):
         )
 
     def create_resource(self, context: dg.InitResourceContext) -> Deployer:
-        optional = ("prefix", "instance_type", "initial_instance_count", "strategy", "wait_timeout_s")
+        optional = ("prefix", "capture_prefix", "instance_type", "initial_instance_count", "strategy", "wait_timeout_s")
         return SageMakerDeployer(
             region=self.region,
             bucket=self.bucket,

@@ -7,16 +7,21 @@ after the endpoint, the version and a UTC stamp; variant names are derived from 
 metrics and alarms per variant name exactly one model.
 
 - No endpoint yet: create it with one variant and wait until it is InService ("deployed").
+- `strategy="variant_weights"` (what the canary sensor drives): two production variants on one endpoint, the
+  champion at 1 - canary_share and the canary at canary_share; the record says "in_progress" and carries the
+  canary's state. The judge (`serving/control/judge.py`) observes both variants since the canary started, requests
+  and 5xx from CloudWatch (`Invocations`, `Invocation5XXErrors`, p99 `ModelLatency`, per variant) and scores from
+  Data Capture, then shifts, promotes or rolls back with `update_endpoint_weights_and_capacities`.
 - `strategy="blue_green"`: SageMaker's own deployment guardrails. The new config has one variant; `update_endpoint`
   shifts traffic CANARY (`canary_share` for `baking_s`, then all) or LINEAR (`linear_step_share` per step, each baked
-  `linear_step_baking_s`), watched by CloudWatch alarms on the new variant (5XX error rate, p99 model latency) that
-  roll it back by themselves. The record says "in_progress": SageMaker finishes the bake, `describe_endpoint` tells.
-  Canary and step sizes are shares of the new fleet's instances (SageMaker allows at most 50%), so a canary needs an
-  endpoint of more than one instance (`initial_instance_count`).
-  SageMaker rolls back on CloudWatch alarms only, so the policy's score-PSI and calibration alarms are not part of
-  its bake (the local runtime checks them; here they are for the canary sensors).
-- `strategy="variant_weights"`: two production variants (champion 1 - canary_share, canary canary_share) on one
-  endpoint; the canary sensors promote or roll back with `shift_traffic`.
+  `linear_step_baking_s`), watched by CloudWatch alarms on the new variant (5XX error rate above `max_error_rate`,
+  p99 model latency) that roll it back by themselves; `describe_endpoint` tells how it ends. Canary and step sizes
+  are shares of the new fleet's instances (SageMaker allows at most 50%), so a canary needs an endpoint of more than
+  one instance (`initial_instance_count`). The judge's sequential tests are not part of that bake (no canary state
+  is recorded for it).
+
+Every endpoint config enables Data Capture: 100 % of requests and responses, as JSON, to
+`s3://{bucket}/{capture_prefix}/<endpoint>/<variant>/yyyy/mm/dd/hh/*.jsonl`.
 
 Every AWS call has a connect and read timeout and bounded retries; waiting for an endpoint is bounded by
 `wait_timeout_s`. History is a JSON-lines file per endpoint under $PROPENSITY_HOME/serving/sagemaker/.
@@ -24,22 +29,35 @@ Every AWS call has a connect and read timeout and bounded retries; waiting for a
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
+import json
 import math
 import re
 import tarfile
 import tempfile
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal
 
 from propensity.models.artifact import MANIFEST, verify_manifest
 from propensity.paths import home
 from propensity.settings import SAGEMAKER_STRATEGIES
-from serving.control.deployment import CanaryPolicy, DeploymentRecord, append_history, read_history, utc_now
+from serving.control.deployment import (
+    CanaryPolicy,
+    CanaryState,
+    CanaryTraffic,
+    DeploymentRecord,
+    VariantTraffic,
+    append_history,
+    canary_in_progress,
+    read_history,
+    utc_now,
+)
 from serving.endpoint_state import VariantSpec
 
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")  # SageMaker's rule for endpoint, config, variant
@@ -94,6 +112,7 @@ class SageMakerDeployer:
     image_uri: str
     execution_role_arn: str
     prefix: str = "propensity/models"
+    capture_prefix: str = "propensity/capture"  # Data Capture: s3://bucket/capture_prefix/<endpoint>/<variant>/...
     instance_type: str = "ml.c6i.large"
     initial_instance_count: int = 1
     strategy: Literal["blue_green", "variant_weights"] = "blue_green"
@@ -140,6 +159,12 @@ class SageMakerDeployer:
         _check_endpoint_name(endpoint)
         verify_manifest(model_dir)  # refuse a tampered artifact before any AWS call
         self._check_policy(policy)
+        running = self.canary(endpoint)
+        if running is not None and running.model_version == model_version:
+            return self.history(endpoint)[-1]  # already canarying this version: the judge carries on
+        if running is not None:
+            new_name = variant_name(model_version)
+            self.roll_back(endpoint, f"superseded by {model_version} before a decision", {"superseded_by": new_name})
         described = self._describe_endpoint(endpoint)
         current = self._deployed(endpoint, described) if described else []
         if described and described["EndpointStatus"] != "InService":
@@ -151,11 +176,13 @@ class SageMakerDeployer:
         serving = [v["name"] for v in current if v["weight"] > 0]
         if serving == [new_variant]:
             unchanged = f"{endpoint} already serves {model_version}: nothing changed"
-            return self._record(endpoint, model_version, "deployed", unchanged, started, _specs(current))
+            return self._record(
+                endpoint, model_version, "deployed", unchanged, started, _specs(current), stage="deploy"
+            )
         if described and self.strategy == "variant_weights" and len(serving) != 1:
             raise RuntimeError(
-                f"SageMaker endpoint {endpoint} serves {serving}: promote or roll back the running canary with "
-                f"shift_traffic before deploying {model_version}"
+                f"SageMaker endpoint {endpoint} serves {serving} without a canary on record: set the weights with "
+                f"update_endpoint_weights_and_capacities so that one variant serves, then deploy {model_version}"
             )
         stamp = deployment_stamp()
         model_name = config_name = sagemaker_name(endpoint, model_version, stamp)  # SageMaker keeps them apart
@@ -169,8 +196,47 @@ class SageMakerDeployer:
                 return self._blue_green(endpoint, config_name, new, current, policy, started)
             return self._variant_weights(endpoint, config_name, new, current, policy, started)
         except RuntimeError as error:
-            self._record(endpoint, model_version, "failed", str(error), started, _specs(current))
+            self._record(endpoint, model_version, "failed", str(error), started, _specs(current), stage="deploy")
             raise
+
+    def canary(self, endpoint: str) -> CanaryState | None:
+        """The variant-weights canary in progress (a blue/green update is SageMaker's to bake: none here)."""
+        return canary_in_progress(self.history(endpoint))
+
+    def observe(self, endpoint: str, canary: CanaryState, now: float | None = None) -> CanaryTraffic:
+        """Both variants since the canary started: requests, 5xx and p99 model latency from CloudWatch, scores and
+        sessions from Data Capture (our JSON response bodies) in S3."""
+        end = time.time() if now is None else now
+        return CanaryTraffic(
+            canary=self._variant_traffic(endpoint, canary.variant, canary.started_at, end),
+            champion=self._variant_traffic(endpoint, canary.champion_variant, canary.started_at, end),
+        )
+
+    def shift(
+        self, endpoint: str, share: float, reason: str, numbers: dict, now: float | None = None
+    ) -> DeploymentRecord:
+        state = self._running(endpoint)
+        state = state.shifted(share, time.time() if now is None else now)
+        weights = {state.champion_variant: round(1.0 - share, 9), state.variant: share}
+        return self._set_weights(
+            endpoint, state.model_version, weights, "shift", reason, {**numbers, "canary": state.as_dict()}
+        )
+
+    def promote(self, endpoint: str, reason: str, numbers: dict) -> DeploymentRecord:
+        """All traffic to the canary; the champion's variant stays at weight 0 (a fast way back) until the next
+        deployment's endpoint config leaves it out."""
+        state = self._running(endpoint)
+        weights = {state.champion_variant: 0.0, state.variant: 1.0}
+        return self._set_weights(endpoint, state.model_version, weights, "promote", reason, numbers)
+
+    def roll_back(self, endpoint: str, reason: str, numbers: dict) -> DeploymentRecord:
+        state = self._running(endpoint)
+        weights = {state.champion_variant: 1.0, state.variant: 0.0}
+        return self._set_weights(endpoint, state.model_version, weights, "roll_back", reason, numbers)
+
+    def endpoints(self) -> list[str]:
+        root = home() / "serving" / "sagemaker"
+        return sorted(p.parent.name for p in root.glob("*/history.jsonl"))
 
     def variants(self, endpoint: str) -> list[VariantSpec]:
         described = self._describe_endpoint(endpoint)
@@ -179,38 +245,31 @@ class SageMakerDeployer:
     def history(self, endpoint: str) -> list[DeploymentRecord]:
         return read_history(self._history_path(endpoint))
 
-    def shift_traffic(self, endpoint: str, weights: dict[str, float], reason: str = "") -> DeploymentRecord:
-        """Set variant weights (by variant name; unnamed variants keep theirs). All weight on the newest deployed
-        version is a promotion, all weight on another one a rollback; anything else leaves the canary in progress."""
+    def _running(self, endpoint: str) -> CanaryState:
+        state = self.canary(endpoint)
+        if state is None:
+            raise RuntimeError(f"SageMaker endpoint {endpoint} has no canary in progress: deploy one first")
+        return state
+
+    def _set_weights(
+        self, endpoint: str, model_version: str, weights: dict[str, float], stage: str, reason: str, numbers: dict
+    ) -> DeploymentRecord:
+        """One stage: the variants' weights (UpdateEndpointWeightsAndCapacities), then the record. An update that
+        SageMaker does not finish within wait_timeout_s raises, and the canary stays on record for the next look."""
         started = utc_now()
-        known = {v.name: v for v in self.variants(endpoint)}
-        unknown = sorted(set(weights) - set(known))
-        if not known or unknown:
-            raise ValueError(
-                f"endpoint {endpoint} has variants {sorted(known)}: no traffic can go to {unknown or sorted(weights)}"
-            )
-        if any(w < 0 for w in weights.values()) or sum(weights.get(n, v.weight) for n, v in known.items()) <= 0:
-            raise ValueError(f"weights must be >= 0 and leave some traffic somewhere, got {weights}")
         desired = [{"VariantName": name, "DesiredWeight": float(weight)} for name, weight in sorted(weights.items())]
         with self._aws("update_endpoint_weights_and_capacities", endpoint, "check the role's sagemaker permissions"):
             self._client("sagemaker").update_endpoint_weights_and_capacities(
                 EndpointName=endpoint, DesiredWeightsAndCapacities=desired
             )
         waited = self._wait_in_service(endpoint)
-        after = self.variants(endpoint)
-        serving = [v for v in after if v.weight > 0]
-        deployed = [r.model_version for r in self.history(endpoint) if r.outcome in ("deployed", "in_progress")]
         if waited is not None:
-            outcome, why = waited
-        elif len(serving) == 1 and deployed and serving[0].model_version == deployed[-1]:
-            outcome, why = "promoted", f"{serving[0].model_version} takes all traffic"
-        elif len(serving) == 1:
-            outcome, why = "rolled_back", f"traffic back on {serving[0].model_version}"
-        else:
-            outcome, why = "in_progress", "traffic split " + ", ".join(f"{v.name} {v.weight:.0%}" for v in serving)
-        version = serving[0].model_version if len(serving) == 1 else (deployed[-1] if deployed else "")
-        why = f"{why}: {reason}" if reason else why
-        return self._record(endpoint, version, outcome, why, started, after, {"weights": weights})
+            raise RuntimeError(f"{stage} of {model_version} on {endpoint}: {waited[1]}")
+        outcome = {"shift": "in_progress", "promote": "promoted", "roll_back": "rolled_back"}[stage]
+        observations = {**numbers, "weights": weights}
+        return self._record(
+            endpoint, model_version, outcome, reason, started, self.variants(endpoint), observations, stage
+        )
 
     # -- the three deployment paths ---------------------------------------------------------------------------
 
@@ -229,6 +288,7 @@ class SageMakerDeployer:
             started,
             variants,
             {"endpoint_config": config_name, "model_name": new["model_name"]},
+            "deploy",
         )
 
     def _blue_green(
@@ -263,6 +323,7 @@ class SageMakerDeployer:
                 "model_name": new["model_name"],
                 "deployment_config": deployment_config,
             },
+            "start_canary",
         )
 
     def _variant_weights(
@@ -281,10 +342,24 @@ class SageMakerDeployer:
             VariantSpec(new["name"], new["model_version"], policy.canary_share),
         ]
         waited = self._wait_in_service(endpoint)
+        observations = {"endpoint_config": config_name, "model_name": new["model_name"]}
+        if waited is None:
+            now = time.time()
+            state = CanaryState(
+                model_version=new["model_version"],
+                variant=new["name"],
+                champion_version=champion["model_version"],
+                champion_variant=champion["name"],
+                share=policy.canary_share,
+                step=0,
+                started_at=now,
+                step_started_at=now,
+                policy=policy,
+            )
+            observations["canary"] = state.as_dict()
         outcome, reason = waited or (
             "in_progress",
-            f"canary {new['name']} at {policy.canary_share:.0%} beside {champion['name']}: "
-            "promote or roll back with shift_traffic",
+            f"canary {new['name']} at {policy.canary_share:.0%} beside {champion['name']}: the canary sensor judges it",
         )
         return self._record(
             endpoint,
@@ -293,7 +368,8 @@ class SageMakerDeployer:
             reason,
             started,
             specs if waited is None else _specs(current),
-            {"endpoint_config": config_name, "model_name": new["model_name"]},
+            observations,
+            "start_canary",
         )
 
     # -- pieces -----------------------------------------------------------------------------------------------
@@ -429,8 +505,82 @@ class SageMakerDeployer:
     def _create_endpoint_config(self, endpoint: str, config_name: str, variants: list[dict]) -> None:
         with self._aws("create_endpoint_config", endpoint, "check instance_type and the account's instance quota"):
             self._client("sagemaker").create_endpoint_config(
-                EndpointConfigName=config_name, ProductionVariants=variants
+                EndpointConfigName=config_name, ProductionVariants=variants, DataCaptureConfig=self._data_capture()
             )
+
+    def _data_capture(self) -> dict:
+        """Every request and response to S3 as JSON lines (our bodies are JSON, so they are kept as text): the canary
+        judge reads the scores there, the decision log too."""
+        return {
+            "EnableCapture": True,
+            "InitialSamplingPercentage": 100,
+            "DestinationS3Uri": f"s3://{self.bucket}/{self.capture_prefix.strip('/')}",
+            "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+            "CaptureContentTypeHeader": {"JsonContentTypes": ["application/json"]},
+        }
+
+    def _variant_traffic(self, endpoint: str, variant: str, start: float, end: float) -> VariantTraffic:
+        requests, errors, p99_ms = self._invocation_metrics(endpoint, variant, start, end)
+        scores, sessions = self._captured_scores(endpoint, variant, start, end)
+        return VariantTraffic(requests=requests, server_errors=errors, scores=scores, sessions=sessions, p99_ms=p99_ms)
+
+    def _invocation_metrics(
+        self, endpoint: str, variant: str, start: float, end: float
+    ) -> tuple[int, int, float | None]:
+        """Invocations and Invocation5XXErrors summed per minute over the period, and the worst minute's p99
+        ModelLatency in ms (percentiles of minutes do not add up; the worst one is the cautious figure)."""
+        dimensions = [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": variant}]
+        window = {
+            "Namespace": NAMESPACE,
+            "Dimensions": dimensions,
+            "StartTime": datetime.fromtimestamp(start, timezone.utc),
+            "EndTime": datetime.fromtimestamp(max(end, start + 1), timezone.utc),
+            "Period": ALARM_PERIOD_S,
+        }
+        cloudwatch = self._client("cloudwatch")
+        with self._aws("get_metric_statistics", endpoint, "check the role's cloudwatch:GetMetricStatistics permission"):
+            totals = {
+                name: int(
+                    sum(
+                        point["Sum"]
+                        for point in cloudwatch.get_metric_statistics(MetricName=name, Statistics=["Sum"], **window)[
+                            "Datapoints"
+                        ]
+                    )
+                )
+                for name in ("Invocations", "Invocation5XXErrors")
+            }
+            latency = cloudwatch.get_metric_statistics(MetricName="ModelLatency", ExtendedStatistics=["p99"], **window)
+        p99s = [point["ExtendedStatistics"]["p99"] for point in latency["Datapoints"] if "ExtendedStatistics" in point]
+        p99_ms = max(p99s) / 1000.0 if p99s else None  # ModelLatency is in microseconds
+        return totals["Invocations"], totals["Invocation5XXErrors"], p99_ms
+
+    def _captured_scores(self, endpoint: str, variant: str, start: float, end: float) -> tuple[list[float], list[str]]:
+        """Scores and sessions from Data Capture's JSON lines, s3://bucket/capture_prefix/<endpoint>/<variant>/
+        yyyy/mm/dd/hh/*.jsonl, for inferences between start and end. `captureData.endpointOutput.data` is our
+        response body (one prediction or {"predictions": [...]}, serving/contract.py)."""
+        s3 = self._client("s3")
+        base = f"{self.capture_prefix.strip('/')}/{endpoint}/{variant}/"
+        hour = datetime.fromtimestamp(start, timezone.utc).replace(minute=0, second=0, microsecond=0)
+        last = datetime.fromtimestamp(end, timezone.utc)
+        scores: list[float] = []
+        sessions: list[str] = []
+        with self._aws(
+            "s3 read of Data Capture", endpoint, f"check the role may list and read s3://{self.bucket}/{base}"
+        ):
+            while hour <= last:
+                pages = s3.get_paginator("list_objects_v2").paginate(
+                    Bucket=self.bucket, Prefix=base + hour.strftime("%Y/%m/%d/%H/")
+                )
+                for page in pages:
+                    for item in page.get("Contents", []):
+                        body = s3.get_object(Bucket=self.bucket, Key=item["Key"])["Body"].read().decode()
+                        for line in body.splitlines():
+                            for prediction in _captured_predictions(line, start, end):
+                                scores.append(float(prediction["propensity"]))
+                                sessions.append(prediction["session_id"])
+                hour += timedelta(hours=1)
+        return scores, sessions
 
     def _describe_endpoint(self, endpoint: str) -> dict | None:
         from botocore.exceptions import ClientError
@@ -507,6 +657,7 @@ class SageMakerDeployer:
         started: str,
         variants: list[VariantSpec],
         observations: dict | None = None,
+        stage: str = "",
     ) -> DeploymentRecord:
         """Append to the endpoint's audit trail; a record is finished unless SageMaker is still at work."""
         record = DeploymentRecord(
@@ -519,6 +670,7 @@ class SageMakerDeployer:
             variants=variants,
             observations=observations or {},
             deployer="sagemaker",
+            stage=stage,
         )
         append_history(self._history_path(endpoint), record)
         return record
@@ -537,6 +689,23 @@ class SageMakerDeployer:
             if isinstance(error, (ClientError, BotoCoreError, Boto3Error)):
                 raise _aws_error(call, endpoint, error, what_to_do) from error
             raise
+
+
+def _captured_predictions(line: str, start: float, end: float) -> list[dict]:
+    """The predictions of one Data Capture line inferred between start and end (an error answer has none)."""
+    if not line.strip():
+        return []
+    event = json.loads(line)
+    inferred = datetime.fromisoformat(event["eventMetadata"]["inferenceTime"]).timestamp()
+    output = event.get("captureData", {}).get("endpointOutput")
+    if output is None or not start <= inferred <= end:
+        return []
+    data = output["data"]
+    if output.get("encoding") == "BASE64":
+        data = base64.b64decode(data).decode()
+    body = json.loads(data)
+    predictions = body.get("predictions", [body]) if isinstance(body, dict) else []
+    return [p for p in predictions if isinstance(p, dict) and "propensity" in p and "session_id" in p]
 
 
 def _check_endpoint_name(endpoint: str) -> None:

@@ -1,8 +1,10 @@
 """The SageMaker deployer against moto (S3, SageMaker, CloudWatch) and, where moto 5.2.5 stops (it has no
 UpdateEndpoint), against botocore's Stubber, which checks every request against the real SageMaker service model."""
 
+import base64
 import hashlib
 import io
+import json
 import re
 import shutil
 import tarfile
@@ -13,7 +15,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
-from botocore.stub import Stubber
+from botocore.stub import ANY, Stubber
 from botocore.validate import validate_parameters
 from moto import mock_aws
 from scipy.special import expit
@@ -24,7 +26,8 @@ from propensity.settings import Settings, SettingsError
 from resources.deployers import SageMakerDeployerResource
 from serving.control import sagemaker as sagemaker_deployer
 from serving.control.deployment import CanaryPolicy
-from serving.control.sagemaker import SageMakerDeployer, sagemaker_name
+from serving.control.judge import judge_canary
+from serving.control.sagemaker import SageMakerDeployer, _captured_predictions, sagemaker_name
 from serving.endpoint_state import VariantSpec
 from tests.unit.test_model_pieces import _artifact
 
@@ -39,6 +42,13 @@ STAMP = "20260101120000"
 NEW_NAME = f"{ENDPOINT}-v0002-bbbb-{STAMP}"  # model and endpoint config of the second deployment
 MOTO_INSTANCE = "ml.c5.large"  # moto 5.2.5 knows an old list of instance types, without the default ml.c6i.large
 NOW = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
+DATA_CAPTURE = {
+    "EnableCapture": True,
+    "InitialSamplingPercentage": 100,
+    "DestinationS3Uri": f"s3://{BUCKET}/propensity/capture",
+    "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+    "CaptureContentTypeHeader": {"JsonContentTypes": ["application/json"]},
+}
 
 
 @pytest.fixture(scope="module")
@@ -124,8 +134,14 @@ def test_first_deploy_uploads_the_artifact_and_brings_the_endpoint_in_service(aw
         "PROPENSITY_VARIANT": "v0001-aaaa",
         "PROPENSITY_MODEL_VERSION": "v0001-aaaa",
     }
-    assert sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointStatus"] == "InService"
+    described = sagemaker.describe_endpoint(EndpointName=ENDPOINT)
+    assert described["EndpointStatus"] == "InService"
+    capture = sagemaker.describe_endpoint_config(EndpointConfigName=described["EndpointConfigName"])[
+        "DataCaptureConfig"
+    ]
+    assert capture == DATA_CAPTURE
     assert deployer.variants(ENDPOINT) == record.variants
+    assert deployer.canary(ENDPOINT) is None and record.stage == "deploy"
     for service in ("s3", "sagemaker"):  # every call is bounded in time
         config = deployer._client(service).meta.config
         assert (config.connect_timeout, config.read_timeout, config.retries["total_max_attempts"]) == (10, 10, 3)
@@ -156,33 +172,180 @@ class _MotoWithUpdateEndpoint:
         )
 
 
-def test_variant_weights_canary_then_shift_traffic_promotes_and_rolls_back(aws, artifacts, monkeypatch):
+def _capture(endpoint: str, variant: str, started_at: float, scores, encoding: str = "JSON") -> None:
+    """Data Capture's JSON lines for `scores` answered by `variant` after `started_at`, under SageMaker's layout
+    (one object per hour, as SageMaker writes them)."""
+    rng = np.random.default_rng(len(scores))
+    by_hour: dict[str, list[str]] = {}
+    for i, score in enumerate(scores):
+        when = datetime.fromtimestamp(started_at + 1 + i * 0.01, timezone.utc)
+        body = json.dumps(
+            {
+                "session_id": f"s-{variant}-{i}",
+                "user_id": "u",
+                "propensity": float(score),
+                "variant": variant,
+                "model_version": variant,
+                "feature_age_s": {},
+                "fallback": False,
+                "fallback_reason": None,
+            }
+        )
+        data = base64.b64encode(body.encode()).decode() if encoding == "BASE64" else body
+        line = {
+            "captureData": {
+                "endpointInput": {
+                    "observedContentType": "application/json",
+                    "mode": "INPUT",
+                    "data": "{}",
+                    "encoding": "JSON",
+                },
+                "endpointOutput": {
+                    "observedContentType": "application/json",
+                    "mode": "OUTPUT",
+                    "data": data,
+                    "encoding": encoding,
+                },
+            },
+            "eventMetadata": {"eventId": f"e{i}{rng.integers(1e9)}", "inferenceTime": when.isoformat()},
+            "eventVersion": "0",
+        }
+        by_hour.setdefault(when.strftime("%Y/%m/%d/%H"), []).append(json.dumps(line))
+    s3 = boto3.client("s3", region_name=REGION)
+    for hour, lines in by_hour.items():
+        key = f"propensity/capture/{endpoint}/{variant}/{hour}/00-00-000-{variant}.jsonl"
+        s3.put_object(Bucket=BUCKET, Key=key, Body="\n".join(lines).encode())
+
+
+def _stub_metrics(stubber: Stubber, variant: str, invocations: int, errors: int, p99_us: float) -> None:
+    dimensions = [{"Name": "EndpointName", "Value": ENDPOINT}, {"Name": "VariantName", "Value": variant}]
+    window = {
+        "Namespace": "AWS/SageMaker",
+        "Dimensions": dimensions,
+        "StartTime": ANY,
+        "EndTime": ANY,
+        "Period": 60,
+    }
+    for name, total in (("Invocations", invocations), ("Invocation5XXErrors", errors)):
+        points = [{"Timestamp": NOW, "Sum": float(total // 2)}, {"Timestamp": NOW, "Sum": float(total - total // 2)}]
+        stubber.add_response(
+            "get_metric_statistics",
+            {"Label": name, "Datapoints": points},
+            {"MetricName": name, "Statistics": ["Sum"], **window},
+        )
+    stubber.add_response(
+        "get_metric_statistics",
+        {"Label": "ModelLatency", "Datapoints": [{"Timestamp": NOW, "ExtendedStatistics": {"p99": p99_us}}]},
+        {"MetricName": "ModelLatency", "ExtendedStatistics": ["p99"], **window},
+    )
+
+
+def test_the_judge_drives_a_variant_weights_canary_from_cloudwatch_and_data_capture(aws, artifacts, monkeypatch):
+    """moto for S3 (Data Capture) and SageMaker, botocore's Stubber for CloudWatch's per-variant metrics."""
     sagemaker = _MotoWithUpdateEndpoint()
-    deployer = _deployer(sagemaker, strategy="variant_weights", instance_type=MOTO_INSTANCE)
+    cloudwatch = boto3.client("cloudwatch", region_name=REGION)
+    deployer = _deployer(strategy="variant_weights", instance_type=MOTO_INSTANCE)
+    deployer.with_clients(sagemaker=sagemaker, cloudwatch=cloudwatch)
     deployer.deploy(ENDPOINT, artifacts["v0001-aaaa"], "v0001-aaaa", CanaryPolicy())
     monkeypatch.setattr(sagemaker_deployer, "deployment_stamp", lambda: "20260101130000")
+    policy = CanaryPolicy(canary_share=0.1, baking_s=60)
 
-    canary = deployer.deploy(ENDPOINT, artifacts["v0002-bbbb"], "v0002-bbbb", CanaryPolicy(canary_share=0.1))
+    canary = deployer.deploy(ENDPOINT, artifacts["v0002-bbbb"], "v0002-bbbb", policy)
 
-    assert canary.outcome == "in_progress" and "shift_traffic" in canary.reason
+    assert (canary.outcome, canary.stage) == ("in_progress", "start_canary")
     assert "DeploymentConfig" not in sagemaker.updates[-1]
     split = [VariantSpec("v0001-aaaa", "v0001-aaaa", 0.9), VariantSpec("v0002-bbbb", "v0002-bbbb", 0.1)]
     assert deployer.variants(ENDPOINT) == canary.variants == split
-    with pytest.raises(ValueError, match="v0003"):
-        deployer.shift_traffic(ENDPOINT, {"v0003-cccc": 1.0})
-    with pytest.raises(RuntimeError, match="promote or roll back the running canary"):
-        deployer.deploy(ENDPOINT, artifacts["v0001-aaaa"], "v0003-cccc", CanaryPolicy())
+    state = deployer.canary(ENDPOINT)
+    assert (state.variant, state.champion_variant, state.policy) == ("v0002-bbbb", "v0001-aaaa", policy)
+    assert deployer.deploy(ENDPOINT, artifacts["v0002-bbbb"], "v0002-bbbb", policy) == canary  # no second canary
 
-    widened = deployer.shift_traffic(ENDPOINT, {"v0001-aaaa": 1.0, "v0002-bbbb": 3.0})  # SageMaker weights are relative
-    assert widened.outcome == "in_progress"
-    assert [(v.name, v.weight) for v in deployer.variants(ENDPOINT)] == [("v0001-aaaa", 0.25), ("v0002-bbbb", 0.75)]
-    promoted = deployer.shift_traffic(ENDPOINT, {"v0001-aaaa": 0.0, "v0002-bbbb": 1.0}, reason="alarms quiet")
-    assert promoted.outcome == "promoted" and promoted.model_version == "v0002-bbbb"
+    rng = np.random.default_rng(3)
+    _capture(ENDPOINT, "v0002-bbbb", state.started_at, rng.beta(0.9, 17.1, 300), encoding="BASE64")
+    _capture(ENDPOINT, "v0001-aaaa", state.started_at, rng.beta(0.9, 17.1, 2700))
+    _capture(ENDPOINT, "v0001-aaaa", state.started_at - 3600, [0.9] * 50)  # before the canary: not its period
+    with Stubber(cloudwatch) as stubber:
+        _stub_metrics(stubber, "v0002-bbbb", 300, 0, 4_000.0)
+        _stub_metrics(stubber, "v0001-aaaa", 2_700, 1, 3_000.0)
+        baking = judge_canary(deployer, ENDPOINT, now=state.started_at + 30)
+        _stub_metrics(stubber, "v0002-bbbb", 300, 0, 4_000.0)
+        _stub_metrics(stubber, "v0001-aaaa", 2_700, 1, 3_000.0)
+        promoted = judge_canary(deployer, ENDPOINT, now=state.started_at + 61)
+        stubber.assert_no_pending_responses()
+    assert baking.decision == "continue" and "30 of 60 s" in baking.reason
+    assert baking.numbers["canary_requests"] == 300 and baking.numbers["champion_5xx"] == 1
+    assert baking.numbers["canary_p99_ms"] == 4.0  # ModelLatency is in microseconds
+    assert baking.numbers["rows_with_outcome"] == {"canary": 0, "champion": 0}
+    assert promoted.decision == "promote", promoted.reason
+    assert promoted.numbers["mean_score"]["champion"] < 0.1  # the 0.9s before the canary started are not counted
     assert [(v.name, v.weight) for v in deployer.variants(ENDPOINT)] == [("v0001-aaaa", 0.0), ("v0002-bbbb", 1.0)]
-    rolled_back = deployer.shift_traffic(ENDPOINT, {"v0001-aaaa": 1.0, "v0002-bbbb": 0.0})
-    assert rolled_back.outcome == "rolled_back" and rolled_back.model_version == "v0001-aaaa"
-    outcomes = [r.outcome for r in deployer.history(ENDPOINT)]
-    assert outcomes == ["deployed", "in_progress", "in_progress", "promoted", "rolled_back"]
+    assert deployer.canary(ENDPOINT) is None
+
+    # A third version whose every other answer is a 5xx: rolled back at the first look, the bake not waited out.
+    monkeypatch.setattr(sagemaker_deployer, "deployment_stamp", lambda: "20260101140000")
+    deployer.deploy(ENDPOINT, artifacts["v0001-aaaa"], "v0003-cccc", policy)
+    state = deployer.canary(ENDPOINT)
+    assert (state.variant, state.champion_variant) == ("v0003-cccc", "v0002-bbbb")
+    _capture(ENDPOINT, "v0003-cccc", state.started_at, rng.beta(0.9, 17.1, 150))
+    with Stubber(cloudwatch) as stubber:
+        _stub_metrics(stubber, "v0003-cccc", 300, 150, 4_000.0)
+        _stub_metrics(stubber, "v0002-bbbb", 2_700, 0, 3_000.0)
+        rolled_back = judge_canary(deployer, ENDPOINT, now=state.started_at + 5)
+        stubber.assert_no_pending_responses()
+    assert rolled_back.decision == "roll_back" and rolled_back.reason.startswith("error rate"), rolled_back.reason
+    assert [(v.name, v.weight) for v in deployer.variants(ENDPOINT)] == [("v0002-bbbb", 1.0), ("v0003-cccc", 0.0)]
+    assert rolled_back.record.observations["weights"] == {"v0002-bbbb": 1.0, "v0003-cccc": 0.0}
+    stages = [(r.stage, r.outcome) for r in deployer.history(ENDPOINT)]
+    assert stages == [
+        ("deploy", "deployed"),
+        ("start_canary", "in_progress"),
+        ("promote", "promoted"),
+        ("start_canary", "in_progress"),
+        ("roll_back", "rolled_back"),
+    ]
+    assert deployer.endpoints() == [ENDPOINT]
+
+
+def test_a_linear_canary_shifts_by_weights_before_promotion(aws, artifacts, monkeypatch):
+    sagemaker = _MotoWithUpdateEndpoint()
+    cloudwatch = boto3.client("cloudwatch", region_name=REGION)
+    deployer = _deployer(strategy="variant_weights", instance_type=MOTO_INSTANCE)
+    deployer.with_clients(sagemaker=sagemaker, cloudwatch=cloudwatch)
+    deployer.deploy(ENDPOINT, artifacts["v0001-aaaa"], "v0001-aaaa", CanaryPolicy())
+    monkeypatch.setattr(sagemaker_deployer, "deployment_stamp", lambda: "20260101130000")
+    policy = CanaryPolicy(canary_share=0.2, baking_s=10, shift="linear", linear_step_share=0.5, min_requests=50)
+    deployer.deploy(ENDPOINT, artifacts["v0002-bbbb"], "v0002-bbbb", policy)
+    state = deployer.canary(ENDPOINT)
+    with Stubber(cloudwatch) as stubber:
+        _stub_metrics(stubber, "v0002-bbbb", 200, 0, 4_000.0)
+        _stub_metrics(stubber, "v0001-aaaa", 800, 0, 3_000.0)
+        shifted = judge_canary(deployer, ENDPOINT, now=state.started_at + 11)
+        stubber.assert_no_pending_responses()
+    assert shifted.decision == "shift" and shifted.record.stage == "shift"
+    assert [(v.name, round(v.weight, 6)) for v in deployer.variants(ENDPOINT)] == [
+        ("v0001-aaaa", 0.3),
+        ("v0002-bbbb", 0.7),
+    ]
+    assert deployer.canary(ENDPOINT).share == 0.7 and deployer.canary(ENDPOINT).step == 1
+
+
+def test_data_capture_lines_give_our_predictions_only_within_the_period():
+    prediction = {"session_id": "s1", "propensity": 0.1, "variant": "v", "model_version": "v"}
+
+    def line(body: dict, when: str = "2026-01-01T12:00:30Z", encoding: str = "JSON") -> str:
+        data = json.dumps(body)
+        data = base64.b64encode(data.encode()).decode() if encoding == "BASE64" else data
+        output = {"observedContentType": "application/json", "mode": "OUTPUT", "data": data, "encoding": encoding}
+        return json.dumps({"captureData": {"endpointOutput": output}, "eventMetadata": {"inferenceTime": when}})
+
+    start, end = NOW.timestamp(), NOW.timestamp() + 60
+    assert _captured_predictions(line(prediction), start, end) == [prediction]
+    assert _captured_predictions(line(prediction, encoding="BASE64"), start, end) == [prediction]
+    batch = {"predictions": [prediction, {**prediction, "session_id": "s2"}]}
+    assert [p["session_id"] for p in _captured_predictions(line(batch), start, end)] == ["s1", "s2"]
+    assert _captured_predictions(line({"error": "scoring failed"}), start, end) == []
+    assert _captured_predictions(line(prediction, when="2026-01-01T11:59:59Z"), start, end) == []
+    assert _captured_predictions("", start, end) == []
 
 
 def _arn(kind: str, name: str) -> str:
@@ -250,7 +413,7 @@ def _stub_new_model_and_config(stubber: Stubber, variants: list[dict]) -> None:
     stubber.add_response(
         "create_endpoint_config",
         {"EndpointConfigArn": _arn("endpoint-config", NEW_NAME)},
-        {"EndpointConfigName": NEW_NAME, "ProductionVariants": variants},
+        {"EndpointConfigName": NEW_NAME, "ProductionVariants": variants, "DataCaptureConfig": DATA_CAPTURE},
     )
 
 
@@ -297,6 +460,7 @@ def test_blue_green_update_hands_baking_and_rollback_to_sagemaker_alarms(aws, ar
         stubber.assert_no_pending_responses()
 
     assert record.outcome == "in_progress" and record.finished_at is None
+    assert record.stage == "start_canary" and "canary" not in record.observations  # SageMaker bakes this one
     assert record.observations["alarms"] == alarms and all(alarm in record.reason for alarm in alarms)
     assert record.variants == [VariantSpec("v0001-aaaa", "v0001-aaaa", 1.0)]  # blue serves until SageMaker shifts
     assert _tarball("propensity/models/v0002-bbbb/model.tar.gz")  # uploaded before the model that points at it
@@ -334,7 +498,7 @@ def test_variant_weights_request_shapes(aws, artifacts):
         deployer = _deployer(sagemaker, strategy="variant_weights")
         record = deployer.deploy(ENDPOINT, artifacts["v0002-bbbb"], "v0002-bbbb", CanaryPolicy(canary_share=0.2))
         stubber.assert_no_pending_responses()
-    assert record.outcome == "in_progress"
+    assert record.outcome == "in_progress" and record.observations["canary"]["share"] == 0.2
     assert [(v.name, v.weight) for v in record.variants] == [("v0001-aaaa", 0.8), ("v0002-bbbb", 0.2)]
 
 
