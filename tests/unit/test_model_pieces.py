@@ -11,7 +11,13 @@ from propensity.models.artifact import ArtifactIntegrityError, ModelRegistry, lo
 from propensity.models.calibration import METHODS, apply_calibrator
 from propensity.models.calibration_fit import choose_calibrator, fit_calibrator
 from propensity.models.dataset import decision_points
-from propensity.models.metrics import expected_calibration_error, top_decile
+from propensity.models.metrics import (
+    bootstrap_weights,
+    expected_calibration_error,
+    log_loss,
+    roc_auc,
+    top_decile,
+)
 from propensity.models.offers import (
     HILLSTROM_WOMENS_LIFT,
     OfferEconomics,
@@ -37,6 +43,34 @@ def test_ece_matches_a_hand_computation():
     y = [1, 0, 0, 1, 1, 0]
     assert expected_calibration_error(y, p, bins=3) == pytest.approx(0.95 / 3)
     assert expected_calibration_error([0, 1, 0, 1], [0.5, 0.5, 0.5, 0.5], bins=2) == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("n", [7, 1000])
+def test_weighted_metrics_equal_copied_rows_and_scikit_learn(n):
+    """A bootstrap resample is a weight vector: each metric on weights must equal it on the copied rows."""
+    from sklearn.metrics import log_loss as sklearn_log_loss
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(n)
+    p = np.round(rng.random(n), 2)  # rounded: ties, which the AUC counts half and the ECE's bins split
+    y = (rng.random(n) < p).astype(int)
+    y[:2] = [0, 1]
+    weights = next(bootstrap_weights(n, 1, seed=3))[0]
+    copies = np.repeat(np.arange(n), weights.astype(int))
+    assert roc_auc(y, p) == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+    assert roc_auc(y, p, weights) == pytest.approx(roc_auc_score(y[copies], p[copies]), abs=1e-12)
+    assert log_loss(y, p, weights) == pytest.approx(sklearn_log_loss(y[copies], np.clip(p[copies], 1e-7, 1 - 1e-7)))
+    assert expected_calibration_error(y, p, weights=weights) == pytest.approx(
+        expected_calibration_error(y[copies], p[copies]), abs=1e-12
+    )
+
+
+def test_bootstrap_by_group_gives_a_session_one_count():
+    groups = np.repeat(["a", "b", "c", "d"], [1, 2, 3, 4])
+    for chunk in bootstrap_weights(len(groups), 50, seed=1, groups=groups):
+        for g in "abcd":
+            assert (chunk[:, groups == g] == chunk[:, groups == g][:, :1]).all()
+        assert set(np.unique(chunk)) <= set(range(5))
 
 
 def test_top_decile_lift_and_capture():
