@@ -193,7 +193,9 @@ class Deployer(Protocol):
         """Canary and champion live traffic since the canary started."""
         ...
 
-    def shift(self, endpoint: str, share: float, reason: str, numbers: dict, now: float | None = None):
+    def shift(
+        self, endpoint: str, share: float, reason: str, numbers: dict, now: float | None = None
+    ) -> DeploymentRecord:
         """Move the canary to `share` of traffic (a linear step); still in progress."""
         ...
 

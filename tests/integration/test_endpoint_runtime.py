@@ -1,5 +1,6 @@
-"""The local endpoint runtime for real: server processes, weighted variants, canaries promoted and rolled back on live
-HTTP traffic, and an online store (Redis) that dies under a running endpoint."""
+"""The local endpoint runtime for real: server processes, weighted variants, canaries started by the deployer and
+judged on live HTTP traffic (shifted, promoted, rolled back), and an online store (Redis) that dies under a running
+endpoint."""
 
 import os
 import shutil
@@ -15,7 +16,15 @@ from propensity.feature_store import open_feature_store
 from propensity.models.artifact import ModelRegistry, write_artifact
 from serving.client import PropensityClient
 from serving.control.deployment import CanaryPolicy
-from serving.control.endpoint import LocalEndpointDeployer, free_port, running_url, start_server, stop_server
+from serving.control.endpoint import (
+    LocalEndpointDeployer,
+    free_port,
+    lake_outcomes,
+    running_url,
+    start_server,
+    stop_server,
+)
+from serving.control.judge import judge_canary
 from serving.endpoint_state import EndpointFiles, VariantSpec
 from serving.online_features import open_online_feature_reader
 from serving.router import VariantRouter
@@ -109,6 +118,18 @@ def test_router_splits_by_weight_honours_the_target_header_and_follows_state_cha
     }
 
 
+def _judge_until_decided(deployer, endpoint: str, limit_s: float = 120.0) -> list:
+    """What the canary sensor does, tick after tick: look, act, until the canary is promoted or rolled back."""
+    verdicts = []
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        verdicts.append(judge_canary(deployer, endpoint, outcomes=lake_outcomes))
+        if verdicts[-1].decision in ("promote", "roll_back"):
+            return verdicts
+        time.sleep(0.25)
+    pytest.fail(f"no decision on {endpoint} within {limit_s:.0f} s: last look said {verdicts[-1].reason}")
+
+
 def test_canary_is_promoted_on_live_traffic_then_a_bad_one_is_rolled_back(served, endpoint_name):  # noqa: F811
     _, artifact, _, sessions, _ = served
     pairs = list(sessions.drop_duplicates("session_id")[["session_id", "user_id"]].itertuples(index=False, name=None))
@@ -124,44 +145,52 @@ def test_canary_is_promoted_on_live_traffic_then_a_bad_one_is_rolled_back(served
         canary_share=0.3, baking_s=4, shift="linear", linear_step_share=0.35, linear_step_baking_s=1.5
     )
     with Storefront(url, pairs) as storefront:
-        promoted = deployer.deploy(endpoint_name, challenger_dir, challenger, policy)
+        started = deployer.deploy(endpoint_name, challenger_dir, challenger, policy)
+        assert started.outcome == "in_progress"  # the deploy returns at once: nothing baked yet
+        verdicts = _judge_until_decided(deployer, endpoint_name)
         time.sleep(0.5)
-    assert promoted.outcome == "promoted", promoted.reason
+    assert [v.decision for v in verdicts if v.decision != "continue"] == ["shift", "promote"], verdicts[-1].reason
     assert deployer.variants(endpoint_name) == [VariantSpec(challenger, challenger, 1.0)]
-    assert list(promoted.observations) == ["30%", "65%"]
-    assert promoted.observations["30%"]["canary_requests"] >= policy.min_requests
+    promoted = verdicts[-1]
+    assert promoted.numbers["canary_requests"] >= policy.min_requests
+    assert promoted.numbers["canary_5xx"] == 0 and promoted.numbers["canary_p99_ms"] > 0
+    # the same model on the same traffic: the score difference's confidence sequence covers 0
+    assert promoted.numbers["score_difference"]["low"] <= 0 <= promoted.numbers["score_difference"]["high"]
     served_by = {a.variant for a in storefront.answers}
     assert served_by == {champion, challenger} and not any(
         a.fallback and "endpoint" in (a.reason or "") for a in storefront.answers
     )
     assert storefront.answers[-1].variant == challenger  # the last answers come from the promoted variant
 
-    # Same trees, probabilities pushed up: the score-shift alarm must catch it and traffic must go back.
+    # Same trees, probabilities pushed up: the score-shift test must catch it and traffic must go back.
     bad, bad_dir = _register(artifact.directory, calibrator={"method": "sigmoid", "a": 1.0, "b": 3.0})
     with Storefront(url, pairs) as storefront:
-        rolled = deployer.deploy(endpoint_name, bad_dir, bad, CanaryPolicy(canary_share=0.3, baking_s=30))
+        deployer.deploy(endpoint_name, bad_dir, bad, CanaryPolicy(canary_share=0.3, baking_s=3600))
+        rolled = _judge_until_decided(deployer, endpoint_name)[-1]
         time.sleep(0.5)
-    assert rolled.outcome == "rolled_back" and "score distribution shift" in rolled.reason
+    assert rolled.decision == "roll_back" and rolled.reason.startswith("score shift"), rolled.reason
     assert deployer.variants(endpoint_name) == [VariantSpec(challenger, challenger, 1.0)]
     assert storefront.answers[-1].variant == challenger and all(not a.fallback for a in storefront.answers)
 
     # A broken model: its calibrator's knots do not line up, so every request it answers fails with a 500.
     broken, broken_dir = _register(artifact.directory, calibrator={"method": "isotonic", "x": [0.0, 1.0], "y": [0.1]})
     with Storefront(url, pairs) as storefront:
-        crashed = deployer.deploy(endpoint_name, broken_dir, broken, CanaryPolicy(canary_share=0.3, baking_s=30))
+        deployer.deploy(endpoint_name, broken_dir, broken, CanaryPolicy(canary_share=0.3, baking_s=3600))
+        crashed = _judge_until_decided(deployer, endpoint_name)[-1]
         time.sleep(0.5)
-    assert crashed.outcome == "rolled_back" and crashed.reason.startswith("error rate"), crashed.reason
+    assert crashed.decision == "roll_back" and crashed.reason.startswith("error rate"), crashed.reason
     assert deployer.variants(endpoint_name) == [VariantSpec(challenger, challenger, 1.0)]
     assert storefront.answers[-1].variant == challenger and not storefront.answers[-1].fallback
-    outcomes = [r.outcome for r in deployer.history(endpoint_name)]
-    assert outcomes == [
-        "deployed",
-        "in_progress",
-        "promoted",
-        "in_progress",
-        "rolled_back",
-        "in_progress",
-        "rolled_back",
+    stages = [r.stage for r in deployer.history(endpoint_name)]
+    assert stages == [
+        "deploy",
+        "start_canary",
+        "shift",
+        "promote",
+        "start_canary",
+        "roll_back",
+        "start_canary",
+        "roll_back",
     ]
 
 
