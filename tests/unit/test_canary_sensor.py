@@ -107,3 +107,34 @@ def test_events_land_in_a_real_instance(canary):
         check = instance.event_log_storage.get_latest_asset_check_execution_by_key([key])[key]
         assert check.status.value == "SUCCEEDED"
     assert SENSORS == [canary_sensor]
+
+
+def test_the_asset_starts_the_canary_and_returns_and_the_sensor_decides(propensity_home, model_dir):  # noqa: F811
+    from propensity_assets.deployment import propensity_endpoint
+
+    registry = ModelRegistry()
+    champion = register(registry, model_dir)
+    config = {"ops": {"propensity_endpoint": {"config": {"endpoint": ENDPOINT, "baking_s": 3600.0}}}}
+
+    def materialize():
+        result = dg.materialize([propensity_endpoint], resources={"deployer": DEPLOYER}, run_config=config)
+        metadata = result.asset_materializations_for_node("propensity_endpoint")[0].metadata
+        [check] = result.get_asset_check_evaluations()
+        return {k: v.value for k, v in metadata.items()}, check
+
+    first, _ = materialize()
+    assert (first["stage"], first["outcome"]) == ("deploy", "deployed")
+    challenger = register(registry, model_dir)
+    started, check = materialize()
+    assert (started["stage"], started["outcome"], started["model_version"]) == (
+        "start_canary",
+        "in_progress",
+        challenger,
+    )
+    assert started["canary"]["policy"]["baking_s"] == 3600.0 and check.passed
+    assert DEPLOYER.canary(ENDPOINT).model_version == challenger  # returned without baking
+
+    Storefront(EndpointFiles(ENDPOINT), canary_status=503).send(1_000, champion)
+    [materialization, _] = tick().asset_events
+    assert materialization.metadata["stage"].value == "roll_back"
+    assert registry.champion_version() == champion
