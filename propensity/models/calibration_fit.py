@@ -5,8 +5,9 @@ All three map LightGBM's raw score (log-odds) to a probability:
 - temperature: p = sigmoid(z / T), one parameter, keeps the ranking and the base rate's shape
 - isotonic: a monotone step function of z, interpolated linearly between fitted knots, each block shrunk toward
   the base rate by its size (an empty block must not claim a probability of 0)
-The method is chosen by cross-validated log-loss on the validation split (isotonic always wins on its own training
-points, so comparing in-sample would be no comparison), then refitted on the whole validation split. Leaving the
+The method is chosen by cross-validated log-loss on the validation split, folds by session (isotonic always wins on
+its own training points, and on a session's siblings too, so comparing in-sample or across split sessions would be
+no comparison), then refitted on the whole validation split. Leaving the
 score as it is (identity: LightGBM's binary objective is already close to calibrated) is a candidate too, and a
 simpler map is kept unless a more flexible one is better by more than one paired standard error of the held-out
 losses: on the simulator an isotonic map that won on validation by less than its noise lost on the later test period.

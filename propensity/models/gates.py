@@ -19,7 +19,7 @@ from propensity.models.metrics import bootstrap_weights, expected_calibration_er
 SKILL_GATE = "skill_over_base_rate"
 CALIBRATION_GATE = "calibration_helps"
 GATE_EVIDENCE = "gate_evidence"  # key in metrics["calibrated"]: {gate name: evidence}
-GATE_RESAMPLES = 2000
+GATE_RESAMPLES = 1000
 GATE_ALPHA = 0.05  # one-sided: the lower bound is the alpha quantile of the bootstrap
 
 
@@ -32,8 +32,12 @@ class GateResult:
 
 
 def _paired_draws(first: np.ndarray, second: np.ndarray, groups, resamples: int, seed: int) -> tuple[np.ndarray, ...]:
-    """Bootstrap sums of two per-row quantities over the same resamples (by group when given)."""
-    sums = [(w @ first, w @ second) for w in bootstrap_weights(len(first), resamples, seed, groups)]
+    """Bootstrap sums of two per-row quantities over the same resamples, whole groups drawn when given (a group's
+    rows always come together, so each group enters as the sum of its rows)."""
+    if groups is not None:
+        _, group = np.unique(np.asarray(groups), return_inverse=True)
+        first, second = np.bincount(group, weights=first), np.bincount(group, weights=second)
+    sums = [(w @ first, w @ second) for w in bootstrap_weights(len(first), resamples, seed)]
     return np.concatenate([s[0] for s in sums]), np.concatenate([s[1] for s in sums])
 
 
