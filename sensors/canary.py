@@ -45,6 +45,7 @@ def stage_events(record: DeploymentRecord) -> list:
         "outcome": record.outcome,
         "model_version": record.model_version,
         "reason": record.reason,
+        "decided_by": "canary_sensor",
         "variants": dg.MetadataValue.json([v.__dict__ for v in record.variants]),
         "numbers": dg.MetadataValue.json(numbers),
         **scalars,
