@@ -47,6 +47,7 @@ from typing import Any, Literal
 from propensity.models.artifact import MANIFEST, verify_manifest
 from propensity.paths import home
 from propensity.settings import SAGEMAKER_STRATEGIES
+from serving.control.data_capture import CAPTURE_PREFIX, capture_destination
 from serving.control.deployment import (
     CanaryPolicy,
     CanaryState,
@@ -112,7 +113,7 @@ class SageMakerDeployer:
     image_uri: str
     execution_role_arn: str
     prefix: str = "propensity/models"
-    capture_prefix: str = "propensity/capture"  # Data Capture: s3://bucket/capture_prefix/<endpoint>/<variant>/...
+    capture_prefix: str = CAPTURE_PREFIX  # Data Capture: s3://bucket/capture_prefix/<endpoint>/<variant>/...
     instance_type: str = "ml.c6i.large"
     initial_instance_count: int = 1
     strategy: Literal["blue_green", "variant_weights"] = "blue_green"
@@ -514,7 +515,7 @@ class SageMakerDeployer:
         return {
             "EnableCapture": True,
             "InitialSamplingPercentage": 100,
-            "DestinationS3Uri": f"s3://{self.bucket}/{self.capture_prefix.strip('/')}",
+            "DestinationS3Uri": capture_destination(self.bucket, self.capture_prefix),
             "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
             "CaptureContentTypeHeader": {"JsonContentTypes": ["application/json"]},
         }

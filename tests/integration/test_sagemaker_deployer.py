@@ -45,7 +45,7 @@ NOW = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
 DATA_CAPTURE = {
     "EnableCapture": True,
     "InitialSamplingPercentage": 100,
-    "DestinationS3Uri": f"s3://{BUCKET}/propensity/capture",
+    "DestinationS3Uri": f"s3://{BUCKET}/propensity/data-capture",
     "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
     "CaptureContentTypeHeader": {"JsonContentTypes": ["application/json"]},
 }
@@ -213,7 +213,7 @@ def _capture(endpoint: str, variant: str, started_at: float, scores, encoding: s
         by_hour.setdefault(when.strftime("%Y/%m/%d/%H"), []).append(json.dumps(line))
     s3 = boto3.client("s3", region_name=REGION)
     for hour, lines in by_hour.items():
-        key = f"propensity/capture/{endpoint}/{variant}/{hour}/00-00-000-{variant}.jsonl"
+        key = f"propensity/data-capture/{endpoint}/{variant}/{hour}/00-00-000-{variant}.jsonl"
         s3.put_object(Bucket=BUCKET, Key=key, Body="\n".join(lines).encode())
 
 
