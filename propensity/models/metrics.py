@@ -46,8 +46,9 @@ def roc_auc_batch(sorted_y: np.ndarray, sorted_p: np.ndarray, weights: np.ndarra
     """ROC-AUC of each resample, rows already sorted by score: the weighted Mann-Whitney statistic, P(score of a
     positive > score of a negative) with ties counted half. NaN where a resample has only one class."""
     starts = _tie_starts(sorted_p)
-    positive = np.add.reduceat(weights * sorted_y, starts, axis=1)
-    negative = np.add.reduceat(weights * (1 - sorted_y), starts, axis=1)
+    positive, negative = weights * sorted_y, weights * (1 - sorted_y)
+    if len(starts) < len(sorted_p):  # tied scores (an isotonic map's steps) count as one score
+        positive, negative = np.add.reduceat(positive, starts, axis=1), np.add.reduceat(negative, starts, axis=1)
     negatives_below = np.cumsum(negative, axis=1) - negative
     pairs = positive.sum(axis=1) * negative.sum(axis=1)
     concordant = (positive * (negatives_below + 0.5 * negative)).sum(axis=1)
@@ -72,6 +73,11 @@ def ece_batch(sorted_y: np.ndarray, sorted_p: np.ndarray, weights: np.ndarray, b
     broadcast together. A row of weight c is c consecutive copies; bin edges fall where np.array_split would cut the
     copied sequence, so a row whose copies straddle an edge is split between the two bins as the copies would be.
     """
+    if np.shape(weights)[0] == 1 and np.all(weights == 1):  # unweighted (simulated labels): bins are fixed
+        n = np.shape(weights)[1]
+        starts = np.cumsum([0] + [len(b) for b in np.array_split(np.arange(n), min(bins, n))])[:-1]
+        gaps = np.add.reduceat(np.atleast_2d(sorted_y), starts, axis=1) - np.add.reduceat(sorted_p, starts)
+        return np.abs(gaps).sum(axis=1) / n
     shape = np.broadcast_shapes(np.shape(weights), np.shape(sorted_y))
     weights, sorted_y = np.broadcast_to(weights, shape), np.broadcast_to(sorted_y, shape)
     resamples, n = shape

@@ -58,6 +58,8 @@ def test_weighted_metrics_equal_copied_rows_and_scikit_learn(n):
     weights = next(bootstrap_weights(n, 1, seed=3))[0]
     copies = np.repeat(np.arange(n), weights.astype(int))
     assert roc_auc(y, p) == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+    untied = p + rng.random(n) * 1e-3  # no ties: the AUC's other path
+    assert roc_auc(y, untied, weights) == pytest.approx(roc_auc_score(y, untied, sample_weight=weights), abs=1e-12)
     assert roc_auc(y, p, weights) == pytest.approx(roc_auc_score(y[copies], p[copies]), abs=1e-12)
     assert log_loss(y, p, weights) == pytest.approx(sklearn_log_loss(y[copies], np.clip(p[copies], 1e-7, 1 - 1e-7)))
     assert expected_calibration_error(y, p, weights=weights) == pytest.approx(
