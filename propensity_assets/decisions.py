@@ -43,7 +43,8 @@ DECISION_LOG = "decision_log"
 SESSION_OUTCOMES = "session_outcomes"
 LABELLED_DECISIONS = "labelled_decisions"
 SESSION_EVENTS = "session_events"
-decision_days = dg.DailyPartitionsDefinition(start_date="2026-01-01", timezone="UTC")
+# end_offset=1: today is a partition too, refreshed during the day (the monitors judge today's traffic).
+decision_days = dg.DailyPartitionsDefinition(start_date="2026-01-01", timezone="UTC", end_offset=1)
 # A session that started the day before can hold the day's decisions, and one that starts late runs past midnight.
 EVENT_WINDOW = (pd.Timedelta(days=-1), pd.Timedelta(days=2))
 _OUTCOME_EVENT_COLUMNS = ["session_id", "user_id", "event_time", "event_type", "price", "quantity"]

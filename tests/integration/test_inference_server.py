@@ -15,10 +15,11 @@ import uvicorn
 from feature_repo import FEAST_OBJECTS
 from propensity.feature_store import open_feature_store
 from propensity.features.definitions import FEATURE_SERVICE_NAME, MODEL_FEATURE_NAMES
-from propensity.models.artifact import load_artifact, write_artifact
+from propensity.models.artifact import NO_INTERVENTION, ModelArtifact, load_artifact, write_artifact
 from propensity.models.calibration_fit import choose_calibrator
 from propensity.models.training import LightGBMSettings, fit_logistic_baseline, train_lightgbm
 from serving.control.endpoint import free_port
+from serving.decision import DecisionPolicy
 from serving.online_features import open_online_feature_reader
 from serving.scorer import Scorer
 from serving.server import InferenceApp, InferenceLog
@@ -42,9 +43,9 @@ def _serve(app) -> tuple[str, uvicorn.Server]:
     raise RuntimeError("the server did not start")
 
 
-def materialise_and_train(users: pd.DataFrame, sessions: pd.DataFrame, model_dir: Path):
+def materialise_and_train(users: pd.DataFrame, sessions: pd.DataFrame, model_dir: Path, policy: dict = NO_INTERVENTION):
     """The lake materialised into the local online store, and a small real model trained on its point-in-time
-    features: (artifact, store)."""
+    features, with `policy` as its intervention policy: (artifact, store)."""
     store = open_feature_store("local")
     store.apply(FEAST_OBJECTS)
     start = min(users["feature_timestamp"].min(), sessions["event_timestamp"].min()).to_pydatetime()
@@ -72,9 +73,34 @@ def materialise_and_train(users: pd.DataFrame, sessions: pd.DataFrame, model_dir
             features={"feature_service": FEATURE_SERVICE_NAME, "features": list(MODEL_FEATURE_NAMES)},
             training={"rows": len(X)},
             metrics={},
+            policy=policy,
         )
     )
     return artifact, store
+
+
+def with_policy(artifact: ModelArtifact, model_dir: Path, policy: dict) -> ModelArtifact:
+    """The same trained model as a new artifact with another intervention policy."""
+    return load_artifact(
+        write_artifact(
+            model_dir,
+            booster=artifact.booster,
+            calibrator=artifact.calibrator,
+            baseline=artifact.baseline,
+            features=artifact.features,
+            training=artifact.training,
+            metrics=artifact.metrics,
+            policy=policy,
+        )
+    )
+
+
+def online_feature_frame(store, pairs: pd.DataFrame) -> pd.DataFrame:
+    """Feast's own online read of the pairs, in MODEL_FEATURE_NAMES order (float64, NaN where missing)."""
+    frame = store.get_online_features(
+        features=store.get_feature_service(FEATURE_SERVICE_NAME), entity_rows=pairs.to_dict("records")
+    ).to_df()
+    return frame[list(MODEL_FEATURE_NAMES)].astype("float64")
 
 
 @pytest.fixture
@@ -92,10 +118,7 @@ def test_ping_single_and_batch_scores_equal_the_model_on_feast_features(served):
     url, artifact, store, sessions, log = served
     assert requests.get(f"{url}/ping", timeout=5).status_code == 200
     pairs = sessions.drop_duplicates("session_id")[["user_id", "session_id"]].head(25)
-    expected_features = store.get_online_features(
-        features=store.get_feature_service(FEATURE_SERVICE_NAME), entity_rows=pairs.to_dict("records")
-    ).to_df()
-    expected = artifact.predict(expected_features[list(MODEL_FEATURE_NAMES)].astype("float64"))
+    expected = artifact.predict(online_feature_frame(store, pairs))
 
     one = requests.post(f"{url}/invocations", json=pairs.iloc[0].to_dict(), timeout=5)
     assert one.status_code == 200
@@ -103,6 +126,8 @@ def test_ping_single_and_batch_scores_equal_the_model_on_feast_features(served):
     assert body["propensity"] == pytest.approx(expected[0], abs=1e-9)
     assert body["fallback"] is False and body["model_version"] == artifact.version and body["variant"] == "champion"
     assert set(body["feature_age_s"]) == {"user_history", "session_activity"}
+    # no intervention policy in this artifact: no one treated, no one held out
+    assert body["decision"] == {"treated": False, "holdout": False, "offer": None, "treatment_probability": 0.0}
 
     batch = requests.post(f"{url}/invocations", json={"instances": pairs.to_dict("records")}, timeout=5).json()[
         "predictions"
@@ -120,6 +145,50 @@ def test_ping_single_and_batch_scores_equal_the_model_on_feast_features(served):
     log.flush()
     lines = [json.loads(line) for line in log.path.read_text().splitlines()]
     assert len(lines) == 1 + len(pairs) + 1 and all("request_id" in line and "propensity" in line for line in lines)
+    assert all(set(line["features"]) == set(MODEL_FEATURE_NAMES) and "decision" in line for line in lines)
+
+
+def test_each_prediction_carries_the_features_it_used_and_the_policy_decision(served, tmp_path):
+    _, artifact, store, sessions, _ = served
+    pairs = sessions.drop_duplicates("session_id")[["user_id", "session_id"]].head(100)
+    features = online_feature_frame(store, pairs)
+    scores = artifact.predict(features)
+    # half the rows clear the threshold; 30 % of sessions are held out
+    policy = {"threshold": float(np.median(scores)), "holdout_share": 0.3, "offer": "discount", "economics": None}
+    log = InferenceLog(tmp_path / "policy.log")
+    url, server = _serve(
+        InferenceApp(
+            Scorer(with_policy(artifact, tmp_path / "model", policy), open_online_feature_reader("local")), log
+        )
+    )
+    try:
+        response = requests.post(f"{url}/invocations", json={"instances": pairs.to_dict("records")}, timeout=5)
+    finally:
+        server.should_exit = True
+    assert response.status_code == 200
+    predictions = response.json()["predictions"]
+    served_features = np.array(
+        [
+            [np.nan if p["features"][name] is None else p["features"][name] for name in MODEL_FEATURE_NAMES]
+            for p in predictions
+        ]
+    )
+    assert [list(p["features"]) for p in predictions[:1]] == [list(MODEL_FEATURE_NAMES)]
+    np.testing.assert_array_equal(served_features, features.to_numpy())
+    assert np.isnan(served_features).any()  # a never-ordered user's null feature is served as null
+    decide = DecisionPolicy(policy).decide
+    decisions = [p["decision"] for p in predictions]
+    assert decisions == [decide(p["session_id"], p["propensity"]).as_dict() for p in predictions]
+    treated = [d for d in decisions if d["treated"]]
+    held = [d for d in decisions if d["holdout"]]
+    assert treated and held and all(d["offer"] == "discount" and d["treatment_probability"] == 0.7 for d in treated)
+    assert all(not d["treated"] and d["offer"] is None for d in held)
+    assert {d["treatment_probability"] for d in decisions} == {0.0, 0.7}
+    log.flush()
+    logged = [json.loads(line) for line in log.path.read_text().splitlines()]
+    assert [(row["decision"], row["features"]) for row in logged] == [
+        (p["decision"], p["features"]) for p in predictions
+    ]
 
 
 @pytest.mark.parametrize(
