@@ -51,7 +51,7 @@ from propensity.monitoring.reference import feature_matrix, fingerprint
 NULL_DRAWS = 2000  # the 1 % quantile of the min-p rests on the 20 smallest of 2000 draws
 PSI_SMOOTHING = 0.5  # counts added to every bin of both sides before PSI
 CLASSIFIER_MAX_ROWS = 5000  # per side
-CLASSIFIER_FOLDS = 5
+CLASSIFIER_MIN_ROWS = 20
 CLASSIFIER_PARAMS = {
     "objective": "binary",
     "learning_rate": 0.1,
@@ -439,14 +439,18 @@ def classifier_drift(
 ) -> dict:
     """Can a classifier tell live rows from reference rows? Catches joint changes no single feature shows.
 
-    Up to `max_rows` rows a side; 5-fold cross-fitting: a small LightGBM (50 rounds, 15 leaves) is trained on four
-    folds and scores the fifth, so every AUC is measured on rows its model never saw. Each fold's held-out AUC is a
-    Mann-Whitney statistic of a fixed scoring function; DeLong's variance is exact for it (no distributional
-    assumption, unlike Hanley-McNeil's exponential model, and O(n log n), unlike a bootstrap that would refit the
-    model per resample). The folds' disjoint AUCs are averaged, their variances add as var / folds^2.
-    Without drift every fold's AUC has mean 0.5 exactly (its test rows are exchangeable between the two sides),
-    so `drifted` = the one-sided lower bound at level `alpha` (the two-sided 1 - 2 alpha interval's low end)
-    exceeds 0.5 alarms on at most ~alpha of A/A windows."""
+    Up to `max_rows` rows a side, split at random (stratified) into halves: a small LightGBM (50 rounds, 15 leaves)
+    is fitted on one half and scores the other, so the AUC is measured on rows its model never saw. That held-out AUC
+    is the Mann-Whitney statistic of a fixed scoring function, and DeLong's variance is exact for it (no
+    distributional assumption, unlike Hanley-McNeil's exponential model, and O(n log n), unlike a bootstrap that
+    would refit the model per resample). Without drift the held-out rows are exchangeable between the two sides, so
+    the AUC has mean 0.5 and `drifted` (the one-sided lower bound at level `alpha`, i.e. the low end of the
+    two-sided 1 - 2 alpha interval, above 0.5) alarms on at most ~alpha of A/A windows.
+    One split rather than K-fold cross-fitting: with K folds, fold j's AUC measures how well the chance pattern the
+    other folds' labels left in their model matches fold j's labels, and fold k's measures the same match the other
+    way round, so the fold AUCs move together and their averaged variance is underestimated (no unbiased estimator
+    exists: Bengio and Grandvalet 2004). Measured with five folds on A/A windows of 5k rows a side: AUC sd 0.0075
+    (lake rows) and 0.0073 (independent numpy rows) against an estimated 0.0058, and 4 alarms in 60 at alpha 1 %."""
     import lightgbm as lgb
 
     if not 0 < alpha < 0.5:
@@ -464,31 +468,22 @@ def classifier_drift(
 
     ref = take(ref_columns, len(reference_sample))
     cur = take(live_columns, len(live))
-    if min(len(ref), len(cur)) < 2 * CLASSIFIER_FOLDS:
+    if min(len(ref), len(cur)) < CLASSIFIER_MIN_ROWS:
         raise ValueError(
-            f"classifier check needs at least {2 * CLASSIFIER_FOLDS} rows a side "
-            f"(reference {len(ref)}, live {len(cur)})"
+            f"classifier check needs at least {CLASSIFIER_MIN_ROWS} rows a side (reference {len(ref)}, live {len(cur)})"
         )
     X = np.vstack([ref, cur])
     y = np.concatenate([np.zeros(len(ref)), np.ones(len(cur))])
-    # Stratified folds: each side's rows dealt round-robin after a shuffle.
-    fold = np.empty(len(y), dtype=np.int64)
+    held_out = np.zeros(len(y), dtype=bool)  # stratified halves: each side's rows shuffled, every second held out
     for side in (0, 1):
-        where = np.flatnonzero(y == side)
-        fold[rng.permutation(where)] = np.arange(len(where)) % CLASSIFIER_FOLDS
-    aucs, variances = [], []
+        held_out[rng.permutation(np.flatnonzero(y == side))[::2]] = True
     params = {**CLASSIFIER_PARAMS, "seed": int(seed)}
-    for k in range(CLASSIFIER_FOLDS):
-        train, test = fold != k, fold == k
-        booster = lgb.train(params, lgb.Dataset(X[train], label=y[train], feature_name=names), CLASSIFIER_ROUNDS)
-        auc, variance = _delong(booster.predict(X[test]), y[test] == 1)
-        aucs.append(auc)
-        variances.append(variance)
-    auc = float(np.mean(aucs))
-    se = float(np.sqrt(np.sum(variances)) / CLASSIFIER_FOLDS)
+    booster = lgb.train(params, lgb.Dataset(X[~held_out], label=y[~held_out], feature_name=names), CLASSIFIER_ROUNDS)
+    auc, variance = _delong(booster.predict(X[held_out]), y[held_out] == 1)
+    se = float(np.sqrt(variance))
     z = float(norm.ppf(1 - alpha))
     return {
-        "auc": auc,
+        "auc": float(auc),
         "ci_low": auc - z * se,
         "ci_high": auc + z * se,
         "ci_level": 1 - 2 * alpha,
@@ -497,6 +492,5 @@ def classifier_drift(
         "drifted": bool(auc - z * se > 0.5),
         "n_reference": int(len(ref)),
         "n_live": int(len(cur)),
-        "folds": CLASSIFIER_FOLDS,
-        "fold_aucs": [float(a) for a in aucs],
+        "n_held_out": int(held_out.sum()),
     }
