@@ -21,8 +21,8 @@ export OMP_WAIT_POLICY ?= PASSIVE
 # Spark's Python workers run this interpreter (PySpark reads only the environment for it).
 export PYSPARK_PYTHON ?= $(CURDIR)/$(VENV)/bin/python
 
-.PHONY: install data demo test lint dev services services-down stream replay endpoint endpoint-down bench \
-	serving-env lock clean
+.PHONY: install data demo loop test lint dev services services-down stream replay endpoint endpoint-down bench \
+	serving-env browser lock clean
 
 install: $(VENV)/.installed
 
@@ -44,11 +44,25 @@ demo: install
 	@if [ "$(DATASET)" != "simulator" ]; then $(MAKE) --no-print-directory data; fi
 	@$(PY) scripts/demo.py --dataset $(DATASET)
 
+# The closed loop under the real Dagster daemon: its own state directory (var/loop), rebuilt on every run; the
+# timeline goes to var/loop/demo/loop.json. `make dev PROPENSITY_HOME=$(CURDIR)/var/loop` shows its runs in the UI.
+LOOP_HOME := $(CURDIR)/var/loop
+loop: install
+	@if [ -f $(LOOP_HOME)/serving/endpoints/propensity/server.pid ]; then \
+	  PROPENSITY_HOME=$(LOOP_HOME) $(PY) -m serving.control.endpoint stop propensity >/dev/null; fi
+	@rm -rf $(LOOP_HOME)
+	@PROPENSITY_HOME=$(LOOP_HOME) DAGSTER_HOME=$(LOOP_HOME)/dagster PROPENSITY_RETRAIN_COOLDOWN_S=900 \
+	  $(PY) scripts/loop.py
+
+# Debian's chromium for the dashboard's browser test (installed when missing; needs root).
+browser:
+	@bash scripts/browser.sh >/dev/null
+
 lint: install
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 
-test: install lint data services serving-env
+test: install lint data services serving-env browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 dev: install

@@ -5,8 +5,7 @@ materialisation, the in-session view as fresh as the stream job keeps up with th
 model never goes live on stale features; the monitoring job evaluates it again every run.
 """
 
-from __future__ import annotations
-
+import json
 import time
 
 import dagster as dg
@@ -25,8 +24,6 @@ class FreshnessConfig(dg.Config):
 
 def file_stream_status(max_stall_s: float) -> dict:
     """The file source's lag: inbox files newer than the stream's last finished batch."""
-    import json
-
     progress = progress_path("file")
     processed_at = json.loads(progress.read_text()).get("processed_at") if progress.exists() else None
     inbox = inbox_dir()

@@ -22,7 +22,14 @@ from propensity.models.artifact import (
 from propensity.models.calibration import apply_calibrator
 from propensity.models.calibration_fit import choose_calibrator
 from propensity.models.dataset import ENTITY_COLUMNS, SPLITS, complete_sessions, decision_points
-from propensity.models.gates import quality_gates
+from propensity.models.gates import (
+    CALIBRATION_GATE,
+    GATE_EVIDENCE,
+    SKILL_GATE,
+    calibration_helps,
+    quality_gates,
+    skill_over_base_rate,
+)
 from propensity.models.metrics import calibration_error_vs_truth, evaluate
 from propensity.models.offers import (
     HILLSTROM_WOMENS_LIFT,
@@ -40,6 +47,7 @@ from propensity.models.training import (
     predict_logistic_baseline,
     train_lightgbm,
 )
+from propensity.monitoring.reference import build_reference
 from propensity.paths import home
 from propensity_assets.ingestion import SIMULATOR_TRUTH
 from resources.feast import FeastResource
@@ -222,8 +230,13 @@ def calibrated_model(lake: LakeResource) -> dg.MaterializeResult:
     dataset = load_training_dataset(lake)
     X_valid, y_valid = _split(dataset, "valid")
     booster = _load_booster()
-    calibrator, evidence = choose_calibrator(booster.predict(X_valid, raw_score=True), y_valid, seed=SEED % 2**31)
+    # Folds by session: a session's decision points share its label, so row folds leak it into the held-out fold.
+    sessions = dataset.loc[dataset["split"] == "valid", "session_id"].to_numpy()
+    calibrator, evidence = choose_calibrator(
+        booster.predict(X_valid, raw_score=True), y_valid, seed=SEED % 2**31, groups=sessions
+    )
     (work_dir() / "calibrator.json").write_text(json.dumps(calibrator, indent=2))
+    (work_dir() / "calibration_selection.json").write_text(json.dumps(evidence, indent=2))
     return dg.MaterializeResult(
         metadata={
             "chosen": calibrator["method"],
@@ -233,6 +246,7 @@ def calibrated_model(lake: LakeResource) -> dg.MaterializeResult:
                 {k: round(v, 6) for k, v in evidence["paired_se_vs_best"].items()}
             ),
             "rule": evidence["rule"],
+            "folds_by": evidence["folds_by"],
         }
     )
 
@@ -259,6 +273,8 @@ def _truth_for(dataset: pd.DataFrame, lake: LakeResource) -> pd.Series | None:
         dg.AssetCheckSpec("beats_baseline_log_loss", asset="model_evaluation", blocking=True),
         dg.AssetCheckSpec("ece_within_bound", asset="model_evaluation", blocking=True),
         dg.AssetCheckSpec("not_worse_than_champion", asset="model_evaluation", blocking=True),
+        dg.AssetCheckSpec(SKILL_GATE, asset="model_evaluation", blocking=True),
+        dg.AssetCheckSpec(CALIBRATION_GATE, asset="model_evaluation", blocking=True),
     ],
     description="Test-split metrics for baseline, raw and calibrated LightGBM side by side, plots, and the quality "
     "gates that decide whether the candidate may become champion.",
@@ -287,6 +303,13 @@ def model_evaluation(config: QualityGateConfig, lake: LakeResource):
     if champion is not None and champion.feature_names == list(MODEL_FEATURE_NAMES):
         champion_metrics = evaluate(y_test, champion.predict(X_test))  # the champion on the challenger's test set
         metrics["champion"] = champion_metrics | {"version": champion.version}
+    # Skill over the base rate (the training split's rate) and calibration that helps, resampled by session.
+    test_sessions = dataset.loc[dataset["split"] == "test", "session_id"].to_numpy()
+    train_rate = float(dataset.loc[dataset["split"] == "train", "label"].mean())
+    selection = json.loads((work_dir() / "calibration_selection.json").read_text())
+    skill = skill_over_base_rate(y_test, predictions["calibrated"], train_rate, groups=test_sessions)
+    helps = calibration_helps(raw, y_test, calibrator, selection=selection, groups=test_sessions)
+    metrics["calibrated"][GATE_EVIDENCE] = {SKILL_GATE: skill.evidence, CALIBRATION_GATE: helps.evidence}
     gates = quality_gates(metrics, champion_metrics, config.max_ece, config.champion_tolerance)
 
     importance = dict(zip(booster.feature_name(), (float(v) for v in booster.feature_importance("gain"))))
@@ -298,6 +321,16 @@ def model_evaluation(config: QualityGateConfig, lake: LakeResource):
         "trees": booster.current_iteration(),  # the saved model keeps the early-stopping best iteration only
         "gates": [g.__dict__ for g in gates],
     }
+    # The drift reference: the inputs the model learnt from, and its calibrated scores on validation.
+    seen = dataset[dataset["split"].isin(["train", "valid"])]
+    X_valid, y_valid = _split(dataset, "valid")
+    reference = build_reference(
+        seen[list(MODEL_FEATURE_NAMES)],
+        apply_calibrator(calibrator, booster.predict(X_valid, raw_score=True)),
+        y_valid,
+        importance,
+        seed=SEED % 2**31,
+    )
     write_artifact(
         work_dir() / "candidate",
         booster=booster,
@@ -306,6 +339,7 @@ def model_evaluation(config: QualityGateConfig, lake: LakeResource):
         features={"feature_service": FEATURE_SERVICE_NAME, "features": list(MODEL_FEATURE_NAMES)},
         training=training_info,
         metrics=metrics | {"feature_importance_gain": importance},
+        reference=reference,
     )
     test_rows = dataset[dataset["split"] == "test"][["decision_id", "session_id", "label"]].assign(
         **{f"p_{name}": p for name, p in predictions.items()}

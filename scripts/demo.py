@@ -254,6 +254,9 @@ def deploy_and_score(assets, resources, instance, profile: str, live_sessions: i
             },
             raise_on_error=False,
         )
+        # The asset only starts a canary; under the daemon `canary_sensor` judges it. The demo has no daemon, so it
+        # asks the same judge until it decides, with the storefront's traffic still flowing.
+        verdict = drive_canary(profile)
         stop.set()
         if traffic is not None:
             traffic.join(timeout=5)
@@ -261,9 +264,9 @@ def deploy_and_score(assets, resources, instance, profile: str, live_sessions: i
         scored = [client.score(s, u) for s, u in traffic_pairs[-live_sessions:]]
         return {
             "name": DEMO_ENDPOINT,
-            "outcome": _metadata_value(result, "propensity_endpoint", "outcome"),
-            "reason": _metadata_value(result, "propensity_endpoint", "reason"),
-            "variants": _metadata_value(result, "propensity_endpoint", "variants"),
+            "outcome": verdict["outcome"] or _metadata_value(result, "propensity_endpoint", "outcome"),
+            "reason": verdict["reason"] or _metadata_value(result, "propensity_endpoint", "reason"),
+            "variants": [v.__dict__ for v in EndpointFiles(DEMO_ENDPOINT).read_variants()],
             "live_scores": [
                 {
                     "session_id": x.session_id,
@@ -282,11 +285,43 @@ def deploy_and_score(assets, resources, instance, profile: str, live_sessions: i
         stop_server(files)  # the demo leaves nothing running; `make endpoint` serves it again
 
 
+CANARY_TIMEOUT_S = 120.0
+
+
+def drive_canary(profile: str) -> dict:
+    """Judge the canary in progress (if any) until promoted or rolled back, as `canary_sensor` does each tick."""
+    from propensity.models.artifact import ModelRegistry
+    from serving.control.endpoint import LocalEndpointDeployer, lake_outcomes
+    from serving.control.judge import judge_canary
+
+    deployer = LocalEndpointDeployer(profile=profile)
+    deadline = time.monotonic() + CANARY_TIMEOUT_S
+    while True:
+        verdict = judge_canary(deployer, DEMO_ENDPOINT, outcomes=lake_outcomes)
+        if verdict.decision not in ("continue", "shift") or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    if verdict.decision == "roll_back":
+        registry = ModelRegistry()
+        if registry.champion_version() == verdict.model_version:
+            registry.roll_back(verdict.model_version, to_version=verdict.champion_version, reason=verdict.reason)
+    outcome = {"promote": "promoted", "roll_back": "rolled_back"}.get(verdict.decision)
+    if verdict.decision in ("continue", "shift"):
+        outcome = "in_progress"
+    return {"outcome": outcome, "reason": verdict.reason if outcome else None}
+
+
 def models_ran(summary: dict) -> bool:
     return summary["model"]["training_rows"] > 0
 
 
-QUALITY_GATES = {"beats_baseline_log_loss", "ece_within_bound", "not_worse_than_champion"}
+QUALITY_GATES = {
+    "beats_baseline_log_loss",
+    "ece_within_bound",
+    "not_worse_than_champion",
+    "skill_over_base_rate",
+    "calibration_helps",
+}
 
 
 def _model_summary(models: dg.ExecuteInProcessResult) -> dict:

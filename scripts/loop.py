@@ -243,12 +243,9 @@ def instance_timeline(since: float) -> dict:
                 }
             )
         checks = []
-        for key in (
-            dg.AssetCheckKey(dg.AssetKey("drift_report"), "no_feature_drift"),
-            dg.AssetCheckKey(dg.AssetKey("drift_report"), "no_multivariate_drift"),
-            dg.AssetCheckKey(dg.AssetKey("performance_monitor"), "log_loss_within_bound"),
-            dg.AssetCheckKey(dg.AssetKey("performance_monitor"), "calibration_within_bound"),
-        ):
+        from sensors.retraining import WATCHED_CHECKS
+
+        for key in WATCHED_CHECKS:
             for record in instance.event_log_storage.get_asset_check_execution_history(key, limit=50):
                 data = (
                     record.event.dagster_event.event_specific_data
@@ -288,7 +285,7 @@ def instance_timeline(since: float) -> dict:
 def canary_decision(timeline: dict, after: float) -> dict | None:
     """The first promote or roll-back after `after` (a stage recorded by the canary sensor)."""
     for stage in timeline["deployment_stages"]:
-        if stage["at"] > after and str(stage.get("stage", stage.get("outcome"))) in ("promoted", "rolled_back"):
+        if stage["at"] > after and stage.get("outcome") in ("promoted", "rolled_back"):
             return stage
     return None
 
@@ -404,14 +401,12 @@ def run_loop(say) -> int:
         (
             s
             for s in timeline["deployment_stages"]
-            if shift_at and s["at"] > shift_at and str(s.get("stage")) in ("canary", "canary_started", "in_progress")
+            if shift_at and s["at"] > shift_at and s.get("stage") == "start_canary"
         ),
         None,
     )
     decision = canary_decision(timeline, shift_at or started)
-    promoted_at = (
-        decision["at"] if decision and str(decision.get("stage", decision.get("outcome"))) == "promoted" else None
-    )
+    promoted_at = decision["at"] if decision and decision.get("outcome") == "promoted" else None
     summary = {
         "timeline": sorted(
             timeline_events

@@ -15,18 +15,14 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from propensity.monitoring.checks import RETRAIN_CHECKS
 from propensity.settings import settings
 
 RETRAIN_JOB = "retrain"
 CAUSE_TAG = "propensity/retrain_cause"
 TRIGGER_TAG = "propensity/retrain_trigger"
 # The monitor checks whose failure means the live model no longer fits the traffic.
-WATCHED_CHECKS = (
-    dg.AssetCheckKey(dg.AssetKey("drift_report"), "no_feature_drift"),
-    dg.AssetCheckKey(dg.AssetKey("drift_report"), "no_multivariate_drift"),
-    dg.AssetCheckKey(dg.AssetKey("performance_monitor"), "log_loss_within_bound"),
-    dg.AssetCheckKey(dg.AssetKey("performance_monitor"), "calibration_within_bound"),
-)
+WATCHED_CHECKS = tuple(dg.AssetCheckKey(dg.AssetKey(asset), check) for asset, check in RETRAIN_CHECKS)
 
 
 @dataclass

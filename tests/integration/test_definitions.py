@@ -27,7 +27,13 @@ MODEL_ASSETS = {
     "registered_model",
     "offer_policy",
 }
-BLOCKING_GATES = {"beats_baseline_log_loss", "ece_within_bound", "not_worse_than_champion"}
+BLOCKING_GATES = {
+    "beats_baseline_log_loss",
+    "ece_within_bound",
+    "not_worse_than_champion",
+    "skill_over_base_rate",
+    "calibration_helps",
+}
 SPINE_CHECKS = {
     "event_quarantine:bad_fraction_within_threshold",
     "raw_events:contract_v1",
@@ -56,7 +62,7 @@ def test_asset_graph_names_the_spine_assets_and_checks():
     assert parents["feast_registry"] == {"user_daily_aggregates", "session_prefix_features"}
     assert parents["online_features"] == {"feast_registry"}
     assert parents["training_dataset"] == {"session_prefix_features", "sessions", "feast_registry"}
-    assert parents["registered_model"] == {"model_evaluation"}
+    assert parents["registered_model"] == {"model_evaluation", "offer_policy"}
     assert parents["propensity_endpoint"] == {"registered_model", "model_evaluation"}
     assert "propensity_endpoint:deployment_not_rolled_back" in checks
     # the endpoint is deployed only when every blocking quality gate on its parents has passed

@@ -1,0 +1,22 @@
+"""The monitor checks the closed loop acts on: asset and check names, defined once for the assets that evaluate
+them, the retraining sensor that watches them and the loop's timeline."""
+
+from __future__ import annotations
+
+from propensity.monitoring.performance import CALIBRATION_CHECK, PERFORMANCE_CHECK
+
+DRIFT_ASSET = "drift_report"
+PERFORMANCE_ASSET = "performance_monitor"
+KPI_ASSET = "kpi_monitor"
+FEATURE_DRIFT_CHECK = "no_feature_drift"
+MULTIVARIATE_DRIFT_CHECK = "no_multivariate_drift"
+SAMPLE_RATIO_CHECK = "holdout_share_as_configured"
+KPI_REGRESSION_CHECK = "no_kpi_regression"
+
+# (asset, check) pairs whose failure means the live model no longer fits the traffic: these retrain.
+RETRAIN_CHECKS = (
+    (DRIFT_ASSET, FEATURE_DRIFT_CHECK),
+    (DRIFT_ASSET, MULTIVARIATE_DRIFT_CHECK),
+    (PERFORMANCE_ASSET, PERFORMANCE_CHECK),
+    (PERFORMANCE_ASSET, CALIBRATION_CHECK),
+)
