@@ -19,13 +19,18 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from propensity.features.definitions import SESSION_GAP_MINUTES
 from propensity.monitoring.decisions import (
+    DECISION_COLUMNS,
+    LABELLED_COLUMNS,
+    OUTCOME_COLUMNS,
     READ_ERRORS,
     READ_QUARANTINE,
+    TIME_DTYPE,
     day_bounds,
     decisions_from_data_capture,
     decisions_from_inference_log,
@@ -44,7 +49,7 @@ SESSION_OUTCOMES = "session_outcomes"
 LABELLED_DECISIONS = "labelled_decisions"
 SESSION_EVENTS = "session_events"
 # end_offset=1: today is a partition too, refreshed during the day (the monitors judge today's traffic).
-decision_days = dg.DailyPartitionsDefinition(start_date="2026-01-01", timezone="UTC", end_offset=1)
+DECISION_DAYS = dg.DailyPartitionsDefinition(start_date="2026-01-01", timezone="UTC", end_offset=1)
 # A session that started the day before can hold the day's decisions, and one that starts late runs past midnight.
 EVENT_WINDOW = (pd.Timedelta(days=-1), pd.Timedelta(days=2))
 _OUTCOME_EVENT_COLUMNS = ["session_id", "user_id", "event_time", "event_type", "price", "quantity"]
@@ -54,12 +59,27 @@ def partition_file(lake: LakeResource, table: str, day: str) -> Path:
     return lake.table_dir(table) / f"date={day}" / "data.parquet"
 
 
-def write_partition(lake: LakeResource, table: str, day: str, frame: pd.DataFrame) -> Path:
-    """Replace one day of a table: written under a temporary name, then renamed (readers never see half a file)."""
+_ARROW_TYPES = {"object": pa.string(), "float64": pa.float64(), "bool": pa.bool_(), "int64": pa.int64()}
+
+
+def arrow_schema(columns: dict[str, object]) -> pa.Schema:
+    """The table's parquet schema from its column contract. Fixed, so a day whose text column is all null (no
+    offer shown) is still a string column and the days read back as one table."""
+    return pa.schema(
+        [
+            (name, pa.timestamp("us", tz="UTC") if dtype == TIME_DTYPE else _ARROW_TYPES[str(dtype)])
+            for name, dtype in columns.items()
+        ]
+    )
+
+
+def write_partition(lake: LakeResource, table: str, day: str, frame: pd.DataFrame, columns: dict) -> Path:
+    """Replace one day of a table: written under a hidden temporary name (readers of the table skip it), then
+    renamed, so a reader never sees half a file."""
     path = partition_file(lake, table, day)
     path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = path.with_name(path.name + ".tmp")
-    frame.to_parquet(scratch, index=False)
+    scratch = path.with_name(f".{path.name}.tmp")
+    pq.write_table(pa.Table.from_pandas(frame, schema=arrow_schema(columns), preserve_index=False), scratch)
     os.replace(scratch, path)
     return path
 
@@ -117,8 +137,8 @@ class DecisionLogConfig(dg.Config):
 
 
 @dg.asset(
-    partitions_def=decision_days,
-    group_name="monitoring",
+    partitions_def=DECISION_DAYS,
+    group_name="decisions",
     kinds={"pandas", "parquet"},
     check_specs=[
         dg.AssetCheckSpec("no_duplicate_decisions", asset=DECISION_LOG),
@@ -140,7 +160,7 @@ def decision_log(context: dg.AssetExecutionContext, config: DecisionLogConfig, l
         source = str(path)
         read = decisions_from_inference_log(path, config.endpoint)
     frame = on_day(read, "decided_at", day)
-    written = write_partition(lake, DECISION_LOG, day, frame)
+    written = write_partition(lake, DECISION_LOG, day, frame, DECISION_COLUMNS)
     quarantine = read.attrs[READ_QUARANTINE]
     if quarantine:
         context.log.warning(f"{len(quarantine)} unreadable lines or records in {source}: {quarantine[:3]}")
@@ -182,9 +202,9 @@ def decision_log(context: dg.AssetExecutionContext, config: DecisionLogConfig, l
 
 @dg.asset(
     name=SESSION_OUTCOMES,
-    partitions_def=decision_days,
+    partitions_def=DECISION_DAYS,
     deps=[SESSION_EVENTS],
-    group_name="monitoring",
+    group_name="decisions",
     kinds={"pandas", "parquet"},
     description="Sessions that started on the day: start, end, purchase, first purchase time, revenue, time to "
     "purchase (from session_events; a session still open is as far as its events have come).",
@@ -192,7 +212,7 @@ def decision_log(context: dg.AssetExecutionContext, config: DecisionLogConfig, l
 def session_outcomes_asset(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     day = context.partition_key
     outcomes = on_day(session_outcomes(session_events_around(lake, day)), "session_start", day)
-    written = write_partition(lake, SESSION_OUTCOMES, day, outcomes)
+    written = write_partition(lake, SESSION_OUTCOMES, day, outcomes, OUTCOME_COLUMNS)
     purchased = outcomes[outcomes["purchased"]]
     return dg.MaterializeResult(
         metadata={
@@ -214,9 +234,9 @@ class LabelConfig(dg.Config):
 
 
 @dg.asset(
-    partitions_def=decision_days,
+    partitions_def=DECISION_DAYS,
     deps=[DECISION_LOG, SESSION_EVENTS],
-    group_name="monitoring",
+    group_name="decisions",
     kinds={"pandas", "parquet"},
     check_specs=[dg.AssetCheckSpec("decisions_find_their_sessions", asset=LABELLED_DECISIONS)],
     description="The day's decisions whose session has closed, labelled: purchased at or after the decision, "
@@ -230,7 +250,7 @@ def labelled_decisions(context: dg.AssetExecutionContext, config: LabelConfig, l
     now = pd.Timestamp(datetime.now(timezone.utc))
     as_of = now if latest is None else min(now, latest)
     labelled = label_decisions(decisions, outcomes, as_of=as_of, maturity_s=config.maturity_s)
-    written = write_partition(lake, LABELLED_DECISIONS, day, labelled)
+    written = write_partition(lake, LABELLED_DECISIONS, day, labelled, LABELLED_COLUMNS)
 
     first_purchase = decisions["session_id"].map(outcomes.set_index("session_id")["first_purchase_time"])
     known = decisions["session_id"].isin(outcomes["session_id"])

@@ -6,9 +6,10 @@ and `encoding`, `eventMetadata.eventId` and `inferenceTime`) under
 `capture_destination(bucket)`, with input and output captured and application/json listed as a JSON content type,
 so bodies are stored as JSON text rather than base64 (the reader decodes either).
 
-A file in an hour folder can hold records a little past the hour, so a day's read takes the day's folders and the
-next day's first hour, and the caller keeps the records whose inferenceTime falls in the day
-(`propensity.monitoring.decisions.on_day`). Every S3 call has connect and read timeouts and bounded retries.
+A file is filed under one hour but can hold records from either side of it, so a day's read takes the day's folders
+and the hour on each side (the day before's 23, the day after's 00), and the caller keeps the records whose
+inferenceTime falls in the day (`propensity.monitoring.decisions.on_day`). Every S3 call has connect and read
+timeouts and bounded retries.
 """
 
 from __future__ import annotations
@@ -72,13 +73,14 @@ class DataCaptureReader:
         return sorted(common["Prefix"][len(root) :].strip("/") for common in self._list(root, delimiter="/"))
 
     def object_keys(self, endpoint: str, day: date) -> list[str]:
-        """The capture objects of every variant for the UTC day, and for the next day's first hour."""
-        following = day + timedelta(days=1)
+        """The capture objects of every variant for the UTC day, with the hours either side of it (the day
+        before's last, the day after's first): a file can straddle the hour it is filed under."""
+        before, after = day - timedelta(days=1), day + timedelta(days=1)
         keys = []
         for variant in self.variants(endpoint):
             root = f"{self.prefix.strip('/')}/{endpoint}/{variant}/"
-            keys += [o["Key"] for o in self._list(f"{root}{day:%Y/%m/%d}/")]
-            keys += [o["Key"] for o in self._list(f"{root}{following:%Y/%m/%d}/00/")]
+            for folder in (f"{before:%Y/%m/%d}/23/", f"{day:%Y/%m/%d}/", f"{after:%Y/%m/%d}/00/"):
+                keys += [o["Key"] for o in self._list(root + folder)]
         return sorted(key for key in keys if key.endswith(".jsonl"))
 
     def records(self, endpoint: str, day: date) -> Iterator[dict | bytes]:

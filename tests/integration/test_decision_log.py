@@ -197,7 +197,9 @@ def capture_bucket(monkeypatch):
             [_capture("e5", request, _prediction("s6", 0.3), when="2026-03-02T23:59:59.5Z")],
         )
         _put_capture(
-            s3, "propensity-prod/champion/2026/03/03/01/x.jsonl", [_capture("e6", request, _prediction("s7", 0.1))]
+            s3,
+            "propensity-prod/champion/2026/03/03/01/x.jsonl",
+            [_capture("e6", request, _prediction("s7", 0.1), when="2026-03-03T01:00:05Z")],
         )
         _put_capture(
             s3, "propensity-other/champion/2026/03/02/10/y.jsonl", [_capture("e7", request, _prediction("s8", 0.1))]
@@ -254,3 +256,15 @@ def test_the_decision_log_asset_reads_data_capture_when_sagemaker_deploys(captur
     assert frame["latency_ms"].isna().all() and set(frame["endpoint"]) == {"propensity-prod"}
     assert frame["decided_at"].min() == pd.Timestamp("2026-03-02T10:00:01Z")
     assert _check(result, "no_duplicate_decisions").passed
+    # the next day (e4 filed under the day before's last hour, and e6) shows no offer at all, an all-null text
+    # column: the days still read back as one table
+    dg.materialize(
+        [decision_assets.decision_log],
+        partition_key="2026-03-03",
+        resources={"lake": lake},
+        run_config={"ops": {"decision_log": {"config": {"endpoint": "propensity-prod"}}}},
+        raise_on_error=True,
+    )
+    both = pd.read_parquet(lake.table_dir("decision_log"))
+    assert both.groupby("date", observed=True).size().to_dict() == {"2026-03-02": 5, "2026-03-03": 2}
+    assert both["offer"].dropna().eq("discount").sum() == 1
