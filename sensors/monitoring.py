@@ -21,7 +21,7 @@ MONITORING_JOB = "monitoring"
 def monitoring_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
     today = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     return dg.RunRequest(
-        run_key=f"monitor-{asset_event.storage_id}",
+        run_key=f"monitor-{asset_event.run_id}-{asset_event.timestamp:.3f}",
         partition_key=today,
         tags={"propensity/cause": f"session_events rebuilt (run {asset_event.run_id[:8]})"},
     )
