@@ -4,7 +4,9 @@ A plain ASGI app on uvicorn: no framework layer between the socket and the score
 Bad input is a 4xx with a reason; an unexpected error is a 500 with a reason and never takes the server down.
 A body over the contract's limit is refused on its Content-Length before any of it is read, or as soon as a chunked
 body passes the limit. Every scored row goes to the inference log (JSON lines, written by a background thread off
-the request path). `GET /openapi.json` answers the contract as an OpenAPI document (`serving.openapi`).
+the request path): the prediction as answered, with the features used and the intervention decision, so the log
+reads back as the decision log (`propensity.monitoring.decisions`). `GET /openapi.json` answers the contract as an
+OpenAPI document (`serving.openapi`).
 """
 
 from __future__ import annotations
