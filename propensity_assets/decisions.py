@@ -109,6 +109,15 @@ def session_events_around(lake: LakeResource, day: str) -> pd.DataFrame:
     )
 
 
+def session_events_of(lake: LakeResource, session_ids: list[str]) -> pd.DataFrame:
+    """The events of the given sessions (only the columns outcomes need)."""
+    if not session_ids:
+        return pd.DataFrame(columns=_OUTCOME_EVENT_COLUMNS)
+    return pd.read_parquet(
+        _session_events_path(lake), columns=_OUTCOME_EVENT_COLUMNS, filters=[("session_id", "in", session_ids)]
+    )
+
+
 def latest_event_time(lake: LakeResource) -> pd.Timestamp | None:
     """The newest event in the lake: how far the events have landed."""
     table = pq.read_table(_session_events_path(lake), columns=["event_time"])
@@ -245,20 +254,22 @@ class LabelConfig(dg.Config):
 def labelled_decisions(context: dg.AssetExecutionContext, config: LabelConfig, lake: LakeResource):
     day = context.partition_key
     decisions = read_partition(lake, DECISION_LOG, day)
-    outcomes = session_outcomes(session_events_around(lake, day))
+    # By session id, not by day: a replayed or simulated store's events carry their own clock (label_decisions).
+    outcomes = session_outcomes(session_events_of(lake, decisions["session_id"].unique().tolist()))
     latest = latest_event_time(lake)
     now = pd.Timestamp(datetime.now(timezone.utc))
     as_of = now if latest is None else min(now, latest)
     labelled = label_decisions(decisions, outcomes, as_of=as_of, maturity_s=config.maturity_s)
     written = write_partition(lake, LABELLED_DECISIONS, day, labelled, LABELLED_COLUMNS)
 
-    first_purchase = decisions["session_id"].map(outcomes.set_index("session_id")["first_purchase_time"])
     known = decisions["session_id"].isin(outcomes["session_id"])
-    after_purchase = known & first_purchase.notna() & (decisions["decided_at"] > first_purchase)
     labelled_rows = decisions.set_index(["request_id", "session_id"]).index.isin(
         labelled.set_index(["request_id", "session_id"]).index
     )
-    old_enough = decisions["decided_at"] + pd.Timedelta(seconds=config.maturity_s) <= as_of
+    session_end = decisions["session_id"].map(outcomes.set_index("session_id")["session_end"])
+    closed = known & (session_end + pd.Timedelta(seconds=config.maturity_s) <= as_of)
+    # Decisions old enough to have matured by now whose session the lake still does not know.
+    old_enough = decisions["decided_at"] + pd.Timedelta(seconds=config.maturity_s) <= now
     unmatched = int((old_enough & ~known).sum())
     unmatched_share = unmatched / max(int(old_enough.sum()), 1)
     yield dg.MaterializeResult(
@@ -266,8 +277,8 @@ def labelled_decisions(context: dg.AssetExecutionContext, config: LabelConfig, l
             "dagster/row_count": len(labelled),
             "path": str(written),
             "decisions": len(decisions),
-            "left_out_after_purchase": int(after_purchase.sum()),
-            "waiting_for_maturity": int((known & ~after_purchase & ~labelled_rows).sum()),
+            "left_out_after_purchase": int((known & closed & ~labelled_rows).sum()),
+            "waiting_for_maturity": int((known & ~closed).sum()),
             "without_session_in_lake": int((~known).sum()),
             "label_rate": float(labelled["label"].mean()) if len(labelled) else 0.0,
             "revenue": float(labelled["revenue"].sum()),

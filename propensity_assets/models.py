@@ -47,7 +47,7 @@ from propensity.models.training import (
     predict_logistic_baseline,
     train_lightgbm,
 )
-from propensity.monitoring.reference import build_reference
+from propensity.monitoring.reference import build_reference, one_per_session
 from propensity.paths import home
 from propensity_assets.ingestion import SIMULATOR_TRUTH
 from resources.feast import FeastResource
@@ -321,8 +321,10 @@ def model_evaluation(config: QualityGateConfig, lake: LakeResource):
         "trees": booster.current_iteration(),  # the saved model keeps the early-stopping best iteration only
         "gates": [g.__dict__ for g in gates],
     }
-    # The drift reference: the inputs the model learnt from, and its calibrated scores on validation.
-    seen = dataset[dataset["split"].isin(["train", "valid"])]
+    # The drift reference: the inputs the model learnt from (one decision point per session, as the drift monitor
+    # samples live traffic: a session's points are not independent, the monitor's null assumes rows that are), and
+    # the calibrated scores on validation.
+    seen = one_per_session(dataset[dataset["split"].isin(["train", "valid"])], seed=SEED % 2**31)
     X_valid, y_valid = _split(dataset, "valid")
     reference = build_reference(
         seen[list(MODEL_FEATURE_NAMES)],

@@ -54,6 +54,7 @@ OUTCOME_COLUMNS: dict[str, object] = {
     "first_purchase_time": TIME_DTYPE,
     "revenue": "float64",
     "time_to_purchase_s": "float64",
+    "events_before_purchase": "int64",  # the session's events before its first purchase (all of them if none)
 }
 LABEL_COLUMNS: dict[str, object] = {
     "label": "int64",
@@ -63,6 +64,7 @@ LABEL_COLUMNS: dict[str, object] = {
 }
 LABELLED_COLUMNS: dict[str, object] = DECISION_COLUMNS | LABEL_COLUMNS
 PURCHASE = "purchase"
+SESSION_EVENTS_SEEN = "session_events"  # the model feature counting the session's events the online row had folded
 READ_ERRORS = "errors"  # frame.attrs: error answers (status >= 400) skipped
 READ_QUARANTINE = "quarantine"  # frame.attrs: [{"where": ..., "reason": ...}] for lines that could not be read
 _QUARANTINE_TEXT = 300
@@ -260,6 +262,8 @@ def session_outcomes(session_events: pd.DataFrame) -> pd.DataFrame:
     events["event_time"] = pd.to_datetime(events["event_time"], utc=True).astype(TIME_DTYPE)
     is_purchase = events["event_type"].eq(PURCHASE)
     events["purchase_time"] = events["event_time"].where(is_purchase)
+    first_purchase = events.groupby("session_id")["purchase_time"].transform("min")
+    events["before_purchase"] = first_purchase.isna() | (events["event_time"] < first_purchase)
     # unknown prices count 0, as in the session's cart value
     events["purchase_value"] = (
         events["price"].astype("float64").fillna(0.0) * events["quantity"].astype("float64")
@@ -272,6 +276,7 @@ def session_outcomes(session_events: pd.DataFrame) -> pd.DataFrame:
             "session_end": grouped["event_time"].max(),
             "first_purchase_time": grouped["purchase_time"].min(),
             "revenue": grouped["purchase_value"].sum(),
+            "events_before_purchase": grouped["before_purchase"].sum(),
         }
     ).reset_index()
     outcomes["purchased"] = outcomes["first_purchase_time"].notna()
@@ -283,13 +288,21 @@ def label_decisions(
     decisions: pd.DataFrame, outcomes: pd.DataFrame, *, as_of: pd.Timestamp, maturity_s: float
 ) -> pd.DataFrame:
     """The decisions whose label has matured, with label, revenue, time to purchase and when it matured
-    (LABELLED_COLUMNS). A decision whose session is not in `outcomes` (its events have not landed) waits."""
+    (LABELLED_COLUMNS). A decision whose session is not in `outcomes` (its events have not landed) waits.
+
+    Two clocks meet here: decisions are stamped by the endpoint, events by the storefront (and a replayed or simulated
+    store's events carry their own times). So nothing compares the two:
+    - a decision came before the session's first purchase when the state it was scored on, `session_events` (the
+      events the online row had folded), holds no more events than the session had before that purchase; a
+      decision scored without session features (a fallback) is compared by time instead;
+    - a session has closed once its last event is `maturity_s` older than `as_of`, both on the events' clock.
+    `time_to_purchase_s` is from the decision's stamp to the first purchase, left empty where the clocks disagree."""
     if maturity_s < 0:
         raise ValueError(f"maturity_s must be >= 0, got {maturity_s}")
     as_of = pd.Timestamp(as_of)
     as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of.tz_convert("UTC")
     joined = decisions[list(DECISION_COLUMNS)].merge(
-        outcomes[["session_id", "session_end", "first_purchase_time", "revenue"]].rename(
+        outcomes[["session_id", "session_end", "first_purchase_time", "revenue", "events_before_purchase"]].rename(
             columns={"revenue": "session_revenue"}
         ),
         on="session_id",
@@ -298,18 +311,20 @@ def label_decisions(
     )
     if joined.empty:
         return empty_frame(LABELLED_COLUMNS)
-    # the session is still open until maturity_s after its last sign of life: its last event, or this decision
-    last_seen = joined["session_end"].where(joined["session_end"] >= joined["decided_at"], joined["decided_at"])
-    matured_at = last_seen + pd.Timedelta(seconds=maturity_s)
+    matured_at = joined["session_end"] + pd.Timedelta(seconds=maturity_s)
     first_purchase = joined["first_purchase_time"]
-    after_purchase = first_purchase.notna() & (joined["decided_at"] > first_purchase)
+    seen = joined[SESSION_EVENTS_SEEN]
+    before_by_state = seen <= joined["events_before_purchase"]
+    before_by_time = joined["decided_at"] <= first_purchase
+    after_purchase = first_purchase.notna() & ~before_by_state.where(seen.notna(), before_by_time)
     keep = (matured_at <= as_of) & ~after_purchase
     labelled = joined.loc[keep, list(DECISION_COLUMNS)].copy()
     purchased = first_purchase[keep].notna()
     labelled["label"] = purchased.astype("int64")
-    # every purchase of a kept decision's session is at or after its first, so at or after the decision
+    # every purchase of a kept decision's session is at or after its first, so after the decision
     labelled["revenue"] = joined.loc[keep, "session_revenue"].where(purchased, 0.0)
-    labelled["time_to_purchase_s"] = (first_purchase[keep] - labelled["decided_at"]).dt.total_seconds()
+    waited = (first_purchase[keep] - labelled["decided_at"]).dt.total_seconds()
+    labelled["time_to_purchase_s"] = waited.where(waited >= 0)
     labelled["matured_at"] = matured_at[keep]
     return labelled.reset_index(drop=True).astype(LABELLED_COLUMNS)
 

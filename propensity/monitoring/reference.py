@@ -191,3 +191,12 @@ def reference_sample_frame(reference: dict) -> pd.DataFrame:
     return pd.DataFrame(
         {name: np.array([np.nan if v is None else v for v in sample[name]], dtype="float64") for name in sample}
     )
+
+
+def one_per_session(frame: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """One decision point drawn at random from each session. A session's decision points share one shopper and one
+    evolving state, so they are far from independent; the drift null (multinomial draws) assumes independent rows,
+    and it holds across sessions. The reference and every live window are sampled this way."""
+    if frame.empty:
+        return frame
+    return frame.groupby("session_id", sort=False, group_keys=False).sample(n=1, random_state=seed)

@@ -107,14 +107,20 @@ def test_decision_assets_from_a_real_servers_log_and_sessions_in_the_lake(served
         ),
     )
 
-    # The sessions in the lake: the first ten buy after every decision, two bought before theirs, the rest browse,
-    # and the last one never reached the lake.
+    # The sessions in the lake, consistent with the state each decision was scored on (its online session_events):
+    # the first ten buy after every decision, two bought before theirs (the purchase is among the events their
+    # state had folded), the rest browse, and the last one never reached the lake.
     decided = decisions.set_index("session_id")["decided_at"]
+    seen = decisions.set_index("session_id")["session_events"].fillna(0).astype(int)
     buyers, bought_before, browsers = list(decided.index[:10]), list(decided.index[10:12]), list(decided.index[12:-1])
     users = dict(zip(pairs["session_id"], pairs["user_id"]))
     rows = []
-    for session in [*buyers, *bought_before, *browsers]:
-        rows.append((session, decided[session] - pd.Timedelta(minutes=10), "page_view", None))
+    for session in [*buyers, *browsers]:
+        for k in range(max(seen[session], 1)):
+            rows.append((session, decided[session] - pd.Timedelta(minutes=10 - k * 0.01), "page_view", None))
+    for session in bought_before:
+        for k in range(seen[session] - 1):
+            rows.append((session, decided[session] - pd.Timedelta(minutes=10 - k * 0.01), "page_view", None))
     rows += [(session, scored_until, "purchase", 12.5) for session in buyers]
     rows += [(session, decided[session] - pd.Timedelta(minutes=1), "purchase", 3.0) for session in bought_before]
     events = contract_events(

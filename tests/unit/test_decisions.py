@@ -256,30 +256,38 @@ def test_session_outcomes_from_session_events():
     assert session_outcomes(_session_events().iloc[0:0]).empty
 
 
-def _decisions(rows: list[tuple[str, str, str]]) -> pd.DataFrame:
-    """(request_id, session_id, decided_at) as decision-log lines, read by the reader under test."""
-    lines = [_log_line(_prediction(s, 0.3), r, utc(t).timestamp()) for r, s, t in rows]
+def _decisions(rows: list[tuple]) -> pd.DataFrame:
+    """(request_id, session_id, decided_at[, session events the online row had folded]) as decision-log lines,
+    read by the reader under test; without a count the decision was a fallback (no session features)."""
+    lines = []
+    for request_id, session, at, *seen in rows:
+        prediction = _prediction(session, 0.3)
+        prediction["features"]["session_events"] = float(seen[0]) if seen else None
+        lines.append(_log_line(prediction, request_id, utc(at).timestamp()))
     return decisions_from_inference_log(lines, "propensity")
 
 
 def test_labels_mature_with_the_session_and_decisions_after_the_first_purchase_are_left_out():
     decisions = _decisions(
         [
-            ("early", "buy", "2026-03-02 10:05"),  # before the purchase: label 1
-            ("at", "buy", "2026-03-02 10:20"),  # at the purchase's own time: still label 1
-            ("after", "buy", "2026-03-02 10:30"),  # after the first purchase: left out
-            ("never", "browse", "2026-03-02 10:15"),  # label 0
-            ("open", "late", "2026-03-02 11:40"),  # session not closed yet at as_of
-            ("orphan", "unknown", "2026-03-02 10:00"),  # no events in the lake: waits
+            ("early", "buy", "2026-03-02 10:05", 1),  # scored on the view: before the purchase, label 1
+            ("at", "buy", "2026-03-02 10:20", 2),  # on the cart add, the last state before the purchase: label 1
+            ("after", "buy", "2026-03-02 10:30", 3),  # its state holds the purchase: left out
+            ("never", "browse", "2026-03-02 10:15", 1),  # label 0
+            ("open", "late", "2026-03-02 11:40", 1),  # session not closed yet at as_of
+            ("orphan", "unknown", "2026-03-02 10:00", 1),  # no events in the lake: waits
+            ("blind", "buy", "2026-03-02 10:10"),  # a fallback, no session state: judged by its time
+            ("blind-late", "buy", "2026-03-02 10:45"),  # a fallback after the first purchase: left out
         ]
     )
     outcomes = session_outcomes(_session_events())
+    assert outcomes.set_index("session_id")["events_before_purchase"].to_dict() == {"browse": 2, "buy": 2, "late": 1}
     labelled = label_decisions(decisions, outcomes, as_of=utc("2026-03-02 12:00"), maturity_s=1800)
     assert list(labelled.columns) == list(LABELLED_COLUMNS)
     got = labelled.set_index("request_id")
-    assert list(got.index) == ["early", "at", "never"]
-    assert list(got["label"]) == [1, 1, 0] and got["label"].dtype == "int64"
-    assert list(got["revenue"]) == [25.0, 25.0, 0.0]
+    assert list(got.index) == ["early", "at", "never", "blind"]
+    assert list(got["label"]) == [1, 1, 0, 1] and got["label"].dtype == "int64"
+    assert list(got["revenue"]) == [25.0, 25.0, 0.0, 25.0]
     assert got.loc["early", "time_to_purchase_s"] == 900.0 and got.loc["at", "time_to_purchase_s"] == 0.0
     assert np.isnan(got.loc["never", "time_to_purchase_s"])
     assert got.loc["early", "matured_at"] == utc("2026-03-02 11:10") and got.loc["never", "matured_at"] == utc(
@@ -292,10 +300,11 @@ def test_labels_mature_with_the_session_and_decisions_after_the_first_purchase_a
     # later, the open session has closed and its decision (before its purchase) is labelled
     later = label_decisions(decisions, outcomes, as_of=utc("2026-03-02 12:20"), maturity_s=1800)
     assert later.set_index("request_id").loc["open", "label"] == 1
-    # a decision after the session's last event keeps it open until maturity after the decision itself
-    tardy = _decisions([("tardy", "browse", "2026-03-02 10:50")])
-    assert label_decisions(tardy, outcomes, as_of=utc("2026-03-02 11:00"), maturity_s=1800).empty
-    assert len(label_decisions(tardy, outcomes, as_of=utc("2026-03-02 11:20"), maturity_s=1800)) == 1
+    # the endpoint's clock does not matter: the same decisions stamped a year later get the same labels
+    shifted = decisions.assign(decided_at=decisions["decided_at"] + pd.Timedelta(days=365))
+    relabelled = label_decisions(shifted, outcomes, as_of=utc("2026-03-02 12:00"), maturity_s=1800)
+    assert list(relabelled.set_index("request_id")["label"].drop(["blind"], errors="ignore")) == [1, 1, 0]
+    assert relabelled["time_to_purchase_s"].isna().all()  # from a decision stamped after the purchase: unknown
 
 
 def test_labelling_nothing_gives_the_typed_empty_frame():
