@@ -22,6 +22,7 @@ BENCHMARKS: tuple[str, ...] = (
     "serving_latency",
     "model_quality",
     "streaming_freshness",
+    "monitoring",
 )
 
 

@@ -21,7 +21,7 @@ from propensity.models.artifact import (
 )
 from propensity.models.calibration import apply_calibrator
 from propensity.models.calibration_fit import choose_calibrator
-from propensity.models.dataset import ENTITY_COLUMNS, SPLITS, complete_sessions, decision_points
+from propensity.models.dataset import ENTITY_COLUMNS, SPLITS, complete_sessions, decision_points, warm_up_days
 from propensity.models.gates import (
     CALIBRATION_GATE,
     GATE_EVIDENCE,
@@ -80,6 +80,9 @@ def _png_markdown(png: bytes, title: str) -> dg.MetadataValue:
 class TrainingSetConfig(dg.Config):
     valid_fraction: float = 0.2  # share of sessions (by start time) for early stopping and calibration
     test_fraction: float = 0.2  # the latest sessions, never seen in training
+    # Days at the start of the history left out, their user windows cut by the data's first day (None: automatic,
+    # the longest user window when the history holds twice that; see propensity.models.dataset.warm_up_days).
+    warm_up_days: int | None = None
 
 
 @dg.asset(
@@ -97,7 +100,9 @@ class TrainingSetConfig(dg.Config):
 def training_dataset(config: TrainingSetConfig, feast: FeastResource, lake: LakeResource):
     prefix = lake.read_frame("session_prefix_features")
     sessions = lake.read_frame("sessions")
-    points, boundaries = decision_points(prefix, sessions, config.valid_fraction, config.test_fraction)
+    points, boundaries = decision_points(
+        prefix, sessions, config.valid_fraction, config.test_fraction, warm_up=config.warm_up_days
+    )
     store = feast.store()
     joined = store.get_historical_features(
         entity_df=points[list(ENTITY_COLUMNS)], features=store.get_feature_service(FEATURE_SERVICE_NAME)
@@ -129,6 +134,7 @@ def training_dataset(config: TrainingSetConfig, feast: FeastResource, lake: Lake
             "fingerprint": fingerprint_frame(dataset),
             "feature_service": FEATURE_SERVICE_NAME,
             "sessions_cut_by_data_edges": int((~complete_sessions(sessions)).sum()),
+            "warm_up_days": warm_up_days(sessions, config.warm_up_days),
         }
     )
     yield dg.AssetCheckResult(

@@ -109,19 +109,22 @@ class DriftConfig(dg.Config):
 
 @dg.asset(
     name=DRIFT_ASSET,
-    deps=["decision_log"],
+    deps=["labelled_decisions"],
     group_name="monitoring",
     kinds={"python"},
     check_specs=[
         dg.AssetCheckSpec(FEATURE_DRIFT_CHECK, asset=DRIFT_ASSET),
         dg.AssetCheckSpec(MULTIVARIATE_DRIFT_CHECK, asset=DRIFT_ASSET),
     ],
-    description="Live feature vectors (as the endpoint used them) against the serving model's reference profile: PSI "
+    description="Live feature vectors (as the endpoint used them, one decision per closed session) against the "
+    "serving model's reference profile: PSI "
     "and normalised Wasserstein per numeric feature, Jensen-Shannon per categorical one, thresholds at a joint "
     "false-alarm rate calibrated for the window's size; a reference-vs-live classifier's AUC with its interval.",
 )
 def drift_report_asset(context: dg.AssetExecutionContext, config: DriftConfig):
-    decisions = read_lake("decision_log")
+    # Decisions of closed sessions only (the labelled ones): a window cut while sessions are still going holds
+    # their early decision points only, and would look drifted against a reference of whole sessions.
+    decisions = read_lake("labelled_decisions")
     since = previous_window_end(context, DRIFT_ASSET)
     live = window(decisions, since)
     live = live[~live["fallback"]] if not live.empty else live
@@ -149,9 +152,10 @@ def drift_report_asset(context: dg.AssetExecutionContext, config: DriftConfig):
     tested = without(reference, CALENDAR_FEATURES)
     report = drift_report(tested, live[list(MODEL_FEATURE_NAMES)], false_alarm_rate=config.false_alarm_rate)
     classifier = classifier_drift(
-        reference_sample_frame(reference)[[n for n in MODEL_FEATURE_NAMES if n not in CALENDAR_FEATURES]],
-        live[[n for n in MODEL_FEATURE_NAMES if n not in CALENDAR_FEATURES]],
+        reference_sample_frame(reference),
+        live[list(MODEL_FEATURE_NAMES)],
         alpha=config.classifier_alpha,
+        features=tuple(tested["features"]),
     )
     window_end = live["decided_at"].max()
     result = {

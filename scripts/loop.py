@@ -39,13 +39,14 @@ from propensity.settings import settings
 
 ENDPOINT = "propensity"
 USERS = 1500
-HISTORY_DAYS = 30  # a month: the 30-day user windows are full before the live days begin
-LIVE_DAYS = 8  # at most; the loop ends one day after the canary's decision
+HISTORY_DAYS = 60  # training leaves out the first 30 (their 30-day user windows are cut by the data's start)
+LIVE_DAYS = 10  # at most; the loop ends one day after the canary's decision
 SHIFT_DAY = 2  # live day (0-based) from which shoppers buy less
 INTENT_SHIFT = -0.8  # on the log-odds scale: conversion roughly halves
 SEED = 11
-BATCH = 25  # sessions per scoring request
+
 STREAM_WAIT_S = 60.0
+DAY_S = 90.0  # a live day lasts at least this long: the storefront paces its waves so traffic never stops
 TIMEOUT_S = 30 * 60.0
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -67,9 +68,9 @@ def world(start: pd.Timestamp):
 
 
 def dagster_yaml(dagster_home: Path) -> None:
-    """SQLite instance storage; one run at a time (2 cores), launched by the daemon's queue."""
+    """SQLite instance storage; two runs at a time (2 cores: an ingestion beside a rebuild or a retrain)."""
     dagster_home.mkdir(parents=True, exist_ok=True)
-    (dagster_home / "dagster.yaml").write_text("run_queue:\n  max_concurrent_runs: 1\ntelemetry:\n  enabled: false\n")
+    (dagster_home / "dagster.yaml").write_text("run_queue:\n  max_concurrent_runs: 2\ntelemetry:\n  enabled: false\n")
 
 
 def bootstrap(history_file: Path, say) -> None:
@@ -186,12 +187,11 @@ def endpoint_url() -> str:
     return url
 
 
-def score(url: str, pairs: list[tuple[str, str]], stats: dict) -> None:
-    for i in range(0, len(pairs), BATCH):
-        chunk = pairs[i : i + BATCH]
-        body = {"instances": [{"session_id": s, "user_id": u} for s, u in chunk]}
+def score(http: requests.Session, url: str, pairs: list[tuple[str, str]], stats: dict) -> None:
+    """One request per session, as a storefront asks: each is routed to a variant on its own."""
+    for session_id, user_id in pairs:
         try:
-            answer = requests.post(f"{url}/invocations", json=body, timeout=5.0)
+            answer = http.post(f"{url}/invocations", json={"session_id": session_id, "user_id": user_id}, timeout=5.0)
         except requests.RequestException as error:
             stats["errors"] += 1
             stats["last_error"] = str(error)[:200]
@@ -200,10 +200,10 @@ def score(url: str, pairs: list[tuple[str, str]], stats: dict) -> None:
             stats["errors"] += 1
             stats["last_error"] = answer.text[:200]
             continue
-        for prediction in answer.json()["predictions"]:
-            stats["scored"] += 1
-            stats["treated"] += bool(prediction["decision"]["treated"])
-            stats["holdout"] += bool(prediction["decision"]["holdout"])
+        decision = answer.json()["decision"]
+        stats["scored"] += 1
+        stats["treated"] += bool(decision["treated"])
+        stats["holdout"] += bool(decision["holdout"])
 
 
 def live_day(events: pd.DataFrame, stream: Stream, stats: dict) -> None:
@@ -214,10 +214,17 @@ def live_day(events: pd.DataFrame, stream: Stream, stats: dict) -> None:
     events = events.sort_values(["session_id", "event_time", "event_id"], kind="stable").reset_index(drop=True)
     events["wave"] = events.groupby("session_id")["event_time"].rank(method="dense").astype(int) - 1
     lines = np.array(contract_json_lines(events), dtype=object)
-    for wave, rows in events.groupby("wave", sort=True):
-        stream.send(lines[rows.index].tolist())
-        points = rows[rows["event_type"] != "purchase"].drop_duplicates("session_id")
-        score(endpoint_url(), list(zip(points["session_id"], points["user_id"])), stats)
+    url = endpoint_url()
+    waves = list(events.groupby("wave", sort=True))
+    started = time.monotonic()
+    with requests.Session() as http:
+        for i, (_, rows) in enumerate(waves):
+            stream.send(lines[rows.index].tolist())
+            points = rows[rows["event_type"] != "purchase"].drop_duplicates("session_id")
+            score(http, url, list(zip(points["session_id"], points["user_id"])), stats)
+            # Spread the day over DAY_S: a canary needs live traffic whenever the platform starts one.
+            due = started + DAY_S * (i + 1) / len(waves)
+            time.sleep(max(0.0, due - time.monotonic()))
 
 
 def instance_timeline(since: float) -> dict:
@@ -333,10 +340,10 @@ def run_loop(say) -> int:
         f"[loop] a store of {USERS} shoppers: {len(history_days)} days of history, up to {len(live_days)} live days; "
         f"shoppers start buying less on {live_days[SHIFT_DAY]} (state in {config.home})"
     )
-    from propensity.sources.contract_files import write_contract_file
+    from propensity.sources.contract_files import write_contract_jsonl
 
     history_file = config.home / "storefront" / "history" / "history.jsonl"
-    write_contract_file(events[events["day"].isin(history_days)].drop(columns="day"), history_file)
+    write_contract_jsonl(events[events["day"].isin(history_days)].drop(columns="day"), history_file)
     bootstrap(history_file, say)
 
     env = dict(os.environ)
@@ -347,8 +354,12 @@ def run_loop(say) -> int:
     decision = None
     try:
         say("[loop] starting the stream job and the Dagster daemon (sensors and automation on)")
+        # The storefront sends each day in waves across all its sessions (live_day), so its events are up to a day
+        # out of time order across sessions: the stream keeps an idle session that long.
         stream = start_process(
-            [sys.executable, "-m", "propensity.streaming.job", "--source", "file"], "loop-stream.log", env
+            [sys.executable, "-m", "propensity.streaming.job", "--source", "file", "--allowed-lateness-s", "86400"],
+            "loop-stream.log",
+            env,
         )
         daemon = start_process(
             [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(PROJECT_ROOT / "workspace.yaml")],
@@ -363,7 +374,7 @@ def run_loop(say) -> int:
                 timeline_events.append({"event": "shift", "day": day, "at": time.time(), "intent_logit": INTENT_SHIFT})
             day_started = time.time()
             live_day(events[events["day"] == day].drop(columns="day"), sink, stats)
-            write_contract_file(
+            write_contract_jsonl(
                 events[events["day"] == day].drop(columns="day"), storefront_export_dir() / f"{day}.jsonl"
             )
             timeline_events.append(

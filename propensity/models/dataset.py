@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from propensity.features.definitions import SESSION_GAP_MINUTES
+from propensity.features.definitions import SESSION_GAP_MINUTES, USER_WINDOWS_DAYS
 
 SPLITS = ("train", "valid", "test")
 ENTITY_COLUMNS = ("decision_id", "session_id", "user_id", "event_timestamp")
@@ -66,14 +66,37 @@ def complete_sessions(sessions: pd.DataFrame, gap_minutes: int = SESSION_GAP_MIN
     return (sessions["session_start"] >= data_start + gap) & (sessions["session_end"] <= data_end - gap)
 
 
+def warm_up_days(sessions: pd.DataFrame, requested: int | None = None) -> int:
+    """Days at the start of the lake's history whose sessions are left out of training.
+
+    A user-history feature over the last N days is cut short by the data's own first day for every decision point
+    in the first N days: user_sessions_30d on day 3 counts three days. Live traffic never sees that edge, so a model
+    trained on it learns windows that are not the ones it will be served, and the drift monitor sees every live day as
+    drifted. `None` (auto): the longest user window when the history holds at least twice that, else 0 (a week of
+    simulated demo traffic keeps all of it)."""
+    if requested is not None:
+        if requested < 0:
+            raise ValueError(f"warm_up_days must be >= 0, got {requested}")
+        return requested
+    longest = max(USER_WINDOWS_DAYS)
+    span = sessions["session_start"].max() - sessions["session_start"].min() if len(sessions) else pd.Timedelta(0)
+    return longest if span >= pd.Timedelta(days=2 * longest) else 0
+
+
 def decision_points(
     session_prefix_features: pd.DataFrame,
     sessions: pd.DataFrame,
     valid_fraction: float = 0.2,
     test_fraction: float = 0.2,
+    warm_up: int | None = None,
 ) -> tuple[pd.DataFrame, SplitBoundaries]:
-    """The entity frame for the point-in-time join: one row per decision point, with label and split."""
+    """The entity frame for the point-in-time join: one row per decision point, with label and split. Sessions in the
+    first `warm_up_days(sessions, warm_up)` days of the history are left out (see `warm_up_days`)."""
+    skip = warm_up_days(sessions, warm_up)
+    first_day = sessions["session_start"].min().floor("D") if len(sessions) else None
     sessions = sessions[complete_sessions(sessions)]
+    if skip:
+        sessions = sessions[sessions["session_start"] >= first_day + pd.Timedelta(days=skip)]
     points = session_prefix_features.loc[
         session_prefix_features["purchases_so_far"] == 0,
         ["session_id", "user_id", "event_timestamp", "decision_event_id"],

@@ -30,7 +30,7 @@ from propensity.settings import PROFILES, Settings
 from propensity.settings import settings as current_settings
 from propensity.spark import spark_config, streaming_config
 from propensity.streaming.kafka import dead_letter_producer
-from propensity.streaming.processor import SessionStreamProcessor
+from propensity.streaming.processor import ALLOWED_LATENESS, SessionStreamProcessor
 
 LOG = logging.getLogger("propensity.streaming")
 ARCHIVE_TABLE = "stream_events"
@@ -82,7 +82,9 @@ def online_writer(profile: str, settings: Settings | None = None):
     return write
 
 
-def build_processor(source: str, profile: str, settings: Settings | None = None) -> SessionStreamProcessor:
+def build_processor(
+    source: str, profile: str, settings: Settings | None = None, allowed_lateness: pd.Timedelta = ALLOWED_LATENESS
+) -> SessionStreamProcessor:
     settings = settings or current_settings()
     return SessionStreamProcessor(
         state_dir=stream_dir(source, settings) / "state",
@@ -90,18 +92,24 @@ def build_processor(source: str, profile: str, settings: Settings | None = None)
         quarantine_dir=table_dir(QUARANTINE_TABLE, settings),
         write_online=online_writer(profile, settings),
         dead_letter=dead_letter_producer(settings.kafka) if source == "kafka" else None,
+        allowed_lateness=allowed_lateness,
     )
 
 
 def start_query(
-    spark, source: str, profile: str | None = None, max_per_batch: int | None = None, settings: Settings | None = None
+    spark,
+    source: str,
+    profile: str | None = None,
+    max_per_batch: int | None = None,
+    settings: Settings | None = None,
+    allowed_lateness: pd.Timedelta = ALLOWED_LATENESS,
 ):
     """Start the streaming query; returns it (the caller awaits or stops it)."""
     settings = settings or current_settings()
     kafka = settings.kafka
     directory = stream_dir(source, settings)
     directory.mkdir(parents=True, exist_ok=True)
-    processor = build_processor(source, profile or settings.profile, settings)
+    processor = build_processor(source, profile or settings.profile, settings, allowed_lateness)
 
     if source == "kafka":
         reader = (
@@ -183,11 +191,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", choices=PROFILES, default=current_settings().profile)
     parser.add_argument("--max-per-batch", type=int, help="Kafka: at most this many messages per micro-batch")
     parser.add_argument("--run-seconds", type=float, help="stop after this long (default: run until interrupted)")
+    parser.add_argument(
+        "--allowed-lateness-s",
+        type=float,
+        default=ALLOWED_LATENESS.total_seconds(),
+        help="how far behind the watermark a session may fall before it expires (a replay that sends a day's sessions "
+        "out of time order across sessions needs a day)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     spark = spark_session()
     spark.sparkContext.setLogLevel("WARN")
-    query = start_query(spark, args.source, args.profile, args.max_per_batch)
+    query = start_query(
+        spark,
+        args.source,
+        args.profile,
+        args.max_per_batch,
+        allowed_lateness=pd.Timedelta(seconds=args.allowed_lateness_s),
+    )
     signal.signal(signal.SIGTERM, lambda *_: query.stop())
     print(
         f"streaming from {args.source} into the {args.profile} online store; state in {stream_dir(args.source)}",

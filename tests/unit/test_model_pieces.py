@@ -10,7 +10,7 @@ from scipy.special import expit
 from propensity.models.artifact import ArtifactIntegrityError, ModelRegistry, load_artifact, write_artifact
 from propensity.models.calibration import METHODS, apply_calibrator
 from propensity.models.calibration_fit import choose_calibrator, fit_calibrator
-from propensity.models.dataset import decision_points
+from propensity.models.dataset import decision_points, warm_up_days
 from propensity.models.metrics import (
     bootstrap_weights,
     expected_calibration_error,
@@ -271,3 +271,37 @@ def test_quality_gates_fail_exactly_where_the_challenger_falls_short(calibrated,
     )
     assert {g.name for g in gates if not g.passed} == failing
     assert {g.name for g in gates} == {"beats_baseline_log_loss", "ece_within_bound", "not_worse_than_champion"}
+
+
+def test_the_first_user_window_of_a_long_history_is_left_out_of_training():
+    """Sessions in the first 30 days have user windows cut by the data's first day: with 70 days of history they are
+    not training examples; a week (the demo) keeps everything; an explicit value wins."""
+    t0 = pd.Timestamp("2026-09-01", tz="UTC")
+    days = 70
+    sessions = pd.DataFrame(
+        {
+            "session_id": [f"s{d}" for d in range(days)],
+            "session_start": [t0 + pd.Timedelta(days=d, hours=12) for d in range(days)],
+            "session_end": [t0 + pd.Timedelta(days=d, hours=12, minutes=5) for d in range(days)],
+            "has_purchase": [d % 4 == 0 for d in range(days)],
+        }
+    )
+    prefix = pd.DataFrame(
+        {
+            "session_id": sessions["session_id"],
+            "user_id": "u",
+            "event_timestamp": sessions["session_start"] + pd.Timedelta(minutes=1),
+            "decision_event_id": [f"e{d}" for d in range(days)],
+            "purchases_so_far": 0,
+        }
+    )
+    assert warm_up_days(sessions) == 30 and warm_up_days(sessions.head(40)) == 0
+    points, _ = decision_points(prefix, sessions)
+    kept_days = sorted(int(s[1:]) for s in points["session_id"])
+    assert kept_days == list(range(30, days - 1))  # the last session touches the data's end: no example
+    week, _ = decision_points(prefix.head(7), sessions.head(7))
+    assert len(week) == 5  # all but the two at the data's edges
+    explicit, _ = decision_points(prefix, sessions, warm_up=5)
+    assert min(int(s[1:]) for s in explicit["session_id"]) == 5
+    with pytest.raises(ValueError, match="warm_up_days"):
+        warm_up_days(sessions, -1)
