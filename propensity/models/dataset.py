@@ -79,8 +79,10 @@ def warm_up_days(sessions: pd.DataFrame, requested: int | None = None) -> int:
             raise ValueError(f"warm_up_days must be >= 0, got {requested}")
         return requested
     longest = max(USER_WINDOWS_DAYS)
-    span = sessions["session_start"].max() - sessions["session_start"].min() if len(sessions) else pd.Timedelta(0)
-    return longest if span >= pd.Timedelta(days=2 * longest) else 0
+    if sessions.empty:
+        return 0
+    days = (sessions["session_start"].max().floor("D") - sessions["session_start"].min().floor("D")).days + 1
+    return longest if days >= 2 * longest else 0
 
 
 def decision_points(

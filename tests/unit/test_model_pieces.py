@@ -295,7 +295,8 @@ def test_the_first_user_window_of_a_long_history_is_left_out_of_training():
             "purchases_so_far": 0,
         }
     )
-    assert warm_up_days(sessions) == 30 and warm_up_days(sessions.head(40)) == 0
+    assert warm_up_days(sessions) == 30 and warm_up_days(sessions.head(59)) == 0
+    assert warm_up_days(sessions.head(60)) == 30  # sixty calendar days of history: twice the longest window
     points, _ = decision_points(prefix, sessions)
     kept_days = sorted(int(s[1:]) for s in points["session_id"])
     assert kept_days == list(range(30, days - 1))  # the last session touches the data's end: no example
