@@ -42,9 +42,10 @@ from propensity.monitoring.performance import (
 from propensity.monitoring.reference import one_per_session, reference_sample_frame
 from propensity.paths import home, table_dir
 
-# A one-day window holds one weekday, and every returning shopper's tenure grows by a day a day: the calendar moves
-# these two, not the shoppers. They are profiled and shown, but left out of the drift alarm.
-CALENDAR_FEATURES = ("session_weekday", "user_tenure_days")
+# The calendar moves these, not the shoppers: a one-day window holds one weekday, a returning shopper's tenure grows
+# by a day a day, and the days since a last order are bounded by the history's age, so in a store younger than a few
+# months they grow with it. They are profiled and shown, but left out of the drift alarm.
+CALENDAR_FEATURES = ("session_weekday", "user_tenure_days", "user_days_since_last_order")
 
 
 def read_lake(table: str) -> pd.DataFrame:
