@@ -278,8 +278,42 @@ def serving_footprint(data: dict) -> str:
     return "\n".join(rows)
 
 
+def monitoring(data: dict) -> str:
+    drift, canary, meta = data["drift"], data["canary"], data["meta"]
+    classifier_aa = drift["classifier"]["aa_false_alarm_rate"]
+    sizes = list(drift["aa_false_alarm_rate"])
+    rows = ["| drift, window rows | " + " | ".join(f"{int(n):,}" for n in sizes) + " |"]
+    rows.append("|---|" + "---|" * len(sizes))
+    rows.append(
+        "| A/A false-alarm rate (target at most 0.01) | "
+        + " | ".join(f"{drift['aa_false_alarm_rate'][n]:.3f}" for n in sizes)
+        + " |"
+    )
+    for shift, power in drift["power"].items():
+        rows.append(f"| power, {shift} | " + " | ".join(f"{power[n]:.3f}" for n in sizes) + " |")
+    rows.append("")
+    rows.append(
+        f"Drift report over 1M rows x every model feature: {drift['report_1m_rows_s']:.2f} s cold "
+        f"({drift['report_1m_rows_warm_s']:.2f} s warm), peak RSS {drift['report_peak_rss_mb']:,.0f} MB (target under "
+        f"10 s). The classifier check (5k rows a side): A/A alarms "
+        f"{classifier_aa['rate']:.3f} of {classifier_aa['windows']} windows."
+    )
+    rows.append("")
+    rows.append("| canary | value |")
+    rows.append("|---|---|")
+    rows.append(f"| A/A false-rollback rate (target at most 0.05) | {canary['aa_false_rollback_rate']:.4f} |")
+    for case, needed in canary["requests_to_rollback"].items():
+        p90 = canary["requests_to_rollback_p90"][case]
+        rows.append(f"| canary requests to roll back {case} (median, p90) | {needed:,.0f}, {p90:,.0f} |")
+    verdicts = ", ".join(f"{name}: {'yes' if v['pass'] else 'NO'}" for name, v in meta["budgets"].items())
+    rows.append("")
+    rows.append(f"Targets: {verdicts}. Generated {meta['generated_at']} by `{meta['command']}`.")
+    return "\n".join(rows)
+
+
 RENDERERS = {
     "batch_features": batch_features,
+    "monitoring": monitoring,
     "model_quality": model_quality,
     "serving_footprint": serving_footprint,
     "serving_latency": serving_latency,

@@ -67,6 +67,7 @@ def stage_events(record: DeploymentRecord) -> list:
 
 @dg.sensor(
     minimum_interval_seconds=TICK_S,
+    default_status=dg.DefaultSensorStatus.RUNNING,  # a canary left unjudged would bake forever at its share
     description="Judges each canary in progress on live traffic (always-valid tests of error rate, score shift and "
     "log-loss against the champion) and shifts, promotes or rolls it back; every stage is an event of "
     "propensity_endpoint.",

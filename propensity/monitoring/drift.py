@@ -339,8 +339,10 @@ def _check_rate(false_alarm_rate: float) -> int:
 MIN_SHIFT_SD = 0.1
 MIN_MISSING_CHANGE = 0.05
 MIN_CATEGORY_PSI = 0.02
-# The multivariate check's floor: a classifier that orders 58 % of (reference, live) pairs right, beyond its interval.
-MIN_CLASSIFIER_AUC = 0.58
+# The multivariate check's floor: a classifier that orders 60 % of (reference, live) pairs right, beyond its
+# interval. On `make loop`'s store before the shift, days of unchanged shoppers gave 0.58 (cohorts age, weeks have a
+# rhythm): real, significant at 640 sessions, and no reason to retrain.
+MIN_CLASSIFIER_AUC = 0.6
 
 
 def _large_enough(kind: str, statistics: dict, drift: float, missing_change: float) -> bool:
