@@ -311,6 +311,31 @@ def monitoring(data: dict) -> str:
     return "\n".join(rows)
 
 
+def loop(data: dict) -> str:
+    """`make loop`'s timeline (var/loop/demo/loop.json): what the daemon did after the shoppers changed."""
+    start = min(e["at"] for e in data["timeline"])
+    rows = ["| t (s) | event | detail |", "|---|---|---|"]
+    for event in data["timeline"]:
+        if event["event"] == "day_exported":
+            detail = f"day {event['day']} exported"
+        else:
+            keys = ("check", "description", "cause", "model_version", "outcome", "reason", "day", "intent_logit")
+            detail = "; ".join(f"{k}: {str(event[k])[:110]}" for k in keys if event.get(k) not in (None, ""))
+        rows.append(f"| {event['at'] - start:,.0f} | {event['event']} | {detail.replace('|', '/')} |")
+    rows.append("")
+    rows.append(
+        f"Shift to detection: {data['seconds_from_shift_to_detection']} s; shift to the new champion: "
+        f"{data['seconds_from_shift_to_new_champion']} s; whole loop {data['seconds']:,.0f} s. KPIs per model version "
+        "(labelled sessions, conversion, revenue per session): "
+        + "; ".join(
+            f"{v}: {k['sessions']:,} sessions, {k['conversion']:.2%}, {k['revenue_per_session']:.2f}"
+            for v, k in data["kpis_by_model_version"].items()
+        )
+        + ". Written by `make loop`."
+    )
+    return "\n".join(rows)
+
+
 RENDERERS = {
     "batch_features": batch_features,
     "monitoring": monitoring,
@@ -318,13 +343,15 @@ RENDERERS = {
     "serving_footprint": serving_footprint,
     "serving_latency": serving_latency,
     "streaming_freshness": streaming_freshness,
+    "loop": loop,
 }
+LOOP_RESULT = PROJECT_ROOT / "var" / "loop" / "demo" / "loop.json"
 
 
 def main() -> int:
     text = README.read_text()
     for name, render in RENDERERS.items():
-        path = result_path(name)
+        path = LOOP_RESULT if name == "loop" else result_path(name)
         pattern = re.compile(rf"(<!-- bench:{name} -->).*?(<!-- /bench:{name} -->)", re.S)
         if not path.exists() or not pattern.search(text):
             continue

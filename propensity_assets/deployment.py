@@ -40,10 +40,13 @@ class EndpointConfig(dg.Config):
 
 
 @dg.asset(
-    deps=["registered_model", "model_evaluation"],
+    deps=["registered_model", "model_evaluation", "online_features"],
     group_name="serving",
     kinds={"python"},
-    automation_condition=dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed(),
+    # A new champion goes out once its quality gates and the online features' freshness check have passed (the
+    # endpoint serves those features); a daily rebuild of the online store alone deploys nothing.
+    automation_condition=dg.AutomationCondition.eager().ignore(dg.AssetSelection.assets("online_features"))
+    & dg.AutomationCondition.all_deps_blocking_checks_passed(),
     check_specs=[dg.AssetCheckSpec("deployment_not_rolled_back", asset="propensity_endpoint")],
     description="The registry's champion on the endpoint: the first deployment, or a canary that the canary sensor "
     "then judges on live traffic (shift, promote or roll back, each an event of this asset).",

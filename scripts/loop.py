@@ -38,11 +38,11 @@ from propensity.paths import PROJECT_ROOT, logs_dir, storefront_export_dir, tabl
 from propensity.settings import settings
 
 ENDPOINT = "propensity"
-USERS = 1500
+USERS = 3000
 HISTORY_DAYS = 60  # training leaves out the first 30 (their 30-day user windows are cut by the data's start)
 LIVE_DAYS = 10  # at most; the loop ends one day after the canary's decision
 SHIFT_DAY = 2  # live day (0-based) from which shoppers buy less
-INTENT_SHIFT = -0.8  # on the log-odds scale: conversion roughly halves
+INTENT_SHIFT = -1.5  # on the log-odds scale: conversion falls to about a third
 SEED = 11
 
 STREAM_WAIT_S = 60.0
@@ -165,10 +165,11 @@ class Stream:
             return 0.0
 
     def send(self, lines: list[str]) -> None:
-        from propensity.paths import write_text_atomic
-
         sent_at = time.time()
-        write_text_atomic(self.inbox / f"store-{self.files:07d}.jsonl", "\n".join(lines) + "\n")
+        name = f"store-{self.files:07d}.jsonl"
+        hidden = self.inbox / f".{name}.tmp"  # Spark's file source skips names starting with '.': never half a file
+        hidden.write_text("\n".join(lines) + "\n")
+        os.replace(hidden, self.inbox / name)
         self.files += 1
         deadline = time.monotonic() + STREAM_WAIT_S
         while self.processed_at() <= sent_at:

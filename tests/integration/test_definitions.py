@@ -63,7 +63,8 @@ def test_asset_graph_names_the_spine_assets_and_checks():
     assert parents["online_features"] == {"feast_registry"}
     assert parents["training_dataset"] == {"session_prefix_features", "sessions", "feast_registry"}
     assert parents["registered_model"] == {"model_evaluation", "offer_policy"}
-    assert parents["propensity_endpoint"] == {"registered_model", "model_evaluation"}
+    assert parents["propensity_endpoint"] == {"registered_model", "model_evaluation", "online_features"}
+    assert "online_features:online_features_fresh" in checks  # blocking: the deployment waits for it
     assert "propensity_endpoint:deployment_not_rolled_back" in checks
     # the endpoint is deployed only when every blocking quality gate on its parents has passed
     assert "all_deps_blocking_checks_passed" in str(graph.get(dg.AssetKey("propensity_endpoint")).automation_condition)
