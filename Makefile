@@ -44,15 +44,18 @@ demo: install
 	@if [ "$(DATASET)" != "simulator" ]; then $(MAKE) --no-print-directory data; fi
 	@$(PY) scripts/demo.py --dataset $(DATASET)
 
-# The closed loop under the real Dagster daemon: its own state directory (var/loop), rebuilt on every run; the
-# timeline goes to var/loop/demo/loop.json. `make dev PROPENSITY_HOME=$(CURDIR)/var/loop` shows its runs in the UI.
+# The closed loop under the real Dagster daemon: its own state directory (var/loop), rebuilt on every run, and its own
+# Redis database (the stream, the batch rebuilds and the endpoint share the online store at once, which SQLite's
+# single writer cannot take); the timeline goes to var/loop/demo/loop.json.
+# `make dev PROPENSITY_HOME=$(CURDIR)/var/loop PROFILE=redis` shows its runs in the UI.
 LOOP_HOME := $(CURDIR)/var/loop
-loop: install
+LOOP_REDIS_URL ?= redis://127.0.0.1:6379/3
+loop: install services
 	@if [ -f $(LOOP_HOME)/serving/endpoints/propensity/server.pid ]; then \
 	  PROPENSITY_HOME=$(LOOP_HOME) $(PY) -m serving.control.endpoint stop propensity >/dev/null; fi
 	@rm -rf $(LOOP_HOME)
-	@PROPENSITY_HOME=$(LOOP_HOME) DAGSTER_HOME=$(LOOP_HOME)/dagster PROPENSITY_RETRAIN_COOLDOWN_S=900 \
-	  $(PY) scripts/loop.py
+	@PROPENSITY_HOME=$(LOOP_HOME) DAGSTER_HOME=$(LOOP_HOME)/dagster PROPENSITY_PROFILE=redis REDIS_URL=$(LOOP_REDIS_URL) \
+	  PROPENSITY_RETRAIN_COOLDOWN_S=900 $(PY) scripts/loop.py
 
 # Debian's chromium for the dashboard's browser test (installed when missing; needs root).
 browser:

@@ -334,6 +334,10 @@ def run_loop(say) -> int:
     dagster_yaml(dagster_home)
     today = pd.Timestamp.now(tz="UTC").normalize()
     start = today - pd.Timedelta(days=HISTORY_DAYS + LIVE_DAYS)
+    if config.profile == "redis":  # the loop's own database: rows of an earlier run must not answer for this one
+        import redis
+
+        redis.Redis.from_url(config.redis_url, socket_timeout=5).flushdb()
     events = world(start)
     days = sorted(events["day"].unique())
     history_days, live_days = days[:HISTORY_DAYS], days[HISTORY_DAYS : HISTORY_DAYS + LIVE_DAYS]
