@@ -55,7 +55,7 @@ loop: install services
 	  PROPENSITY_HOME=$(LOOP_HOME) $(PY) -m serving.control.endpoint stop propensity >/dev/null; fi
 	@rm -rf $(LOOP_HOME)
 	@PROPENSITY_HOME=$(LOOP_HOME) DAGSTER_HOME=$(LOOP_HOME)/dagster PROPENSITY_PROFILE=redis REDIS_URL=$(LOOP_REDIS_URL) \
-	  PROPENSITY_RETRAIN_COOLDOWN_S=900 $(PY) scripts/loop.py
+	  PROPENSITY_RETRAIN_COOLDOWN_S=300 $(PY) scripts/loop.py
 
 # Debian's chromium for the dashboard's browser test (installed when missing; needs root).
 browser:

@@ -40,7 +40,7 @@ from propensity.settings import settings
 ENDPOINT = "propensity"
 USERS = 3000
 HISTORY_DAYS = 60  # training leaves out the first 30 (their 30-day user windows are cut by the data's start)
-LIVE_DAYS = 10  # at most; the loop ends one day after the canary's decision
+LIVE_DAYS = 14  # at most; the loop ends one day after the canary's decision
 SHIFT_DAY = 2  # live day (0-based) from which shoppers buy less
 INTENT_SHIFT = -1.5  # on the log-odds scale: conversion falls to about a third
 SEED = 11
