@@ -68,9 +68,10 @@ def world(start: pd.Timestamp):
 
 
 def dagster_yaml(dagster_home: Path) -> None:
-    """SQLite instance storage; two runs at a time (2 cores: an ingestion beside a rebuild or a retrain)."""
+    """SQLite instance storage; one run at a time: a retrain's point-in-time join beside the rebuild's Feast
+    materialisation is refused by Feast (a view being materialised cannot serve), and each run is short in-process."""
     dagster_home.mkdir(parents=True, exist_ok=True)
-    (dagster_home / "dagster.yaml").write_text("run_queue:\n  max_concurrent_runs: 2\ntelemetry:\n  enabled: false\n")
+    (dagster_home / "dagster.yaml").write_text("run_queue:\n  max_concurrent_runs: 1\ntelemetry:\n  enabled: false\n")
 
 
 def bootstrap(history_file: Path, say) -> None:
