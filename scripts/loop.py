@@ -410,10 +410,6 @@ def run_loop(say) -> int:
     timeline = instance_timeline(started)
     shift_at = next((e["at"] for e in timeline_events if e["event"] == "shift"), None)
     detection = next((c for c in timeline["checks"] if not c["passed"] and shift_at and c["at"] > shift_at), None)
-    retrain = next(
-        (r for r in timeline["runs"] if r["job"] == "retrain" and (shift_at is None or r["created_at"] > shift_at)),
-        None,
-    )
     canary = next(
         (
             s
@@ -424,23 +420,21 @@ def run_loop(say) -> int:
     )
     decision = canary_decision(timeline, shift_at or started)
     promoted_at = decision["at"] if decision and decision.get("outcome") == "promoted" else None
+    daemon_events = [{"event": "detection", **detection}] if detection else []
+    daemon_events += [
+        {
+            "event": "retrain",
+            "at": run["started_at"] or run["created_at"],
+            "cause": run["tags"].get("propensity/retrain_cause"),
+            "status": run["status"],  # FAILURE: a quality gate refused the challenger (see the run in the UI)
+        }
+        for run in timeline["runs"]
+        if run["job"] == "retrain"
+    ]
+    daemon_events += [{"event": "canary_started", **canary}] if canary else []
+    daemon_events += [{"event": "canary_decision", **decision}] if decision else []
     summary = {
-        "timeline": sorted(
-            timeline_events
-            + [{"event": "detection", **detection}] * (detection is not None)
-            + [
-                {
-                    "event": "retrain_started",
-                    "at": retrain["started_at"] or retrain["created_at"],
-                    "cause": retrain["tags"].get("propensity/retrain_cause"),
-                    "status": retrain["status"],
-                }
-            ]
-            * (retrain is not None)
-            + [{"event": "canary_started", **canary}] * (canary is not None)
-            + [{"event": "canary_decision", **decision}] * (decision is not None),
-            key=lambda e: e["at"],
-        ),
+        "timeline": sorted(timeline_events + daemon_events, key=lambda e: e["at"]),
         "seconds_from_shift_to_detection": round(detection["at"] - shift_at, 1) if detection and shift_at else None,
         "seconds_from_shift_to_new_champion": round(promoted_at - shift_at, 1) if promoted_at and shift_at else None,
         "decision": decision,
