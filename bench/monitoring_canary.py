@@ -29,8 +29,7 @@ from dataclasses import asdict, replace
 
 import numpy as np
 
-from propensity.models.calibration_fit import _row_log_loss
-from propensity.models.metrics import PROBABILITY_FLOOR
+from propensity.models.metrics import PROBABILITY_FLOOR, row_log_loss
 from propensity.monitoring.sequential import Summary
 from serving.control.deployment import CanaryPolicy
 from serving.control.judge import MIN_ROWS, ArmStats, sequential_alarms
@@ -48,8 +47,8 @@ def uninformative_share(rng: np.random.Generator, increase: float = 0.10, draws:
     the champion's (linear in the share: (1 - w) H + w CE)."""
     p = rng.beta(*SCORE_BETA, draws)
     y = (rng.random(draws) < p).astype(float)
-    own = _row_log_loss(y, p).mean()
-    independent = _row_log_loss(y, rng.beta(*SCORE_BETA, draws)).mean()
+    own = row_log_loss(y, p).mean()
+    independent = row_log_loss(y, rng.beta(*SCORE_BETA, draws)).mean()
     return float(increase * own / (independent - own))
 
 
@@ -68,7 +67,7 @@ def _arm(rng: np.random.Generator, n: int, case: str, w: float) -> dict:
     failed = rng.random(n) < error_rate
     scored = ~failed  # a 5xx answer carries no score
     score = np.where(scored, served, 0.0)
-    loss = np.where(scored, _row_log_loss(y, served), 0.0)
+    loss = np.where(scored, row_log_loss(y, served), 0.0)
     return {
         "errors": np.cumsum(failed),
         "rows": np.cumsum(scored),

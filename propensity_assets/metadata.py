@@ -1,4 +1,6 @@
-"""Asset metadata the UI shows: row counts, time ranges, sample rows."""
+"""Asset metadata the UI shows: row counts, time ranges, sample rows, plots."""
+
+import base64
 
 import dagster as dg
 import pandas as pd
@@ -16,3 +18,8 @@ def time_range(start, end) -> dict[str, dg.MetadataValue]:
         "time_range_start": dg.MetadataValue.text(str(start)),
         "time_range_end": dg.MetadataValue.text(str(end)),
     }
+
+
+def png_markdown(png: bytes, title: str) -> dg.MetadataValue:
+    """A PNG plot inline in the UI's metadata (markdown with a data URL)."""
+    return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{base64.b64encode(png).decode()})")

@@ -1,7 +1,6 @@
 """Models: point-in-time training set, baseline and LightGBM, calibration, evaluation with blocking quality gates,
 the model registry, and the offer threshold."""
 
-import base64
 import json
 from pathlib import Path
 
@@ -50,6 +49,7 @@ from propensity.models.training import (
 from propensity.monitoring.reference import build_reference, one_per_session
 from propensity.paths import home
 from propensity_assets.ingestion import SIMULATOR_TRUTH
+from propensity_assets.metadata import png_markdown
 from resources.feast import FeastResource
 from resources.lake import LakeResource
 
@@ -71,10 +71,6 @@ def load_training_dataset(lake: LakeResource) -> pd.DataFrame:
 def _split(dataset: pd.DataFrame, split: str) -> tuple[pd.DataFrame, np.ndarray]:
     part = dataset[dataset["split"] == split]
     return part[list(MODEL_FEATURE_NAMES)], part["label"].to_numpy()
-
-
-def _png_markdown(png: bytes, title: str) -> dg.MetadataValue:
-    return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{base64.b64encode(png).decode()})")
 
 
 class TrainingSetConfig(dg.Config):
@@ -361,8 +357,8 @@ def model_evaluation(config: QualityGateConfig, lake: LakeResource):
             "calibrated_log_loss": metrics["calibrated"]["log_loss"],
             "calibrated_roc_auc": metrics["calibrated"]["roc_auc"],
             "calibrated_ece": metrics["calibrated"]["ece"],
-            "reliability_diagram": _png_markdown(reliability_diagram(y_test, predictions), "reliability"),
-            "gain_chart": _png_markdown(gain_chart(y_test, predictions), "gain"),
+            "reliability_diagram": png_markdown(reliability_diagram(y_test, predictions), "reliability"),
+            "gain_chart": png_markdown(gain_chart(y_test, predictions), "gain"),
             "feature_importance_gain": dg.MetadataValue.json(
                 {k: round(v, 1) for k, v in sorted(importance.items(), key=lambda kv: -kv[1])[:15]}
             ),

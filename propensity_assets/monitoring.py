@@ -8,7 +8,6 @@ the model version that served most of them, against that version's own reference
 window's size is whatever traffic arrived; the drift thresholds are calibrated for that size.
 """
 
-import base64
 import json
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,6 +40,8 @@ from propensity.monitoring.performance import (
 )
 from propensity.monitoring.reference import one_per_session, reference_sample_frame
 from propensity.paths import home, table_dir
+from propensity_assets.metadata import png_markdown
+from serving.endpoint_state import EndpointFiles
 
 # The calendar moves these, not the shoppers: a one-day window holds one weekday, a returning shopper's tenure grows
 # by a day a day, and the days since a last order are bounded by the history's age, so in a store younger than a few
@@ -75,10 +76,6 @@ def window(frame: pd.DataFrame, since: pd.Timestamp | None) -> pd.DataFrame:
 def serving_version(frame: pd.DataFrame) -> str | None:
     """The model version that scored most rows of the window (the champion, even while a canary bakes)."""
     return None if frame.empty else str(frame["model_version"].value_counts().idxmax())
-
-
-def _png(png: bytes, title: str) -> dg.MetadataValue:
-    return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{base64.b64encode(png).decode()})")
 
 
 def without(reference: dict, names: tuple[str, ...]) -> dict:
@@ -130,19 +127,11 @@ def drift_report_asset(context: dg.AssetExecutionContext, config: DriftConfig):
     live = window(decisions, since)
     live = live[~live["fallback"]] if not live.empty else live
     version = serving_version(live)
-    if version is None or len(live) < config.min_rows:
-        note = f"{len(live)} decisions since {since or 'the start'}: fewer than {config.min_rows}, not judged"
-        yield dg.MaterializeResult(
-            metadata={"window_rows": len(live), "note": note, "window_end": str(since or "none")}
-        )
-        for check in (FEATURE_DRIFT_CHECK, MULTIVARIATE_DRIFT_CHECK):
-            yield dg.AssetCheckResult(check_name=check, passed=True, description=note)
-        return
     # One decision per session: a session's decisions share its shopper and its state, so the rows of a window are
     # independent only across sessions (the reference was sampled the same way at training).
-    live = one_per_session(live[live["model_version"] == version], seed=0)
+    live = one_per_session(live[live["model_version"] == version], seed=0) if version else live
     if len(live) < config.min_rows:
-        note = f"{len(live)} sessions in the window: fewer than {config.min_rows}, not judged"
+        note = f"{len(live)} sessions since {since or 'the start'}: fewer than {config.min_rows}, not judged"
         yield dg.MaterializeResult(
             metadata={"window_rows": len(live), "note": note, "window_end": str(since or "none")}
         )
@@ -185,8 +174,8 @@ def drift_report_asset(context: dg.AssetExecutionContext, config: DriftConfig):
                 "| feature | importance | drift (PSI) | importance x drift | adjusted p | drifted |\n"
                 "|---|---|---|---|---|---|\n" + ranking
             ),
-            "ranking_chart": _png(ranking_chart(report), "importance x drift"),
-            "histograms": _png(drift_histograms(report), "reference vs live"),
+            "ranking_chart": png_markdown(ranking_chart(report), "importance x drift"),
+            "histograms": png_markdown(drift_histograms(report), "reference vs live"),
         }
     )
     drifted = ", ".join(report.drifted_features[:8])
@@ -392,7 +381,7 @@ def merchandising_dashboard() -> dg.MaterializeResult:
     model = {"version": registry.champion_version() or "none"}
     if champion is not None:
         model["metrics"] = {k: v for k, v in champion.metrics["calibrated"].items() if isinstance(v, float)}
-    history_path = home() / "serving" / "endpoints" / "propensity" / "history.jsonl"
+    history_path = EndpointFiles("propensity").history
     deployments = []
     if history_path.exists():
         for line in history_path.read_text().splitlines()[-15:][::-1]:

@@ -29,6 +29,11 @@ class VariantSpec:
     weight: float
 
 
+def endpoints_root() -> Path:
+    """Where every endpoint of the local runtime keeps its directory."""
+    return home() / "serving" / "endpoints"
+
+
 class EndpointFiles:
     """Where one endpoint's state lives, and atomic reads and writes of its variants."""
 
@@ -36,7 +41,7 @@ class EndpointFiles:
         if not name or not all(c.isalnum() or c == "-" for c in name):
             raise ValueError(f"endpoint name {name!r}: use letters, digits and '-' (SageMaker's rule)")
         self.name = name
-        self.dir = (Path(root) if root else home() / "serving" / "endpoints") / name
+        self.dir = (Path(root) if root else endpoints_root()) / name
         self.state = self.dir / "state.json"
         self.history = self.dir / "history.jsonl"
         self.inference_log = self.dir / "inference.log"

@@ -27,7 +27,6 @@ from propensity.models.calibration import METHODS, apply_calibrator
 from propensity.models.metrics import log_loss, row_log_loss
 
 CANDIDATES = METHODS  # simplest first: ties within noise go left
-_row_log_loss = row_log_loss  # the name serving.control.judge imports; the definition is metrics.row_log_loss
 
 
 def fit_calibrator(method: str, raw_score: np.ndarray, y: np.ndarray) -> dict:

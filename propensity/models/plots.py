@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 from propensity.models.metrics import ECE_BINS  # noqa: E402
 
 
-def _png(figure) -> bytes:
+def png_bytes(figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
     plt.close(figure)
@@ -38,7 +38,7 @@ def reliability_diagram(y_true, predictions: dict[str, np.ndarray], bins: int = 
         title="Reliability (test)",
     )
     axis.legend()
-    return _png(figure)
+    return png_bytes(figure)
 
 
 def gain_chart(y_true, predictions: dict[str, np.ndarray]) -> bytes:
@@ -53,4 +53,4 @@ def gain_chart(y_true, predictions: dict[str, np.ndarray]) -> bytes:
         xlabel="share of decision points targeted", ylabel="share of purchases captured", title="Cumulative gain (test)"
     )
     axis.legend()
-    return _png(figure)
+    return png_bytes(figure)

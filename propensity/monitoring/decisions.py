@@ -197,7 +197,7 @@ def decisions_from_inference_log(source: Iterable[str] | str | Path, endpoint: s
     return decision_frame(rows, errors=errors, quarantine=quarantine)
 
 
-def _captured_body(capture: dict, field: str) -> object:
+def captured_body(capture: dict, field: str) -> object:
     """A Data Capture payload (`endpointInput` / `endpointOutput`) decoded to JSON. JSON and CSV encodings hold the
     body as text; BASE64 (SageMaker's default for content types not listed as JSON or CSV) as base64."""
     payload = _object(capture.get(field), f"captureData.{field}")
@@ -233,7 +233,7 @@ def decisions_from_data_capture(records: Iterable[dict | str | bytes], endpoint:
             where = f"record {number} (eventId {event_id})"
             decided_at = pd.Timestamp(_text(metadata.get("inferenceTime"), "eventMetadata.inferenceTime"))
             decided_at = decided_at.tz_localize("UTC") if decided_at.tzinfo is None else decided_at.tz_convert("UTC")
-            body = _object(_captured_body(_object(record.get("captureData"), "captureData"), "endpointOutput"), "body")
+            body = _object(captured_body(_object(record.get("captureData"), "captureData"), "endpointOutput"), "body")
             if "error" in body:
                 errors += 1
                 continue

@@ -9,7 +9,7 @@ matplotlib.use("Agg")  # no display on servers
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from propensity.models.plots import _png  # noqa: E402
+from propensity.models.plots import png_bytes  # noqa: E402
 from propensity.monitoring.drift import DriftReport  # noqa: E402
 
 DRIFTED_COLOUR, QUIET_COLOUR = "#c0392b", "#7f8c8d"
@@ -34,7 +34,7 @@ def ranking_chart(report: DriftReport | dict, top: int = 15) -> bytes:
         xlabel="importance share x drift (PSI)",
         title=f"Drift ranking, {_window(report)} rows (red: past the {_rate(report):.0%} false-alarm threshold)",
     )
-    return _png(figure)
+    return png_bytes(figure)
 
 
 def drift_histograms(report: DriftReport | dict, top: int = 4) -> bytes:
@@ -55,7 +55,7 @@ def drift_histograms(report: DriftReport | dict, top: int = 4) -> bytes:
         axis.set_ylabel("share of rows")
         axis.legend(fontsize=7)
     figure.tight_layout()
-    return _png(figure)
+    return png_bytes(figure)
 
 
 def _window(report: DriftReport | dict) -> int:

@@ -41,7 +41,7 @@ from serving.control.deployment import (
     read_history,
     utc_now,
 )
-from serving.endpoint_state import EndpointFiles, VariantSpec
+from serving.endpoint_state import EndpointFiles, VariantSpec, endpoints_root
 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
@@ -242,8 +242,7 @@ class LocalEndpointDeployer:
         return self._record(files, state.model_version, "rolled_back", reason, utc_now(), "roll_back", numbers)
 
     def endpoints(self) -> list[str]:
-        root = home() / "serving" / "endpoints"  # where EndpointFiles keeps them
-        return sorted(p.parent.name for p in root.glob("*/history.jsonl"))
+        return sorted(p.parent.name for p in endpoints_root().glob("*/history.jsonl"))
 
     def variants(self, endpoint: str) -> list[VariantSpec]:
         return EndpointFiles(endpoint).read_variants()

@@ -29,7 +29,7 @@ from typing import Literal
 
 import numpy as np
 
-from propensity.models.calibration_fit import _row_log_loss
+from propensity.models.metrics import row_log_loss
 from propensity.monitoring.sequential import Interval, Summary, difference_sequence
 from serving.control.deployment import CanaryPolicy, CanaryState, CanaryTraffic, Deployer, DeploymentRecord
 
@@ -57,7 +57,7 @@ def row_log_losses(scores: list[float], sessions: list[str], known: dict[str, bo
     if not pairs:
         return np.empty(0)
     p, y = np.array(pairs, dtype=float).T
-    return _row_log_loss(y, p)
+    return row_log_loss(y, p)
 
 
 def _interval(interval: Interval) -> dict:

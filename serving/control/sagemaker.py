@@ -29,7 +29,6 @@ Every AWS call has a connect and read timeout and bounded retries; waiting for a
 
 from __future__ import annotations
 
-import base64
 import gzip
 import hashlib
 import json
@@ -45,6 +44,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from propensity.models.artifact import MANIFEST, verify_manifest
+from propensity.monitoring.decisions import captured_body
 from propensity.paths import home
 from propensity.settings import SAGEMAKER_STRATEGIES
 from serving.control.data_capture import CAPTURE_PREFIX, capture_destination
@@ -701,10 +701,7 @@ def _captured_predictions(line: str, start: float, end: float) -> list[dict]:
     output = event.get("captureData", {}).get("endpointOutput")
     if output is None or not start <= inferred <= end:
         return []
-    data = output["data"]
-    if output.get("encoding") == "BASE64":
-        data = base64.b64decode(data).decode()
-    body = json.loads(data)
+    body = captured_body(event["captureData"], "endpointOutput")  # the decision log's decoder: one reading
     predictions = body.get("predictions", [body]) if isinstance(body, dict) else []
     return [p for p in predictions if isinstance(p, dict) and "propensity" in p and "session_id" in p]
 
