@@ -27,9 +27,11 @@ MANIFEST = "MANIFEST.json"
 MODEL_FILE = "model.txt"
 POLICY_FILE = "policy.json"
 REFERENCE_FILE = "reference.json"
-JSON_FILES = ("calibrator.json", "baseline.json", "features.json", "training.json", "metrics.json", POLICY_FILE)
+JSON_FILES = ("calibrator.json", "baseline.json", "features.json", "training.json", "metrics.json")
 ARTIFACT_FILES = (MODEL_FILE, *JSON_FILES)
-OPTIONAL_FILES = (REFERENCE_FILE,)  # an artifact built outside training (tests, benchmarks) may lack a reference
+# Written by every artifact since the closed loop, but versions registered before it have neither: such a version
+# treats no one (NO_INTERVENTION) and has no drift reference; an artifact built outside training may lack a reference.
+OPTIONAL_FILES = (POLICY_FILE, REFERENCE_FILE)
 # A model registered without an offer policy treats no one and holds no one out.
 NO_INTERVENTION = {"threshold": None, "holdout_share": 0.0, "offer": None, "economics": None}
 
@@ -69,8 +71,9 @@ def write_artifact(
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
     (directory / MODEL_FILE).write_text(booster.model_to_string())
-    for name, payload in zip(JSON_FILES, (calibrator, baseline, features, training, metrics, policy)):
+    for name, payload in zip(JSON_FILES, (calibrator, baseline, features, training, metrics)):
         _write_json(directory / name, payload)
+    _write_json(directory / POLICY_FILE, policy)
     if reference is not None:
         _write_json(directory / REFERENCE_FILE, reference)
     _write_manifest(directory)
@@ -156,7 +159,7 @@ def verify_manifest(directory: Path) -> dict[str, str]:
 
 def load_artifact(directory: Path) -> ModelArtifact:
     directory = Path(directory)
-    verify_manifest(directory)
+    manifest = verify_manifest(directory)
     loaded = {name: json.loads((directory / name).read_text()) for name in JSON_FILES}
     booster = lgb.Booster(model_str=(directory / MODEL_FILE).read_text())
     return ModelArtifact(
@@ -167,7 +170,7 @@ def load_artifact(directory: Path) -> ModelArtifact:
         features=loaded["features.json"],
         training=loaded["training.json"],
         metrics=loaded["metrics.json"],
-        policy=loaded[POLICY_FILE],
+        policy=json.loads((directory / POLICY_FILE).read_text()) if POLICY_FILE in manifest else NO_INTERVENTION,
     )
 
 

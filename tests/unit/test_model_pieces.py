@@ -181,6 +181,18 @@ def test_artifact_round_trip_and_tampering_is_refused(tmp_path):
         load_artifact(directory)
 
 
+def test_a_version_registered_before_policies_treats_no_one_and_an_unlisted_policy_is_ignored(tmp_path):
+    from propensity.models.artifact import MANIFEST, NO_INTERVENTION, POLICY_FILE
+
+    X, y = _frame()
+    directory = _artifact(tmp_path, X, y)
+    manifest = json.loads((directory / MANIFEST).read_text())
+    del manifest[POLICY_FILE]
+    (directory / MANIFEST).write_text(json.dumps(manifest))  # the manifest of a version from before the closed loop
+    (directory / POLICY_FILE).write_text(json.dumps({"threshold": 0.0, "holdout_share": 0.0, "offer": "all"}))
+    assert load_artifact(directory).policy == NO_INTERVENTION  # a file the manifest does not seal is never read
+
+
 def test_registry_promotes_only_what_passed(tmp_path):
     X, y = _frame()
     registry = ModelRegistry(tmp_path / "registry")
