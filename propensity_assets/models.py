@@ -20,7 +20,14 @@ from propensity.models.artifact import (
 )
 from propensity.models.calibration import apply_calibrator
 from propensity.models.calibration_fit import choose_calibrator
-from propensity.models.dataset import ENTITY_COLUMNS, SPLITS, complete_sessions, decision_points, warm_up_days
+from propensity.models.dataset import (
+    ENTITY_COLUMNS,
+    SPLITS,
+    TRAINING_DATASET,
+    complete_sessions,
+    decision_points,
+    warm_up_days,
+)
 from propensity.models.gates import (
     CALIBRATION_GATE,
     GATE_EVIDENCE,
@@ -53,7 +60,6 @@ from propensity_assets.metadata import png_markdown
 from resources.feast import FeastResource
 from resources.lake import LakeResource
 
-TRAINING_DATASET = "training_dataset"
 MODEL_NAMES = ("baseline", "lightgbm", "calibrated")
 
 
@@ -79,6 +85,12 @@ class TrainingSetConfig(dg.Config):
     # Days at the start of the history left out, their user windows cut by the data's first day (None: automatic,
     # the longest user window when the history holds twice that; see propensity.models.dataset.warm_up_days).
     warm_up_days: int | None = None
+    # A time (ISO 8601) from which validation and test are drawn, half each: set by the retrain sensor to the start
+    # of the window whose monitor check failed, so the retrained model is calibrated and judged on the new traffic.
+    evaluate_from: str | None = None
+    # Fewer purchasing sessions in the validation or test split: too little to calibrate or to judge, and the run
+    # stops (after a detected change this waits for more labelled traffic; the sensor retries after its cool-down).
+    min_positive_sessions: int = 15
 
 
 @dg.asset(
@@ -89,6 +101,7 @@ class TrainingSetConfig(dg.Config):
         dg.AssetCheckSpec("one_row_per_decision_point", asset=TRAINING_DATASET),
         dg.AssetCheckSpec("no_session_in_two_splits", asset=TRAINING_DATASET),
         dg.AssetCheckSpec("session_features_as_of_decision", asset=TRAINING_DATASET),
+        dg.AssetCheckSpec("enough_outcomes_per_split", asset=TRAINING_DATASET, blocking=True),
     ],
     description="Decision points before the first purchase, labelled, joined point-in-time through Feast "
     f"({FEATURE_SERVICE_NAME}), split by session start time.",
@@ -96,8 +109,14 @@ class TrainingSetConfig(dg.Config):
 def training_dataset(config: TrainingSetConfig, feast: FeastResource, lake: LakeResource):
     prefix = lake.read_frame("session_prefix_features")
     sessions = lake.read_frame("sessions")
+    evaluate_from = pd.to_datetime(config.evaluate_from, utc=True) if config.evaluate_from else None
     points, boundaries = decision_points(
-        prefix, sessions, config.valid_fraction, config.test_fraction, warm_up=config.warm_up_days
+        prefix,
+        sessions,
+        config.valid_fraction,
+        config.test_fraction,
+        warm_up=config.warm_up_days,
+        evaluate_from=evaluate_from,
     )
     store = feast.store()
     joined = store.get_historical_features(
@@ -131,7 +150,24 @@ def training_dataset(config: TrainingSetConfig, feast: FeastResource, lake: Lake
             "feature_service": FEATURE_SERVICE_NAME,
             "sessions_cut_by_data_edges": int((~complete_sessions(sessions)).sum()),
             "warm_up_days": warm_up_days(sessions, config.warm_up_days),
+            "evaluate_from": config.evaluate_from or "none (fractions of the history)",
         }
+    )
+    positive_sessions = {
+        split: int(dataset.loc[(dataset["split"] == split) & (dataset["label"] == 1), "session_id"].nunique())
+        for split in ("valid", "test")
+    }
+    short = [split for split, n in positive_sessions.items() if n < config.min_positive_sessions]
+    yield dg.AssetCheckResult(
+        check_name="enough_outcomes_per_split",
+        passed=not short,
+        metadata={**positive_sessions, "min_positive_sessions": config.min_positive_sessions},
+        description=(
+            f"too few purchasing sessions to calibrate and judge a model: {positive_sessions} "
+            f"(at least {config.min_positive_sessions} each)"
+            if short
+            else f"purchasing sessions: {positive_sessions}"
+        ),
     )
     yield dg.AssetCheckResult(
         check_name="one_row_per_decision_point",

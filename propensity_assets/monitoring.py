@@ -25,6 +25,7 @@ from propensity.monitoring.checks import (
     MULTIVARIATE_DRIFT_CHECK,
     PERFORMANCE_ASSET,
     SAMPLE_RATIO_CHECK,
+    WINDOW_START,
 )
 from propensity.monitoring.dashboard import render_dashboard, write_dashboard
 from propensity.monitoring.drift import classifier_drift, drift_report
@@ -150,7 +151,7 @@ def drift_report_asset(context: dg.AssetExecutionContext, config: DriftConfig):
     window_end = live["decided_at"].max()
     result = {
         "model_version": version,
-        "window_start": str(live["decided_at"].min()),
+        WINDOW_START: live["decided_at"].min().isoformat(),
         "window_end": str(window_end),
         "excluded_from_alarm": list(CALENDAR_FEATURES),
         "report": report.as_dict(),
@@ -188,7 +189,7 @@ def drift_report_asset(context: dg.AssetExecutionContext, config: DriftConfig):
             if report.drifted
             else f"no feature beyond its threshold over {report.window_rows} decisions"
         ),
-        metadata={"window_rows": report.window_rows, "model_version": version},
+        metadata={"window_rows": report.window_rows, "model_version": version, WINDOW_START: result[WINDOW_START]},
     )
     yield dg.AssetCheckResult(
         check_name=MULTIVARIATE_DRIFT_CHECK,
@@ -196,7 +197,10 @@ def drift_report_asset(context: dg.AssetExecutionContext, config: DriftConfig):
         severity=dg.AssetCheckSeverity.ERROR,
         description=f"reference-vs-live classifier AUC {classifier['auc']:.3f} "
         f"[{classifier['ci_low']:.3f}, {classifier['ci_high']:.3f}]",
-        metadata={k: v for k, v in classifier.items() if isinstance(v, (int, float, bool))},
+        metadata={
+            **{k: v for k, v in classifier.items() if isinstance(v, (int, float, bool))},
+            WINDOW_START: result[WINDOW_START],
+        },
     )
 
 
@@ -247,7 +251,7 @@ def performance_monitor(context: dg.AssetExecutionContext, config: PerformanceCo
     test_metrics = load_artifact(ModelRegistry().root / version).metrics["calibrated"]
     log_loss_ok, log_loss_detail = performance_check(realised, test_metrics, tolerance=config.log_loss_tolerance)
     calibration_ok, calibration_detail = calibration_check(realised, max_ece=config.max_ece)
-    window_end = rows["decided_at"].max()
+    window_end, window_start = rows["decided_at"].max(), rows["decided_at"].min().isoformat()
     save_report(PERFORMANCE_ASSET, {"model_version": version, "realised": realised, "expected": expected})
     yield dg.MaterializeResult(
         metadata={
@@ -264,12 +268,14 @@ def performance_monitor(context: dg.AssetExecutionContext, config: PerformanceCo
         passed=log_loss_ok,
         severity=dg.AssetCheckSeverity.ERROR,
         description=log_loss_detail["reason"],
+        metadata={WINDOW_START: window_start},
     )
     yield dg.AssetCheckResult(
         check_name=CALIBRATION_CHECK,
         passed=calibration_ok,
         severity=dg.AssetCheckSeverity.ERROR,
         description=str(calibration_detail.get("reason", calibration_detail))[:1000],
+        metadata={WINDOW_START: window_start},
     )
 
 

@@ -4,7 +4,10 @@ schedule.
 Debounced: the cursor remembers the last check evaluation it has seen per check and when it last asked for a
 retrain, so one failing evaluation gives one retrain, and failures during the cool-down after a retrain (the same
 cause, seen again by later monitoring runs while the new model is trained and canaried) are absorbed, not queued.
-A failure after the cool-down is new evidence and retrains again. The cause goes into the run's tags.
+A failure after the cool-down is new evidence and retrains again. The cause goes into the run's tags, and the start
+of the failing window into the training set's configuration: the retrain is calibrated and judged on traffic since
+the change. Too little of it yet, and the training set's blocking check stops the run; the next failure after the
+cool-down retries with more.
 """
 
 from __future__ import annotations
@@ -12,15 +15,18 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from datetime import datetime
 
 import dagster as dg
 
-from propensity.monitoring.checks import RETRAIN_CHECKS
+from propensity.models.dataset import TRAINING_DATASET
+from propensity.monitoring.checks import RETRAIN_CHECKS, WINDOW_START
 from propensity.settings import settings
 
 RETRAIN_JOB = "retrain"
 CAUSE_TAG = "propensity/retrain_cause"
 TRIGGER_TAG = "propensity/retrain_trigger"
+EVALUATE_FROM_TAG = "propensity/evaluate_from"
 # The monitor checks whose failure means the live model no longer fits the traffic.
 WATCHED_CHECKS = tuple(dg.AssetCheckKey(dg.AssetKey(asset), check) for asset, check in RETRAIN_CHECKS)
 
@@ -73,10 +79,28 @@ def retrain_decision(instance: dg.DagsterInstance, cursor: RetrainCursor, now: f
         return dg.SkipReason(f"cool-down ({left:.0f} s left) absorbs: {causes}"), updated
     updated.last_retrain_at = now
     run_key = "retrain-" + "-".join(str(r.id) for r in new_failures)
+    change_at = evaluate_from(new_failures)
+    run_config = {"ops": {TRAINING_DATASET: {"config": {"evaluate_from": change_at}}}} if change_at else {}
     return (
-        dg.RunRequest(run_key=run_key, tags={CAUSE_TAG: causes[:1000], TRIGGER_TAG: "check"}),
+        dg.RunRequest(
+            run_key=run_key,
+            run_config=run_config,
+            tags={CAUSE_TAG: causes[:1000], TRIGGER_TAG: "check", EVALUATE_FROM_TAG: change_at or "none"},
+        ),
         updated,
     )
+
+
+def evaluate_from(failures) -> str | None:
+    """The earliest start of the windows whose checks failed: the retrain calibrates and is judged on the traffic from
+    there on (see propensity.models.dataset.split_boundaries), the regime the new model will serve."""
+    starts = []
+    for record in failures:
+        value = (_evaluation(record).metadata or {}).get(WINDOW_START)
+        text = getattr(value, "value", value)
+        if isinstance(text, str) and text not in ("", "NaT"):
+            starts.append(text)
+    return min(starts, key=lambda t: datetime.fromisoformat(t)) if starts else None
 
 
 def _evaluation(record):

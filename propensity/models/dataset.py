@@ -19,6 +19,7 @@ import pandas as pd
 
 from propensity.features.definitions import SESSION_GAP_MINUTES, USER_WINDOWS_DAYS
 
+TRAINING_DATASET = "training_dataset"  # the lake table and asset of decision points
 SPLITS = ("train", "valid", "test")
 ENTITY_COLUMNS = ("decision_id", "session_id", "user_id", "event_timestamp")
 
@@ -32,9 +33,32 @@ class SplitBoundaries:
         return {"valid_start": self.valid_start.isoformat(), "test_start": self.test_start.isoformat()}
 
 
-def split_boundaries(session_starts: pd.Series, valid_fraction: float, test_fraction: float) -> SplitBoundaries:
+def split_boundaries(
+    session_starts: pd.Series,
+    valid_fraction: float,
+    test_fraction: float,
+    evaluate_from: pd.Timestamp | None = None,
+) -> SplitBoundaries:
     """Cut points in time such that about the last `test_fraction` of sessions (by start) are test, the
-    `valid_fraction` before them validation, and the rest training."""
+    `valid_fraction` before them validation, and the rest training.
+
+    With `evaluate_from` (a change the monitors detected), validation and test are the sessions from then on, the
+    earlier half and the later half: a model retrained after a change must be calibrated and judged on the traffic
+    it will serve, not on the regime that ended (trained on the old regime, an isotonic map fit on old validation
+    rows failed the ECE gate on new test rows). Everything before trains the booster."""
+    if evaluate_from is not None:
+        cut = pd.Timestamp(evaluate_from).tz_convert("UTC")
+        starts = session_starts.sort_values(ignore_index=True)
+        since = starts[starts >= cut]
+        if since.empty or starts.iloc[0] >= cut:
+            raise ValueError(
+                f"evaluate_from {cut.isoformat()} must leave sessions both before it (training) and after it "
+                f"(validation and test); {len(since)} of {len(starts)} sessions start after it"
+            )
+        valid_start, test_start = since.iloc[0], since.iloc[len(since) // 2]
+        if not valid_start < test_start:
+            raise ValueError("too few distinct session start times after evaluate_from to split by time")
+        return SplitBoundaries(valid_start=valid_start.tz_convert("UTC"), test_start=test_start.tz_convert("UTC"))
     if not (0 < valid_fraction < 1 and 0 < test_fraction < 1 and valid_fraction + test_fraction < 1):
         raise ValueError(
             f"valid_fraction {valid_fraction} and test_fraction {test_fraction} must leave room for training"
@@ -91,6 +115,7 @@ def decision_points(
     valid_fraction: float = 0.2,
     test_fraction: float = 0.2,
     warm_up: int | None = None,
+    evaluate_from: pd.Timestamp | None = None,
 ) -> tuple[pd.DataFrame, SplitBoundaries]:
     """The entity frame for the point-in-time join: one row per decision point, with label and split. Sessions in the
     first `warm_up_days(sessions, warm_up)` days of the history are left out (see `warm_up_days`)."""
@@ -107,7 +132,7 @@ def decision_points(
     points = points.merge(outcome, on="session_id", how="inner", validate="many_to_one")
     points["label"] = points["has_purchase"].astype("int64")  # no purchase so far, so any purchase comes after
     points["decision_id"] = points["session_id"] + "@" + points["event_timestamp"].map(lambda t: t.isoformat())
-    boundaries = split_boundaries(outcome["session_start"], valid_fraction, test_fraction)
+    boundaries = split_boundaries(outcome["session_start"], valid_fraction, test_fraction, evaluate_from)
     points["split"] = assign_split(points["session_start"], boundaries)
     points = (
         points.drop(columns=["has_purchase"]).sort_values(["event_timestamp", "decision_id"]).reset_index(drop=True)

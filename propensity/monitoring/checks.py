@@ -20,3 +20,6 @@ RETRAIN_CHECKS = (
     (PERFORMANCE_ASSET, PERFORMANCE_CHECK),
     (PERFORMANCE_ASSET, CALIBRATION_CHECK),
 )
+# Metadata key on a retrain check's evaluation: the first decision of the window it judged (ISO 8601), from which a
+# retrain after a detected change draws its validation and test sessions.
+WINDOW_START = "window_start"

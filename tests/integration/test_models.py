@@ -3,6 +3,7 @@
 import json
 
 import dagster as dg
+import pandas as pd
 import pytest
 
 from propensity.models.artifact import ModelRegistry
@@ -110,3 +111,26 @@ def test_quality_gates_promote_a_good_model_and_block_a_worse_one(spine):
     assert registry.champion_version() == champion
     latest = registry.versions()[-1]
     assert latest["status"] == "rejected" and "not_worse_than_champion" in latest["reason"]
+
+
+def test_a_retrain_after_a_change_is_judged_on_traffic_since_then_and_stops_without_enough_outcomes(spine):
+    days = sorted(spine.get_dynamic_partitions(event_date_partitions.name))
+    change = f"{days[-3]}T00:00:00+00:00"
+    config = {"ops": {"training_dataset": {"config": {"evaluate_from": change}}}}
+    result = _materialize(spine, ["training_dataset"], config)
+    assert result.success and all(_checks(result).values()), _checks(result)
+    materialization = next(iter(result.get_asset_materialization_events())).event_specific_data.materialization
+    assert materialization.metadata["boundaries"].value["valid_start"] >= change
+    at = {
+        split: {k: pd.Timestamp(v) for k, v in part.items() if k in ("from", "to")}
+        for split, part in materialization.metadata["splits"].value.items()
+    }
+    # split by session start: a training session begun before the change may still have decision points after it
+    assert at["train"]["from"] < pd.Timestamp(change) <= at["valid"]["from"] < at["test"]["from"]
+
+    # Too few purchases since the change to calibrate or judge a model: the blocking check stops the retrain.
+    config["ops"]["training_dataset"]["config"]["min_positive_sessions"] = 10**6
+    thin = _materialize(spine, ["training_dataset", "baseline_model"], config)
+    assert not thin.success
+    assert _checks(thin)["enough_outcomes_per_split"] is False
+    assert "baseline_model" not in _materialized(thin)

@@ -7,23 +7,29 @@ import json
 import dagster as dg
 import pytest
 
-from propensity.monitoring.checks import DRIFT_ASSET, FEATURE_DRIFT_CHECK, PERFORMANCE_ASSET
+from propensity.monitoring.checks import DRIFT_ASSET, FEATURE_DRIFT_CHECK, PERFORMANCE_ASSET, WINDOW_START
 from propensity.monitoring.performance import CALIBRATION_CHECK, PERFORMANCE_CHECK
 from propensity.paths import storefront_export_dir
 from sensors.monitoring import monitoring_sensor
-from sensors.retraining import CAUSE_TAG, RetrainCursor, retrain_decision, retrain_sensor
+from sensors.retraining import CAUSE_TAG, EVALUATE_FROM_TAG, RetrainCursor, retrain_decision, retrain_sensor
 from sensors.storefront import storefront_export_sensor
 
 
 class Verdict(dg.Config):
     passed: bool = True
+    window_start: str = "2026-11-20T00:03:00+00:00"
 
 
 @dg.asset(name=DRIFT_ASSET, check_specs=[dg.AssetCheckSpec(FEATURE_DRIFT_CHECK, asset=DRIFT_ASSET)])
 def drift_stand_in(config: Verdict):
     """The monitor's asset key and check name with a verdict we choose: the sensor reads only the evaluations."""
     yield dg.MaterializeResult()
-    yield dg.AssetCheckResult(check_name=FEATURE_DRIFT_CHECK, passed=config.passed, description="PSI 0.4 on cart adds")
+    yield dg.AssetCheckResult(
+        check_name=FEATURE_DRIFT_CHECK,
+        passed=config.passed,
+        description="PSI 0.4 on cart adds",
+        metadata={WINDOW_START: config.window_start},
+    )
 
 
 @dg.asset(
@@ -36,13 +42,17 @@ def drift_stand_in(config: Verdict):
 def performance_stand_in(config: Verdict):
     yield dg.MaterializeResult()
     yield dg.AssetCheckResult(check_name=PERFORMANCE_CHECK, passed=True)
-    yield dg.AssetCheckResult(check_name=CALIBRATION_CHECK, passed=config.passed, description="slope 0.6")
-
-
-def monitor(instance, asset, passed: bool) -> None:
-    result = dg.materialize(
-        [asset], instance=instance, run_config={"ops": {asset.op.name: {"config": {"passed": passed}}}}
+    yield dg.AssetCheckResult(
+        check_name=CALIBRATION_CHECK,
+        passed=config.passed,
+        description="slope 0.6",
+        metadata={WINDOW_START: config.window_start},
     )
+
+
+def monitor(instance, asset, passed: bool, window_start: str = "2026-11-20T00:03:00+00:00") -> None:
+    config = {"passed": passed, "window_start": window_start}
+    result = dg.materialize([asset], instance=instance, run_config={"ops": {asset.op.name: {"config": config}}})
     assert result.success
 
 
@@ -67,6 +77,15 @@ def test_a_failing_drift_check_retrains_once_with_its_cause(instance):
     # the cursor holds: the same evaluation is never a second cause
     again, _ = tick(instance, cursor)
     assert isinstance(again, dg.SkipReason)
+
+
+def test_the_retrain_is_calibrated_and_judged_on_traffic_since_the_earliest_failing_window(instance):
+    monitor(instance, drift_stand_in, passed=False, window_start="2026-11-21T00:01:00+00:00")
+    monitor(instance, performance_stand_in, passed=False, window_start="2026-11-20T23:58:00+00:00")
+    result, _ = tick(instance)
+    assert isinstance(result, dg.RunRequest)
+    assert result.run_config == {"ops": {"training_dataset": {"config": {"evaluate_from": "2026-11-20T23:58:00+00:00"}}}}
+    assert result.tags[EVALUATE_FROM_TAG] == "2026-11-20T23:58:00+00:00"
 
 
 def test_passing_checks_do_not_retrain(instance):

@@ -318,3 +318,38 @@ def test_the_first_user_window_of_a_long_history_is_left_out_of_training():
     assert min(int(s[1:]) for s in explicit["session_id"]) == 5
     with pytest.raises(ValueError, match="warm_up_days"):
         warm_up_days(sessions, -1)
+
+
+def test_after_a_detected_change_validation_and_test_are_the_traffic_since_the_change():
+    """evaluate_from: validation is the earlier half of the sessions since the change, test the later half, and
+    everything before trains; a change before the first session or after the last is refused."""
+    t0 = pd.Timestamp("2026-09-01", tz="UTC")
+    days = 20
+    sessions = pd.DataFrame(
+        {
+            "session_id": [f"s{d}" for d in range(days)],
+            "session_start": [t0 + pd.Timedelta(days=d, hours=12) for d in range(days)],
+            "session_end": [t0 + pd.Timedelta(days=d, hours=12, minutes=5) for d in range(days)],
+            "has_purchase": [d % 4 == 0 for d in range(days)],
+        }
+    )
+    prefix = pd.DataFrame(
+        {
+            "session_id": sessions["session_id"],
+            "user_id": "u",
+            "event_timestamp": sessions["session_start"] + pd.Timedelta(minutes=1),
+            "decision_event_id": [f"e{d}" for d in range(days)],
+            "purchases_so_far": 0,
+        }
+    )
+    change = t0 + pd.Timedelta(days=14)
+    points, boundaries = decision_points(prefix, sessions, evaluate_from=change)
+    split = dict(zip(points["session_id"], points["split"]))
+    assert boundaries.valid_start == t0 + pd.Timedelta(days=14, hours=12)
+    assert boundaries.test_start == t0 + pd.Timedelta(days=16, hours=12)  # of s14..s18 (s19 touches the end)
+    assert {s for s, part in split.items() if part == "train"} == {f"s{d}" for d in range(1, 14)}
+    assert {s for s, part in split.items() if part == "valid"} == {"s14", "s15"}
+    assert {s for s, part in split.items() if part == "test"} == {"s16", "s17", "s18"}
+    for outside in (t0 - pd.Timedelta(days=1), t0 + pd.Timedelta(days=days)):
+        with pytest.raises(ValueError, match="evaluate_from"):
+            decision_points(prefix, sessions, evaluate_from=outside)
