@@ -46,7 +46,7 @@ demo: install
 
 # The closed loop under the real Dagster daemon: its own state directory (var/loop), rebuilt on every run, and its own
 # Redis database (the stream, the batch rebuilds and the endpoint share the online store at once, which SQLite's
-# single writer cannot take); the timeline goes to var/loop/demo/loop.json.
+# single writer cannot take); the timeline goes to var/demo/loop.json.
 # `make dev PROPENSITY_HOME=$(CURDIR)/var/loop PROFILE=redis` shows its runs in the UI.
 LOOP_HOME := $(CURDIR)/var/loop
 LOOP_REDIS_URL ?= redis://127.0.0.1:6379/3

@@ -11,7 +11,7 @@ import re
 import sys
 
 from bench.common import result_path
-from propensity.paths import PROJECT_ROOT
+from propensity.paths import LOOP_TIMELINE, PROJECT_ROOT
 
 README = PROJECT_ROOT / "README.md"
 STAGES = ("raw_events", "sessions", "user_daily_aggregates", "session_prefix_features")
@@ -312,7 +312,7 @@ def monitoring(data: dict) -> str:
 
 
 def loop(data: dict) -> str:
-    """`make loop`'s timeline (var/loop/demo/loop.json): what the daemon did after the shoppers changed."""
+    """`make loop`'s timeline (var/demo/loop.json): what the daemon did after the shoppers changed."""
     start = min(e["at"] for e in data["timeline"])
     rows = ["| t (s) | event | detail |", "|---|---|---|"]
     for event in data["timeline"]:
@@ -345,13 +345,12 @@ RENDERERS = {
     "streaming_freshness": streaming_freshness,
     "loop": loop,
 }
-LOOP_RESULT = PROJECT_ROOT / "var" / "loop" / "demo" / "loop.json"
 
 
 def main() -> int:
     text = README.read_text()
     for name, render in RENDERERS.items():
-        path = LOOP_RESULT if name == "loop" else result_path(name)
+        path = LOOP_TIMELINE if name == "loop" else result_path(name)
         pattern = re.compile(rf"(<!-- bench:{name} -->).*?(<!-- /bench:{name} -->)", re.S)
         if not path.exists() or not pattern.search(text):
             continue

@@ -16,7 +16,12 @@ __all__ = [
     "storefront_export_dir",
     "table_glob",
     "write_text_atomic",
+    "LOOP_TIMELINE",
 ]
+
+# `make loop`'s timeline, beside `make demo`'s summary: the loop's own state (var/loop) is wiped on every run, this is
+# what it leaves for the README's table (bench/report.py) and for the reader.
+LOOP_TIMELINE = PROJECT_ROOT / "var" / "demo" / "loop.json"
 
 
 def home(using: Settings | None = None) -> Path:

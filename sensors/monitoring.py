@@ -14,7 +14,7 @@ MONITORING_JOB = "monitoring"
 @dg.asset_sensor(
     asset_key=dg.AssetKey("session_events"),
     job_name=MONITORING_JOB,
-    minimum_interval_seconds=10,
+    minimum_interval_seconds=30,  # each tick costs the code server CPU; the work it starts takes minutes
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Runs the monitors after every rebuild of session_events (new outcomes to label decisions with).",
 )

@@ -112,7 +112,7 @@ def _evaluation(record):
 
 @dg.sensor(
     job_name=RETRAIN_JOB,
-    minimum_interval_seconds=10,
+    minimum_interval_seconds=30,  # each tick costs the code server CPU; the work it starts takes minutes
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Retrains when a drift, performance or calibration check fails; one cause, one retrain "
     "(cursor and cool-down: PROPENSITY_RETRAIN_COOLDOWN_S).",

@@ -84,8 +84,9 @@ def test_the_retrain_is_calibrated_and_judged_on_traffic_since_the_earliest_fail
     monitor(instance, performance_stand_in, passed=False, window_start="2026-11-20T23:58:00+00:00")
     result, _ = tick(instance)
     assert isinstance(result, dg.RunRequest)
-    assert result.run_config == {"ops": {"training_dataset": {"config": {"evaluate_from": "2026-11-20T23:58:00+00:00"}}}}
-    assert result.tags[EVALUATE_FROM_TAG] == "2026-11-20T23:58:00+00:00"
+    earliest = "2026-11-20T23:58:00+00:00"
+    assert result.run_config == {"ops": {"training_dataset": {"config": {"evaluate_from": earliest}}}}
+    assert result.tags[EVALUATE_FROM_TAG] == earliest
 
 
 def test_passing_checks_do_not_retrain(instance):
