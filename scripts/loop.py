@@ -43,7 +43,7 @@ ENDPOINT = "propensity"
 USERS = 3000
 HISTORY_DAYS = 60  # training leaves out the first 30 (their 30-day user windows are cut by the data's start)
 LIVE_DAYS = 14  # at most; the loop ends one day after the canary's decision
-SHIFT_DAY = 2  # live day (0-based) from which shoppers buy less
+SHIFT_DAY = 1  # live day (0-based) from which shoppers buy less: one live day before it for the KPIs before
 INTENT_SHIFT = -1.0  # on the log-odds scale: conversion falls to less than half
 SEED = 11
 
@@ -52,9 +52,9 @@ STREAM_WAIT_S = 60.0
 # checkpoint file manager (56 s there beside the daemon's start, more than STREAM_WAIT_S).
 STREAM_START_S = 300.0
 DAY_S = 90.0  # a live day's traffic is spread over this long: a canary started the night before is judged on it
-NIGHT_QUIET_S = 75.0  # the platform idle this long ends the night (sensors and automation tick every 30 s)
+NIGHT_QUIET_S = 45.0  # the platform idle this long ends the night (sensors and automation tick every 30 s)
 NIGHT_S = 15 * 60.0  # the longest night: a stuck run must not hold the storefront forever
-TIMEOUT_S = 45 * 60.0
+TIMEOUT_S = 70 * 60.0
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
