@@ -43,7 +43,7 @@ ENDPOINT = "propensity"
 USERS = 3000
 HISTORY_DAYS = 60  # training leaves out the first 30 (their 30-day user windows are cut by the data's start)
 LIVE_DAYS = 14  # at most; the loop ends one day after the canary's decision
-SHIFT_DAY = 1  # live day (0-based) from which shoppers buy less: one live day before it for the KPIs before
+SHIFT_DAY = 2  # live day (0-based) from which shoppers buy less (the simulated history depends on it too)
 INTENT_SHIFT = -1.0  # on the log-odds scale: conversion falls to less than half
 SEED = 11
 
