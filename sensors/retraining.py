@@ -6,8 +6,8 @@ retrain, so one failing evaluation gives one retrain, and failures during the co
 cause, seen again by later monitoring runs while the new model is trained and canaried) are absorbed, not queued.
 A failure after the cool-down is new evidence and retrains again. The cause goes into the run's tags, and the start
 of the failing window into the training set's configuration: the retrain is calibrated and judged on traffic since
-the change. Too little of it yet, and the training set's blocking check stops the run; the next failure after the
-cool-down retries with more.
+the change (the first failing window since the checks last all passed). Too little of it yet, and the training set's
+blocking check stops the run; the next failure after the cool-down retries from the same point, with more.
 """
 
 from __future__ import annotations
@@ -35,16 +35,22 @@ WATCHED_CHECKS = tuple(dg.AssetCheckKey(dg.AssetKey(asset), check) for asset, ch
 class RetrainCursor:
     seen: dict[str, int]  # check key -> id of the last evaluation considered
     last_retrain_at: float | None = None
+    # Start of the first failing window since the watched checks last all passed: where the change began. A retrain
+    # that stopped for too little traffic since then is retried from the same point, with more of it.
+    change_at: str | None = None
 
     @classmethod
     def parse(cls, text: str | None) -> "RetrainCursor":
         if not text:
             return cls(seen={})
         payload = json.loads(text)
-        return cls(seen=payload["seen"], last_retrain_at=payload.get("last_retrain_at"))
+        return cls(
+            seen=payload["seen"], last_retrain_at=payload.get("last_retrain_at"), change_at=payload.get("change_at")
+        )
 
     def dump(self) -> str:
-        return json.dumps({"seen": self.seen, "last_retrain_at": self.last_retrain_at}, sort_keys=True)
+        payload = {"seen": self.seen, "last_retrain_at": self.last_retrain_at, "change_at": self.change_at}
+        return json.dumps(payload, sort_keys=True)
 
 
 def _description(record) -> str:
@@ -70,7 +76,13 @@ def retrain_decision(instance: dg.DagsterInstance, cursor: RetrainCursor, now: f
         seen[name] = record.id
         if not evaluation.passed:
             new_failures.append(record)
-    updated = RetrainCursor(seen=seen, last_retrain_at=cursor.last_retrain_at)
+    all_pass = all(
+        (evaluation := _evaluation(latest[key])) is not None and evaluation.passed
+        for key in WATCHED_CHECKS
+        if key in latest
+    )
+    change_at = evaluate_from(new_failures, since=cursor.change_at) if not all_pass else None
+    updated = RetrainCursor(seen=seen, last_retrain_at=cursor.last_retrain_at, change_at=change_at)
     if not new_failures:
         return dg.SkipReason("no new failing drift, performance or calibration check"), updated
     causes = "; ".join(_description(r) for r in new_failures)
@@ -79,7 +91,6 @@ def retrain_decision(instance: dg.DagsterInstance, cursor: RetrainCursor, now: f
         return dg.SkipReason(f"cool-down ({left:.0f} s left) absorbs: {causes}"), updated
     updated.last_retrain_at = now
     run_key = "retrain-" + "-".join(str(r.id) for r in new_failures)
-    change_at = evaluate_from(new_failures)
     run_config = {"ops": {TRAINING_DATASET: {"config": {"evaluate_from": change_at}}}} if change_at else {}
     return (
         dg.RunRequest(
@@ -91,10 +102,11 @@ def retrain_decision(instance: dg.DagsterInstance, cursor: RetrainCursor, now: f
     )
 
 
-def evaluate_from(failures) -> str | None:
-    """The earliest start of the windows whose checks failed: the retrain calibrates and is judged on the traffic from
-    there on (see propensity.models.dataset.split_boundaries), the regime the new model will serve."""
-    starts = []
+def evaluate_from(failures, since: str | None = None) -> str | None:
+    """The earliest start of the windows whose checks failed (and of `since`, the change already under way): the
+    retrain calibrates and is judged on the traffic from there on (see propensity.models.dataset.split_boundaries),
+    the regime the new model will serve."""
+    starts = [since] if since else []
     for record in failures:
         value = (_evaluation(record).metadata or {}).get(WINDOW_START)
         text = getattr(value, "value", value)

@@ -89,6 +89,23 @@ def test_the_retrain_is_calibrated_and_judged_on_traffic_since_the_earliest_fail
     assert result.tags[EVALUATE_FROM_TAG] == earliest
 
 
+def test_a_retry_after_the_cool_down_is_judged_from_where_the_change_began_until_the_checks_pass(instance):
+    # a retrain that stopped for too little traffic since the change retries from the same point, with more of it
+    monitor(instance, drift_stand_in, passed=False, window_start="2026-11-20T00:01:00+00:00")
+    first, cursor = retrain_decision(instance, RetrainCursor(seen={}), now=1000.0, cooldown_s=600.0)
+    assert first.tags[EVALUATE_FROM_TAG] == "2026-11-20T00:01:00+00:00"
+    monitor(instance, drift_stand_in, passed=False, window_start="2026-11-21T00:02:00+00:00")
+    again, cursor = retrain_decision(instance, cursor, now=1700.0, cooldown_s=600.0)
+    assert isinstance(again, dg.RunRequest) and again.tags[EVALUATE_FROM_TAG] == "2026-11-20T00:01:00+00:00"
+    monitor(instance, drift_stand_in, passed=True)
+    monitor(instance, performance_stand_in, passed=True)
+    _, cursor = retrain_decision(instance, cursor, now=1800.0, cooldown_s=600.0)
+    assert cursor.change_at is None  # the model fits again: the next change starts afresh
+    monitor(instance, drift_stand_in, passed=False, window_start="2026-11-25T00:00:00+00:00")
+    later, _ = retrain_decision(instance, cursor, now=2500.0, cooldown_s=600.0)
+    assert later.tags[EVALUATE_FROM_TAG] == "2026-11-25T00:00:00+00:00"
+
+
 def test_passing_checks_do_not_retrain(instance):
     monitor(instance, drift_stand_in, passed=True)
     monitor(instance, performance_stand_in, passed=True)
