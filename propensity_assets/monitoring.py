@@ -20,6 +20,7 @@ from propensity.models.artifact import ModelRegistry, load_artifact, load_refere
 from propensity.monitoring.checks import (
     DRIFT_ASSET,
     FEATURE_DRIFT_CHECK,
+    JUDGED,
     KPI_ASSET,
     KPI_REGRESSION_CHECK,
     MULTIVARIATE_DRIFT_CHECK,
@@ -137,7 +138,7 @@ def drift_report_asset(context: dg.AssetExecutionContext, config: DriftConfig):
             metadata={"window_rows": len(live), "note": note, "window_end": str(since or "none")}
         )
         for check in (FEATURE_DRIFT_CHECK, MULTIVARIATE_DRIFT_CHECK):
-            yield dg.AssetCheckResult(check_name=check, passed=True, description=note)
+            yield dg.AssetCheckResult(check_name=check, passed=True, description=note, metadata={JUDGED: False})
         return
     reference = load_reference(ModelRegistry().root / version)
     tested = without(reference, CALENDAR_FEATURES)
@@ -240,7 +241,7 @@ def performance_monitor(context: dg.AssetExecutionContext, config: PerformanceCo
             metadata={"labels": len(labelled), "note": note, "expected": dg.MetadataValue.json(expected or {})}
         )
         for check in (PERFORMANCE_CHECK, CALIBRATION_CHECK):
-            yield dg.AssetCheckResult(check_name=check, passed=True, description=note)
+            yield dg.AssetCheckResult(check_name=check, passed=True, description=note, metadata={JUDGED: False})
         return
     # Untreated rows only: an offer moves a treated session's chance to buy, so its label says nothing about the
     # model's calibration; treatment depends only on the score and the random holdout, so untreated rows are fair.

@@ -20,7 +20,7 @@ from datetime import datetime
 import dagster as dg
 
 from propensity.models.dataset import TRAINING_DATASET
-from propensity.monitoring.checks import RETRAIN_CHECKS, WINDOW_START
+from propensity.monitoring.checks import JUDGED, RETRAIN_CHECKS, WINDOW_START
 from propensity.settings import settings
 
 RETRAIN_JOB = "retrain"
@@ -76,11 +76,7 @@ def retrain_decision(instance: dg.DagsterInstance, cursor: RetrainCursor, now: f
         seen[name] = record.id
         if not evaluation.passed:
             new_failures.append(record)
-    all_pass = all(
-        (evaluation := _evaluation(latest[key])) is not None and evaluation.passed
-        for key in WATCHED_CHECKS
-        if key in latest
-    )
+    all_pass = all(_judged_pass(latest[key]) for key in WATCHED_CHECKS if key in latest)
     change_at = evaluate_from(new_failures, since=cursor.change_at) if not all_pass else None
     updated = RetrainCursor(seen=seen, last_retrain_at=cursor.last_retrain_at, change_at=change_at)
     if not new_failures:
@@ -113,6 +109,15 @@ def evaluate_from(failures, since: str | None = None) -> str | None:
         if isinstance(text, str) and text not in ("", "NaT"):
             starts.append(text)
     return min(starts, key=lambda t: datetime.fromisoformat(t)) if starts else None
+
+
+def _judged_pass(record) -> bool:
+    """Passed on evidence: a window too thin to judge passes without saying the model fits again."""
+    evaluation = _evaluation(record)
+    if evaluation is None or not evaluation.passed:
+        return False
+    judged = (evaluation.metadata or {}).get(JUDGED)
+    return getattr(judged, "value", judged) is not False
 
 
 def _evaluation(record):

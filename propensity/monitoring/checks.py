@@ -23,3 +23,6 @@ RETRAIN_CHECKS = (
 # Metadata key on a retrain check's evaluation: the first decision of the window it judged (ISO 8601), from which a
 # retrain after a detected change draws its validation and test sessions.
 WINDOW_START = "window_start"
+# Metadata key set to False on a check that passed without judging (too few rows in its window): no evidence that the
+# model fits again, so the retrain sensor keeps the change point it holds.
+JUDGED = "judged"

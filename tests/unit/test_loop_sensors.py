@@ -7,7 +7,7 @@ import json
 import dagster as dg
 import pytest
 
-from propensity.monitoring.checks import DRIFT_ASSET, FEATURE_DRIFT_CHECK, PERFORMANCE_ASSET, WINDOW_START
+from propensity.monitoring.checks import DRIFT_ASSET, FEATURE_DRIFT_CHECK, JUDGED, PERFORMANCE_ASSET, WINDOW_START
 from propensity.monitoring.performance import CALIBRATION_CHECK, PERFORMANCE_CHECK
 from propensity.paths import storefront_export_dir
 from sensors.monitoring import monitoring_sensor
@@ -18,6 +18,7 @@ from sensors.storefront import storefront_export_sensor
 class Verdict(dg.Config):
     passed: bool = True
     window_start: str = "2026-11-20T00:03:00+00:00"
+    judged: bool = True  # False: a window too thin to judge, which passes without evidence
 
 
 @dg.asset(name=DRIFT_ASSET, check_specs=[dg.AssetCheckSpec(FEATURE_DRIFT_CHECK, asset=DRIFT_ASSET)])
@@ -28,7 +29,7 @@ def drift_stand_in(config: Verdict):
         check_name=FEATURE_DRIFT_CHECK,
         passed=config.passed,
         description="PSI 0.4 on cart adds",
-        metadata={WINDOW_START: config.window_start},
+        metadata={WINDOW_START: config.window_start, JUDGED: config.judged},
     )
 
 
@@ -41,17 +42,19 @@ def drift_stand_in(config: Verdict):
 )
 def performance_stand_in(config: Verdict):
     yield dg.MaterializeResult()
-    yield dg.AssetCheckResult(check_name=PERFORMANCE_CHECK, passed=True)
+    yield dg.AssetCheckResult(check_name=PERFORMANCE_CHECK, passed=True, metadata={JUDGED: config.judged})
     yield dg.AssetCheckResult(
         check_name=CALIBRATION_CHECK,
         passed=config.passed,
         description="slope 0.6",
-        metadata={WINDOW_START: config.window_start},
+        metadata={WINDOW_START: config.window_start, JUDGED: config.judged},
     )
 
 
-def monitor(instance, asset, passed: bool, window_start: str = "2026-11-20T00:03:00+00:00") -> None:
-    config = {"passed": passed, "window_start": window_start}
+def monitor(
+    instance, asset, passed: bool, window_start: str = "2026-11-20T00:03:00+00:00", judged: bool = True
+) -> None:
+    config = {"passed": passed, "window_start": window_start, "judged": judged}
     result = dg.materialize([asset], instance=instance, run_config={"ops": {asset.op.name: {"config": config}}})
     assert result.success
 
@@ -104,6 +107,18 @@ def test_a_retry_after_the_cool_down_is_judged_from_where_the_change_began_until
     monitor(instance, drift_stand_in, passed=False, window_start="2026-11-25T00:00:00+00:00")
     later, _ = retrain_decision(instance, cursor, now=2500.0, cooldown_s=600.0)
     assert later.tags[EVALUATE_FROM_TAG] == "2026-11-25T00:00:00+00:00"
+
+
+def test_a_window_too_thin_to_judge_keeps_the_change_point(instance):
+    monitor(instance, drift_stand_in, passed=False, window_start="2026-11-20T00:01:00+00:00")
+    _, cursor = retrain_decision(instance, RetrainCursor(seen={}), now=1000.0, cooldown_s=600.0)
+    monitor(instance, drift_stand_in, passed=True, judged=False)
+    monitor(instance, performance_stand_in, passed=True, judged=False)
+    _, cursor = retrain_decision(instance, cursor, now=1100.0, cooldown_s=600.0)
+    assert cursor.change_at == "2026-11-20T00:01:00+00:00"  # passing unjudged is no evidence the model fits again
+    monitor(instance, drift_stand_in, passed=False, window_start="2026-11-22T00:00:00+00:00")
+    retry, _ = retrain_decision(instance, cursor, now=1700.0, cooldown_s=600.0)
+    assert retry.tags[EVALUATE_FROM_TAG] == "2026-11-20T00:01:00+00:00"
 
 
 def test_passing_checks_do_not_retrain(instance):
