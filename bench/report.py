@@ -319,8 +319,17 @@ def loop(data: dict) -> str:
         if event["event"] == "day_exported":
             detail = f"day {event['day']} exported"
         else:
-            keys = ("check", "description", "status", "cause", "model_version", "outcome", "reason", "day")
-            keys += ("intent_logit",)
+            keys = (
+                "check",
+                "description",
+                "status",
+                "cause",
+                "model_version",
+                "outcome",
+                "reason",
+                "day",
+                "intent_logit",
+            )
             detail = "; ".join(f"{k}: {str(event[k])[:110]}" for k in keys if event.get(k) not in (None, ""))
         rows.append(f"| {event['at'] - start:,.0f} | {event['event']} | {detail.replace('|', '/')} |")
     rows.append("")

@@ -104,8 +104,7 @@ def evaluate_from(failures, since: str | None = None) -> str | None:
     the regime the new model will serve."""
     starts = [since] if since else []
     for record in failures:
-        value = (_evaluation(record).metadata or {}).get(WINDOW_START)
-        text = getattr(value, "value", value)
+        text = _metadata(_evaluation(record), WINDOW_START)
         if isinstance(text, str) and text not in ("", "NaT"):
             starts.append(text)
     return min(starts, key=lambda t: datetime.fromisoformat(t)) if starts else None
@@ -116,8 +115,13 @@ def _judged_pass(record) -> bool:
     evaluation = _evaluation(record)
     if evaluation is None or not evaluation.passed:
         return False
-    judged = (evaluation.metadata or {}).get(JUDGED)
-    return getattr(judged, "value", judged) is not False
+    return _metadata(evaluation, JUDGED) is not False
+
+
+def _metadata(evaluation, key: str):
+    """A metadata entry's plain value on a check evaluation (None when absent)."""
+    value = (evaluation.metadata or {}).get(key)
+    return getattr(value, "value", value)
 
 
 def _evaluation(record):

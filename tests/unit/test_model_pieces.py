@@ -285,11 +285,8 @@ def test_quality_gates_fail_exactly_where_the_challenger_falls_short(calibrated,
     assert {g.name for g in gates} == {"beats_baseline_log_loss", "ece_within_bound", "not_worse_than_champion"}
 
 
-def test_the_first_user_window_of_a_long_history_is_left_out_of_training():
-    """Sessions in the first 30 days have user windows cut by the data's first day: with 70 days of history they are
-    not training examples; a week (the demo) keeps everything; an explicit value wins."""
-    t0 = pd.Timestamp("2026-09-01", tz="UTC")
-    days = 70
+def one_session_a_day(t0: pd.Timestamp, days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Sessions (one a day at noon, every fourth purchasing) and their one decision point each."""
     sessions = pd.DataFrame(
         {
             "session_id": [f"s{d}" for d in range(days)],
@@ -307,6 +304,15 @@ def test_the_first_user_window_of_a_long_history_is_left_out_of_training():
             "purchases_so_far": 0,
         }
     )
+    return sessions, prefix
+
+
+def test_the_first_user_window_of_a_long_history_is_left_out_of_training():
+    """Sessions in the first 30 days have user windows cut by the data's first day: with 70 days of history they are
+    not training examples; a week (the demo) keeps everything; an explicit value wins."""
+    t0 = pd.Timestamp("2026-09-01", tz="UTC")
+    days = 70
+    sessions, prefix = one_session_a_day(t0, days)
     assert warm_up_days(sessions) == 30 and warm_up_days(sessions.head(59)) == 0
     assert warm_up_days(sessions.head(60)) == 30  # sixty calendar days of history: twice the longest window
     points, _ = decision_points(prefix, sessions)
@@ -325,23 +331,7 @@ def test_after_a_detected_change_validation_and_test_are_the_traffic_since_the_c
     everything before trains; a change before the first session or after the last is refused."""
     t0 = pd.Timestamp("2026-09-01", tz="UTC")
     days = 20
-    sessions = pd.DataFrame(
-        {
-            "session_id": [f"s{d}" for d in range(days)],
-            "session_start": [t0 + pd.Timedelta(days=d, hours=12) for d in range(days)],
-            "session_end": [t0 + pd.Timedelta(days=d, hours=12, minutes=5) for d in range(days)],
-            "has_purchase": [d % 4 == 0 for d in range(days)],
-        }
-    )
-    prefix = pd.DataFrame(
-        {
-            "session_id": sessions["session_id"],
-            "user_id": "u",
-            "event_timestamp": sessions["session_start"] + pd.Timedelta(minutes=1),
-            "decision_event_id": [f"e{d}" for d in range(days)],
-            "purchases_so_far": 0,
-        }
-    )
+    sessions, prefix = one_session_a_day(t0, days)
     change = t0 + pd.Timedelta(days=14)
     points, boundaries = decision_points(prefix, sessions, evaluate_from=change)
     split = dict(zip(points["session_id"], points["split"]))
