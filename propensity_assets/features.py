@@ -40,7 +40,7 @@ def _schema_check(frame, schema, keys: list[str], check_name: str) -> dg.AssetCh
     group_name="features",
     kinds={"spark", "parquet"},
     check_specs=[dg.AssetCheckSpec("user_aggregates_schema", asset="user_daily_aggregates")],
-    description="User history per user and day (1/7/30-day counts and rates, recency, order value, tenure), "
+    description="User history per user and day (1/7/30-day counts and rates, recency and order value), "
     "stamped at the next midnight so a decision never sees its own day.",
 )
 def user_daily_aggregates(spark: LazyPySparkResource, lake: LakeResource):

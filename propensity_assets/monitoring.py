@@ -45,10 +45,9 @@ from propensity.paths import home, table_dir
 from propensity_assets.metadata import png_markdown
 from serving.endpoint_state import EndpointFiles
 
-# The calendar moves these, not the shoppers: a one-day window holds one weekday, a returning shopper's tenure grows
-# by a day a day, and the days since a last order are bounded by the history's age, so in a store younger than a few
-# months they grow with it. They are profiled and shown, but left out of the drift alarm.
-CALENDAR_FEATURES = ("session_weekday", "user_tenure_days", "user_days_since_last_order")
+# The calendar moves these, not the shoppers: a one-day window holds one weekday. Profiled and shown, but left out of
+# the drift alarm.
+CALENDAR_FEATURES = ("session_weekday",)
 
 
 def read_lake(table: str) -> pd.DataFrame:

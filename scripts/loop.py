@@ -54,7 +54,7 @@ STREAM_START_S = 300.0
 DAY_S = 90.0  # a live day's traffic is spread over this long: a canary started the night before is judged on it
 NIGHT_QUIET_S = 45.0  # the platform idle this long ends the night (sensors and automation tick every 30 s)
 NIGHT_S = 15 * 60.0  # the longest night: a stuck run must not hold the storefront forever
-TIMEOUT_S = 70 * 60.0
+TIMEOUT_S = 90 * 60.0  # about six nights of ~7 min on 2 cores, with headroom for a slow day
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 

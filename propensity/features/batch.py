@@ -75,7 +75,6 @@ def user_daily_aggregates(session_events: DataFrame, sessions: DataFrame) -> Dat
                 F.sum(count).over(by_day.rowsBetween(-(days - 1), 0)).cast("long").alias(f"user_{count}_{days}d")
             )
     window_30 = by_day.rowsBetween(-29, 0)
-    running = by_day.rowsBetween(Window.unboundedPreceding, 0)
 
     def ratio(numerator, denominator):
         return F.when(denominator > 0, numerator / denominator).otherwise(F.lit(0.0))
@@ -86,17 +85,16 @@ def user_daily_aggregates(session_events: DataFrame, sessions: DataFrame) -> Dat
         ),
         ratio(F.sum("orders").over(window_30), F.sum("sessions").over(window_30)).alias("user_conversion_rate_30d"),
         ratio(F.sum("cart_adds").over(window_30), F.sum("events").over(window_30)).alias("user_cart_add_rate_30d"),
-        F.datediff("day", F.max(F.when(F.col("events") > 0, F.col("day"))).over(running))
+        F.datediff("day", F.max(F.when(F.col("events") > 0, F.col("day"))).over(window_30))
         .cast("double")
         .alias("user_days_since_last_event"),
-        F.datediff("day", F.max(F.when(F.col("orders") > 0, F.col("day"))).over(running))
+        F.datediff("day", F.max(F.when(F.col("orders") > 0, F.col("day"))).over(window_30))
         .cast("double")
         .alias("user_days_since_last_order"),
         F.when(
             F.sum("priced_orders").over(window_30) > 0,
             F.sum("order_value").over(window_30) / F.sum("priced_orders").over(window_30),
         ).alias("user_avg_order_value_30d"),
-        F.datediff("day", "first_day").cast("double").alias("user_tenure_days"),
     ]
     result = dense.select(*columns)
     return result.select(*USER_AGGREGATE_KEYS, *(F.col(f.name).cast(_SPARK_TYPES[f.dtype]) for f in USER_FEATURES))

@@ -139,6 +139,13 @@ def test_user_daily_aggregates_match_a_hand_computation(spark):
                 "session_id": "s3",
                 "event_type": "page_view",
             },
+            {
+                "event_id": "8",
+                "event_time": "2026-10-01 12:00",
+                "user_id": "u3",
+                "session_id": "s4",
+                "event_type": "page_view",
+            },
         ]
     )
     session_events = to_spark(spark, events)
@@ -160,10 +167,12 @@ def test_user_daily_aggregates_match_a_hand_computation(spark):
     assert list(u1["user_avg_order_value_30d"]) == [25.0, 25.0, 25.0, 25.0]
     assert list(u1["user_days_since_last_event"]) == [0.0, 1.0, 0.0, 1.0]
     assert list(u1["user_days_since_last_order"]) == [0.0, 1.0, 2.0, 3.0]
-    assert list(u1["user_tenure_days"]) == [0.0, 1.0, 2.0, 3.0]
     u2 = aggregates[aggregates["user_id"] == "u2"].iloc[0]
     assert math.isnan(u2["user_days_since_last_order"]) and math.isnan(u2["user_avg_order_value_30d"])
     assert u2["user_conversion_rate_30d"] == 0.0
+    # recency is windowed like the counts, so it never grows with the store's age: u3's one visit counts for 30 days
+    u3 = aggregates[aggregates["user_id"] == "u3"].set_index("as_of_date")["user_days_since_last_event"]
+    assert u3[pd.Timestamp("2026-10-30").date()] == 29.0 and math.isnan(u3[pd.Timestamp("2026-10-31").date()])
 
 
 def test_spark_session_features_equal_the_pandas_fold_on_real_events(spark):

@@ -30,6 +30,7 @@ def feature_rows(n: int, rng: np.random.Generator, *, hours=HOURS, missing_order
             columns[name] = rng.gamma(2.0, 50.0, size=n)
         else:
             columns[name] = rng.poisson(0.3 + (i % 4), size=n).astype(float)  # ties: mostly 0, 1, 2
+    columns["session_product_views"] = rng.poisson(0.3, size=n).astype(float)  # ~74 % zeros: ties at the low edge
     new_users = rng.random(n) < 0.3  # no history: every user feature missing
     for name in MODEL_FEATURE_NAMES:
         if name.startswith("user_"):
@@ -134,8 +135,8 @@ def test_classifier_flags_a_shifted_window_and_not_an_aa_one(reference):
 
 
 def test_bad_input_raises_a_clear_error(reference):
-    window = feature_rows(100, np.random.default_rng(18)).drop(columns=["session_events", "user_tenure_days"])
-    with pytest.raises(ValueError, match="lack 2 model feature column.*user_tenure_days.*session_events"):
+    window = feature_rows(100, np.random.default_rng(18)).drop(columns=["session_events", "user_avg_order_value_30d"])
+    with pytest.raises(ValueError, match="lack 2 model feature column.*user_avg_order_value_30d.*session_events"):
         drift_report(reference, window)
     with pytest.raises(ValueError, match="empty"):
         drift_report(reference, feature_rows(0, np.random.default_rng(18)))
