@@ -74,6 +74,17 @@ def window(frame: pd.DataFrame, since: pd.Timestamp | None) -> pd.DataFrame:
     return frame[frame["decided_at"] > since]
 
 
+def sessions_start(rows: pd.DataFrame) -> str:
+    """A window's start in the shoppers' time: the first start among its sessions (`WINDOW_START`). A retrain splits
+    sessions by their own start, which is not the decision time when a storefront replays past days (`make loop`);
+    the rows are labelled decisions, so each of their sessions has an outcome."""
+    outcomes = read_lake("session_outcomes")
+    starts = outcomes.loc[outcomes["session_id"].isin(rows["session_id"]), "session_start"] if len(outcomes) else []
+    if len(starts) == 0:
+        raise ValueError(f"none of the window's {rows['session_id'].nunique()} sessions has an outcome row")
+    return pd.Timestamp(starts.min()).isoformat()
+
+
 def serving_version(frame: pd.DataFrame) -> str | None:
     """The model version that scored most rows of the window (the champion, even while a canary bakes)."""
     return None if frame.empty else str(frame["model_version"].value_counts().idxmax())
@@ -151,7 +162,7 @@ def drift_report_asset(context: dg.AssetExecutionContext, config: DriftConfig):
     window_end = live["decided_at"].max()
     result = {
         "model_version": version,
-        WINDOW_START: live["decided_at"].min().isoformat(),
+        WINDOW_START: sessions_start(live),
         "window_end": str(window_end),
         "excluded_from_alarm": list(CALENDAR_FEATURES),
         "report": report.as_dict(),
@@ -251,7 +262,7 @@ def performance_monitor(context: dg.AssetExecutionContext, config: PerformanceCo
     test_metrics = load_artifact(ModelRegistry().root / version).metrics["calibrated"]
     log_loss_ok, log_loss_detail = performance_check(realised, test_metrics, tolerance=config.log_loss_tolerance)
     calibration_ok, calibration_detail = calibration_check(realised, max_ece=config.max_ece)
-    window_end, window_start = rows["decided_at"].max(), rows["decided_at"].min().isoformat()
+    window_end, window_start = rows["decided_at"].max(), sessions_start(rows)
     save_report(PERFORMANCE_ASSET, {"model_version": version, "realised": realised, "expected": expected})
     yield dg.MaterializeResult(
         metadata={

@@ -115,8 +115,13 @@ def land_window(rng, version: str, start: pd.Timestamp, n: int, shift_sd: float 
         time_to_purchase_s=np.where(label == 1, 120.0, np.nan),
         matured_at=decisions["decided_at"] + pd.Timedelta(minutes=30),
     ).astype(LABELLED_COLUMNS)
+    # The sessions began hours before their decisions, as when a storefront replays a past day (make loop): the
+    # window's start handed to a retrain is the sessions' own time.
+    outcomes = pd.DataFrame(
+        {"session_id": decisions["session_id"], "session_start": decisions["decided_at"] - pd.Timedelta(hours=6)}
+    )
     day = start.strftime("%Y-%m-%d")
-    for table, frame in (("decision_log", decisions), ("labelled_decisions", labelled)):
+    for table, frame in (("decision_log", decisions), ("labelled_decisions", labelled), ("session_outcomes", outcomes)):
         path = table_dir(table) / f"date={day}"
         path.mkdir(parents=True, exist_ok=True)
         frame.to_parquet(path / "data.parquet", index=False)
@@ -156,6 +161,7 @@ def test_a_quiet_window_passes_and_a_shifted_miscalibrated_one_fails_and_retrain
         assert drift["report"]["drifted_features"][0] == SHIFTED and drift["report"]["window_rows"] == 4_000
         request, cursor = retrain_decision(instance, cursor, now=time.time(), cooldown_s=600)
         assert isinstance(request, dg.RunRequest)
+        assert request.tags["propensity/evaluate_from"] == "2026-11-30T18:00:00+00:00"  # the shifted sessions' start
         assert "no_feature_drift failed" in request.tags["propensity/retrain_cause"]
         assert "realised_calibration_within_bounds failed" in request.tags["propensity/retrain_cause"]
 
