@@ -57,6 +57,7 @@ OUTCOME_COLUMNS: dict[str, object] = {
     "events_before_purchase": "int64",  # the session's events before its first purchase (all of them if none)
 }
 LABEL_COLUMNS: dict[str, object] = {
+    "session_start": TIME_DTYPE,  # on the events' clock: what a retrain splits by (see label_decisions)
     "label": "int64",
     "revenue": "float64",
     "time_to_purchase_s": "float64",
@@ -302,9 +303,9 @@ def label_decisions(
     as_of = pd.Timestamp(as_of)
     as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of.tz_convert("UTC")
     joined = decisions[list(DECISION_COLUMNS)].merge(
-        outcomes[["session_id", "session_end", "first_purchase_time", "revenue", "events_before_purchase"]].rename(
-            columns={"revenue": "session_revenue"}
-        ),
+        outcomes[
+            ["session_id", "session_start", "session_end", "first_purchase_time", "revenue", "events_before_purchase"]
+        ].rename(columns={"revenue": "session_revenue"}),
         on="session_id",
         how="inner",
         validate="many_to_one",
@@ -319,6 +320,7 @@ def label_decisions(
     after_purchase = first_purchase.notna() & ~before_by_state.where(seen.notna(), before_by_time)
     keep = (matured_at <= as_of) & ~after_purchase
     labelled = joined.loc[keep, list(DECISION_COLUMNS)].copy()
+    labelled["session_start"] = joined.loc[keep, "session_start"]
     purchased = first_purchase[keep].notna()
     labelled["label"] = purchased.astype("int64")
     # every purchase of a kept decision's session is at or after its first, so after the decision

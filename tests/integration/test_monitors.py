@@ -109,19 +109,17 @@ def land_window(rng, version: str, start: pd.Timestamp, n: int, shift_sd: float 
             "latency_ms": 1.0,
         }
     ).astype(DECISION_COLUMNS)
+    # The sessions began hours before their decisions, as when a storefront replays a past day (make loop): the
+    # window's start handed to a retrain is the sessions' own time.
     labelled = decisions.assign(
+        session_start=decisions["decided_at"] - pd.Timedelta(hours=6),
         label=label,
         revenue=label * 50.0,
         time_to_purchase_s=np.where(label == 1, 120.0, np.nan),
         matured_at=decisions["decided_at"] + pd.Timedelta(minutes=30),
     ).astype(LABELLED_COLUMNS)
-    # The sessions began hours before their decisions, as when a storefront replays a past day (make loop): the
-    # window's start handed to a retrain is the sessions' own time.
-    outcomes = pd.DataFrame(
-        {"session_id": decisions["session_id"], "session_start": decisions["decided_at"] - pd.Timedelta(hours=6)}
-    )
     day = start.strftime("%Y-%m-%d")
-    for table, frame in (("decision_log", decisions), ("labelled_decisions", labelled), ("session_outcomes", outcomes)):
+    for table, frame in (("decision_log", decisions), ("labelled_decisions", labelled)):
         path = table_dir(table) / f"date={day}"
         path.mkdir(parents=True, exist_ok=True)
         frame.to_parquet(path / "data.parquet", index=False)

@@ -288,6 +288,7 @@ def test_labels_mature_with_the_session_and_decisions_after_the_first_purchase_a
     assert list(got.index) == ["early", "at", "never", "blind"]
     assert list(got["label"]) == [1, 1, 0, 1] and got["label"].dtype == "int64"
     assert list(got["revenue"]) == [25.0, 25.0, 0.0, 25.0]
+    assert got.loc["early", "session_start"] == utc("2026-03-02 10:00")  # the session's clock, not the decision's
     assert got.loc["early", "time_to_purchase_s"] == 900.0 and got.loc["at", "time_to_purchase_s"] == 0.0
     assert np.isnan(got.loc["never", "time_to_purchase_s"])
     assert got.loc["early", "matured_at"] == utc("2026-03-02 11:10") and got.loc["never", "matured_at"] == utc(
