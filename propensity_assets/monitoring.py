@@ -75,8 +75,7 @@ def window(frame: pd.DataFrame, since: pd.Timestamp | None) -> pd.DataFrame:
 
 
 def sessions_start(rows: pd.DataFrame) -> str:
-    """A window's start in the shoppers' time: the first start among its sessions (`WINDOW_START`). A retrain splits
-    sessions by their own start, which is not the decision time when a storefront replays past days (`make loop`)."""
+    """A window's `WINDOW_START`: the first start among its sessions."""
     return pd.Timestamp(rows["session_start"].min()).isoformat()
 
 

@@ -20,8 +20,9 @@ RETRAIN_CHECKS = (
     (PERFORMANCE_ASSET, PERFORMANCE_CHECK),
     (PERFORMANCE_ASSET, CALIBRATION_CHECK),
 )
-# Metadata key on a retrain check's evaluation: the first decision of the window it judged (ISO 8601), from which a
-# retrain after a detected change draws its validation and test sessions.
+# Metadata key on a retrain check's evaluation: the first start among the sessions of the window it judged (ISO 8601,
+# the events' clock), from which a retrain after a detected change draws its validation and test sessions. Not the
+# first decision's time: a storefront replaying past days (`make loop`) decides today on last week's sessions.
 WINDOW_START = "window_start"
 # Metadata key set to False on a check that passed without judging (too few rows in its window): no evidence that the
 # model fits again, so the retrain sensor keeps the change point it holds.
