@@ -35,8 +35,9 @@ HOLDOUT_SHARE = 0.1
 THRESHOLD = 0.2
 
 
-def shoppers(rng: np.random.Generator, n: int, shift_sd: float = 0.0) -> pd.DataFrame:
-    """Feature rows with every model feature: counts, amounts, a missing-heavy recency, hour and weekday."""
+def shoppers(rng: np.random.Generator, n: int, shift_sd: float = 0.0, shifted: tuple[str, ...] = (SHIFTED,)):
+    """Feature rows with every model feature: counts, amounts, a missing-heavy recency, hour and weekday; the
+    `shifted` features moved by `shift_sd` of their SD."""
     columns = {}
     for i, name in enumerate(MODEL_FEATURE_NAMES):
         columns[name] = rng.gamma(2.0, 1.0 + i % 5, n)
@@ -45,7 +46,8 @@ def shoppers(rng: np.random.Generator, n: int, shift_sd: float = 0.0) -> pd.Data
     recency = columns["user_days_since_last_order"]
     columns["user_days_since_last_order"] = np.where(rng.random(n) < 0.5, np.nan, recency)
     frame = pd.DataFrame(columns)[list(MODEL_FEATURE_NAMES)]
-    frame[SHIFTED] += shift_sd * frame[SHIFTED].std()
+    for name in shifted:
+        frame[name] += shift_sd * frame[name].std()
     return frame
 
 
@@ -80,11 +82,13 @@ def register_model(rng: np.random.Generator) -> str:
     return ModelRegistry().register(directory, promote=True, reason="test")
 
 
-def land_window(rng, version: str, start: pd.Timestamp, n: int, shift_sd: float = 0.0, buy_factor: float = 1.0):
+def land_window(
+    rng, version: str, start: pd.Timestamp, n: int, shift_sd: float = 0.0, buy_factor: float = 1.0, shifted=(SHIFTED,)
+):
     """One day of labelled decisions (one per session) and their decision log, as the decision assets write them."""
     from propensity.models.artifact import load_artifact
 
-    features = shoppers(rng, n, shift_sd)
+    features = shoppers(rng, n, shift_sd, shifted)
     score = load_artifact(ModelRegistry().root / version).predict(features)
     holdout = rng.random(n) < HOLDOUT_SHARE
     treated = ~holdout & (score >= THRESHOLD)
@@ -162,6 +166,19 @@ def test_a_quiet_window_passes_and_a_shifted_miscalibrated_one_fails_and_retrain
         assert request.tags["propensity/evaluate_from"] == "2026-11-30T18:00:00+00:00"  # the shifted sessions' start
         assert "no_feature_drift failed" in request.tags["propensity/retrain_cause"]
         assert "realised_calibration_within_bounds failed" in request.tags["propensity/retrain_cause"]
+
+
+def test_yesterdays_weekday_in_the_one_day_user_counts_does_not_alarm(propensity_home):
+    """After a busy Sunday every one-day user count is up (0.24 SD on make loop's store); the shoppers are the same."""
+    rng = np.random.default_rng(11)
+    version = register_model(rng)
+    one_day = tuple(name for name in MODEL_FEATURE_NAMES if name.endswith("_1d"))
+    with dg.instance_for_test() as instance:
+        land_window(rng, version, pd.Timestamp("2026-11-30 00:00", tz="UTC"), 4_000, shift_sd=0.5, shifted=one_day)
+        checks = run_monitors(instance)
+        assert checks[FEATURE_DRIFT_CHECK] and checks[MULTIVARIATE_DRIFT_CHECK]
+        drift = json.loads((home() / "monitoring" / "drift_report.json").read_text())
+        assert set(one_day) <= set(drift["excluded_from_alarm"]) and drift["report"]["window_rows"] == 4_000
 
 
 def test_too_few_decisions_are_not_judged(propensity_home):
