@@ -77,6 +77,13 @@ def window(frame: pd.DataFrame, since: pd.Timestamp | None) -> pd.DataFrame:
     return frame[frame["decided_at"] > since]
 
 
+def last_decision(rows: pd.DataFrame) -> pd.Timestamp | None:
+    """A window's `window_end`: its last decision before any filter or sample. Taken after them (one decision per
+    session), the other decision points of the window's late sessions fell into the next window, and their day's
+    sessions started it (on make loop's store, a window of one day's traffic began at 08:51 the day before)."""
+    return None if rows.empty else rows["decided_at"].max()
+
+
 def sessions_start(rows: pd.DataFrame) -> str:
     """A window's `WINDOW_START`: the first start among its sessions."""
     return pd.Timestamp(rows["session_start"].min()).isoformat()
@@ -134,6 +141,7 @@ def drift_report_asset(context: dg.AssetExecutionContext, config: DriftConfig):
     decisions = read_lake("labelled_decisions")
     since = previous_window_end(context, DRIFT_ASSET)
     live = window(decisions, since)
+    window_end = last_decision(live)
     live = live[~live["fallback"]] if not live.empty else live
     version = serving_version(live)
     # One decision per session: a session's decisions share its shopper and its state, so the rows of a window are
@@ -156,7 +164,6 @@ def drift_report_asset(context: dg.AssetExecutionContext, config: DriftConfig):
         alpha=config.classifier_alpha,
         features=tuple(tested["features"]),
     )
-    window_end = live["decided_at"].max()
     result = {
         "model_version": version,
         WINDOW_START: sessions_start(live),
@@ -232,6 +239,7 @@ class PerformanceConfig(dg.Config):
 )
 def performance_monitor(context: dg.AssetExecutionContext, config: PerformanceConfig):
     labelled = window(read_lake("labelled_decisions"), previous_window_end(context, PERFORMANCE_ASSET))
+    window_end = last_decision(labelled)
     version = serving_version(labelled)
     drift = load_report(DRIFT_ASSET) or {}
     drift_detected = bool(drift.get("report", {}).get("drifted")) or bool(drift.get("classifier", {}).get("drifted"))
@@ -259,7 +267,7 @@ def performance_monitor(context: dg.AssetExecutionContext, config: PerformanceCo
     test_metrics = load_artifact(ModelRegistry().root / version).metrics["calibrated"]
     log_loss_ok, log_loss_detail = performance_check(realised, test_metrics, tolerance=config.log_loss_tolerance)
     calibration_ok, calibration_detail = calibration_check(realised, max_ece=config.max_ece)
-    window_end, window_start = rows["decided_at"].max(), sessions_start(rows)
+    window_start = sessions_start(rows)
     save_report(PERFORMANCE_ASSET, {"model_version": version, "realised": realised, "expected": expected})
     yield dg.MaterializeResult(
         metadata={

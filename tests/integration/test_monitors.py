@@ -83,9 +83,17 @@ def register_model(rng: np.random.Generator) -> str:
 
 
 def land_window(
-    rng, version: str, start: pd.Timestamp, n: int, shift_sd: float = 0.0, buy_factor: float = 1.0, shifted=(SHIFTED,)
+    rng,
+    version: str,
+    start: pd.Timestamp,
+    n: int,
+    shift_sd: float = 0.0,
+    buy_factor: float = 1.0,
+    shifted=(SHIFTED,),
+    filtered_tail: int = 0,
 ):
-    """One day of labelled decisions (one per session) and their decision log, as the decision assets write them."""
+    """One day of labelled decisions (one per session) and their decision log, as the decision assets write them;
+    the last `filtered_tail` decisions are ones the monitors leave out (fallback scores, treated)."""
     from propensity.models.artifact import load_artifact
 
     features = shoppers(rng, n, shift_sd, shifted)
@@ -113,6 +121,11 @@ def land_window(
             "latency_ms": 1.0,
         }
     ).astype(DECISION_COLUMNS)
+    if filtered_tail:
+        tail = decisions.index[-filtered_tail:]
+        decisions.loc[tail, ["fallback", "treated", "holdout"]] = [True, True, False]
+        decisions.loc[tail, "offer"] = "discount"
+        decisions.loc[tail, "treatment_probability"] = 1 - HOLDOUT_SHARE
     # The sessions began hours before their decisions, as when a storefront replays a past day (make loop): the
     # window's start handed to a retrain is the sessions' own time.
     labelled = decisions.assign(
@@ -179,6 +192,27 @@ def test_yesterdays_weekday_in_the_one_day_user_counts_does_not_alarm(propensity
         assert checks[FEATURE_DRIFT_CHECK] and checks[MULTIVARIATE_DRIFT_CHECK]
         drift = json.loads((home() / "monitoring" / "drift_report.json").read_text())
         assert set(one_day) <= set(drift["excluded_from_alarm"]) and drift["report"]["window_rows"] == 4_000
+
+
+def test_a_window_ends_at_its_last_decision_and_the_next_holds_only_newer_ones(propensity_home):
+    """The window's end is its last decision, also when the monitors leave that decision out (a fallback score, a
+    treated session): taken after the filter, the next window began a day early."""
+    rng = np.random.default_rng(3)
+    version = register_model(rng)
+    with dg.instance_for_test() as instance:
+        first = pd.Timestamp("2026-11-30 00:00", tz="UTC")
+        land_window(rng, version, first, 2_000, filtered_tail=200)
+        run_monitors(instance)
+        last = first + pd.Timedelta(seconds=1_999)
+        for asset in (monitoring.DRIFT_ASSET, monitoring.PERFORMANCE_ASSET):
+            event = instance.get_latest_materialization_event(dg.AssetKey(asset))
+            assert event.asset_materialization.metadata["window_end"].value == str(last)
+        second = pd.Timestamp("2026-12-01 00:00", tz="UTC")
+        land_window(rng, version, second, 2_000)
+        run_monitors(instance)
+        drift = json.loads((home() / "monitoring" / "drift_report.json").read_text())
+        assert drift["report"]["window_rows"] == 2_000
+        assert drift["window_start"] == (second - pd.Timedelta(hours=6)).isoformat()
 
 
 def test_too_few_decisions_are_not_judged(propensity_home):
