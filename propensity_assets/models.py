@@ -29,10 +29,12 @@ from propensity.models.dataset import (
     warm_up_days,
 )
 from propensity.models.gates import (
+    BASELINE_GATE,
     CALIBRATION_GATE,
     GATE_EVIDENCE,
     SKILL_GATE,
     calibration_helps,
+    not_worse_than_baseline,
     quality_gates,
     skill_over_base_rate,
 )
@@ -308,7 +310,7 @@ def _truth_for(dataset: pd.DataFrame, lake: LakeResource) -> pd.Series | None:
     group_name="models",
     kinds={"lightgbm", "scikitlearn"},
     check_specs=[
-        dg.AssetCheckSpec("beats_baseline_log_loss", asset="model_evaluation", blocking=True),
+        dg.AssetCheckSpec(BASELINE_GATE, asset="model_evaluation", blocking=True),
         dg.AssetCheckSpec("ece_within_bound", asset="model_evaluation", blocking=True),
         dg.AssetCheckSpec("not_worse_than_champion", asset="model_evaluation", blocking=True),
         dg.AssetCheckSpec(SKILL_GATE, asset="model_evaluation", blocking=True),
@@ -345,9 +347,14 @@ def model_evaluation(config: QualityGateConfig, lake: LakeResource):
     test_sessions = dataset.loc[dataset["split"] == "test", "session_id"].to_numpy()
     train_rate = float(dataset.loc[dataset["split"] == "train", "label"].mean())
     selection = json.loads((work_dir() / "calibration_selection.json").read_text())
+    versus = not_worse_than_baseline(y_test, predictions["calibrated"], predictions["baseline"], groups=test_sessions)
     skill = skill_over_base_rate(y_test, predictions["calibrated"], train_rate, groups=test_sessions)
     helps = calibration_helps(raw, y_test, calibrator, selection=selection, groups=test_sessions)
-    metrics["calibrated"][GATE_EVIDENCE] = {SKILL_GATE: skill.evidence, CALIBRATION_GATE: helps.evidence}
+    metrics["calibrated"][GATE_EVIDENCE] = {
+        BASELINE_GATE: versus.evidence,
+        SKILL_GATE: skill.evidence,
+        CALIBRATION_GATE: helps.evidence,
+    }
     gates = quality_gates(metrics, champion_metrics, config.max_ece, config.champion_tolerance)
 
     importance = dict(zip(booster.feature_name(), (float(v) for v in booster.feature_importance("gain"))))

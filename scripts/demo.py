@@ -316,7 +316,7 @@ def models_ran(summary: dict) -> bool:
 
 
 QUALITY_GATES = {
-    "beats_baseline_log_loss",
+    "not_worse_than_baseline",
     "ece_within_bound",
     "not_worse_than_champion",
     "skill_over_base_rate",

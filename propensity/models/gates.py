@@ -1,9 +1,9 @@
 """Quality gates: the one definition the blocking asset checks and the registry's promotion both use.
 
 `quality_gates` judges from the stored test metrics, so the registry can re-judge a candidate from its artifact.
-The two gates that need the test rows themselves (bootstraps) are computed once by `skill_over_base_rate` and
-`calibration_helps`; their evidence (JSON numbers) is stored in the challenger's metrics under
-`GATE_EVIDENCE`, and `quality_gates` judges it again with the same rule wherever it finds it.
+The gates that need the test rows themselves (bootstraps) are computed once by `not_worse_than_baseline`,
+`skill_over_base_rate` and `calibration_helps`; their evidence (JSON numbers) is stored in the challenger's metrics
+under `GATE_EVIDENCE`, and `quality_gates` judges it again with the same rule wherever it finds it.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from scipy.special import expit
 from propensity.models.calibration import apply_calibrator
 from propensity.models.metrics import bootstrap_weights, expected_calibration_error, row_log_loss
 
+BASELINE_GATE = "not_worse_than_baseline"
 SKILL_GATE = "skill_over_base_rate"
 CALIBRATION_GATE = "calibration_helps"
 GATE_EVIDENCE = "gate_evidence"  # key in metrics["calibrated"]: {gate name: evidence}
@@ -149,6 +150,53 @@ def _selection_record(selection: dict | None) -> dict | None:
     }
 
 
+def not_worse_than_baseline(
+    y_test,
+    p_challenger,
+    p_baseline,
+    *,
+    groups=None,
+    resamples: int = GATE_RESAMPLES,
+    seed: int = 0,
+    alpha: float = GATE_ALPHA,
+) -> GateResult:
+    """The challenger against the logistic baseline on the same test rows: refused when its log-loss is worse
+    beyond noise (the alpha quantile of the paired bootstrap difference, challenger minus baseline, over `groups`
+    when given, is above 0).
+
+    A strict comparison of the two point estimates decides on noise when the two are about equally good, as on
+    the weeks right after a change: in `make loop` a retrain validated and tested on 1.5 days of the new regime
+    (66 and 71 purchasing sessions) was refused at 0.15121 against 0.15112, a difference of 0.06 %. The rule is the
+    one `calibration_helps` applies to the calibrator against the identity."""
+    y = np.asarray(y_test, dtype=float)
+    challenger, baseline = row_log_loss(y, p_challenger), row_log_loss(y, p_baseline)
+    challenger_draws, baseline_draws = _paired_draws(challenger, baseline, groups, resamples, seed)
+    rows = len(y)
+    evidence = {
+        "log_loss_challenger": float(challenger.mean()),
+        "log_loss_baseline": float(baseline.mean()),
+        "difference": float((challenger - baseline).mean()),
+        "difference_low": float(np.quantile((challenger_draws - baseline_draws) / rows, alpha)),
+        "alpha": alpha,
+        "resamples": resamples,
+        "resampled_by": "row" if groups is None else "group",
+        "rows": rows,
+    }
+    return judge_baseline(evidence)
+
+
+def judge_baseline(evidence: dict) -> GateResult:
+    worse = evidence["difference_low"] > 0
+    detail = (
+        f"calibrated {evidence['log_loss_challenger']:.5f} vs baseline {evidence['log_loss_baseline']:.5f} "
+        f"(difference {evidence['difference']:+.5f}, one-sided {1 - evidence['alpha']:.0%} lower bound "
+        f"{evidence['difference_low']:+.5f}, {evidence['resampled_by']} bootstrap)"
+    )
+    return GateResult(
+        BASELINE_GATE, not worse, detail + (": worse than the baseline beyond noise" if worse else ""), evidence
+    )
+
+
 def judge_calibration(evidence: dict) -> GateResult:
     selection = evidence["selection"]
     if selection is None:
@@ -183,15 +231,20 @@ def quality_gates(
 ) -> list[GateResult]:
     """`metrics` holds test metrics per model (baseline, lightgbm, calibrated); the challenger is `calibrated`.
 
-    The skill and calibration gates are judged when their evidence is in `metrics["calibrated"][GATE_EVIDENCE]`
-    (written by the evaluation from `skill_over_base_rate(...).evidence` and `calibration_helps(...).evidence`).
+    The baseline, skill and calibration gates are judged from their evidence in `metrics["calibrated"][GATE_EVIDENCE]`
+    (written by the evaluation from the `.evidence` of `not_worse_than_baseline`, `skill_over_base_rate` and
+    `calibration_helps`). Without the baseline's evidence (stored metrics only) the baseline gate compares the two
+    point estimates, strictly.
     """
     challenger, baseline = metrics["calibrated"], metrics["baseline"]
+    evidence = challenger.get(GATE_EVIDENCE, {})
     gates = [
-        GateResult(
-            "beats_baseline_log_loss",
+        judge_baseline(evidence[BASELINE_GATE])
+        if BASELINE_GATE in evidence
+        else GateResult(
+            BASELINE_GATE,
             challenger["log_loss"] < baseline["log_loss"],
-            f"calibrated {challenger['log_loss']:.5f} vs baseline {baseline['log_loss']:.5f}",
+            f"calibrated {challenger['log_loss']:.5f} vs baseline {baseline['log_loss']:.5f} (no test rows: strict)",
         ),
         GateResult("ece_within_bound", challenger["ece"] <= max_ece, f"ECE {challenger['ece']:.4f}, bound {max_ece}"),
     ]
@@ -207,7 +260,6 @@ def quality_gates(
         )
     else:
         gates.append(GateResult("not_worse_than_champion", True, "no champion yet"))
-    evidence = challenger.get(GATE_EVIDENCE, {})
     if SKILL_GATE in evidence:
         gates.append(judge_skill(evidence[SKILL_GATE]))
     if CALIBRATION_GATE in evidence:

@@ -28,7 +28,7 @@ MODEL_ASSETS = {
     "offer_policy",
 }
 BLOCKING_GATES = {
-    "beats_baseline_log_loss",
+    "not_worse_than_baseline",
     "ece_within_bound",
     "not_worse_than_champion",
     "skill_over_base_rate",

@@ -1,5 +1,6 @@
-"""The two promotion gates added for the closed loop: skill over the base rate and calibration that helps, and
-`quality_gates` judging them again from the stored evidence (as the registry does from the artifact)."""
+"""The promotion gates judged on the test rows: not worse than the baseline, skill over the base rate and
+calibration that helps, and `quality_gates` judging them again from the stored evidence (as the registry does from the
+artifact)."""
 
 import json
 
@@ -10,10 +11,12 @@ from scipy.special import expit, logit
 
 from propensity.models.calibration_fit import choose_calibrator, fit_calibrator
 from propensity.models.gates import (
+    BASELINE_GATE,
     CALIBRATION_GATE,
     GATE_EVIDENCE,
     SKILL_GATE,
     calibration_helps,
+    not_worse_than_baseline,
     quality_gates,
     skill_over_base_rate,
 )
@@ -70,6 +73,23 @@ def test_skill_gate_refuses_the_taobao_case():
     gate = skill_over_base_rate(y, scores, base_rate, groups=sessions)
     assert not gate.passed, gate.detail
     assert 0.0025 < gate.evidence["skill"] < 0.01
+
+
+def test_baseline_gate_passes_an_equal_challenger_a_hair_behind_and_refuses_a_worse_one(simulated_test_split):
+    d = simulated_test_split
+    sessions = d["session_id"].to_numpy()
+    z = logit(d["true_propensity"].clip(1e-6, 1 - 1e-6)).to_numpy()
+    rng = np.random.default_rng(8)
+    baseline = expit(z)
+    # As good as the baseline up to noise, and behind it on the point estimate: a strict comparison refuses it.
+    equal = expit(z + rng.normal(0, 0.05, len(z)))
+    gate = not_worse_than_baseline(d["label"], equal, baseline, groups=sessions)
+    assert gate.name == BASELINE_GATE and gate.evidence["difference"] > 0
+    assert gate.passed, gate.detail
+    worse = expit(z + rng.normal(0, 0.8, len(z)))
+    gate = not_worse_than_baseline(d["label"], worse, baseline, groups=sessions)
+    assert not gate.passed and "worse than the baseline beyond noise" in gate.detail
+    assert gate.evidence["difference_low"] > 0 and gate.evidence["resampled_by"] == "group"
 
 
 def _calibrated_raw(rng, n):
@@ -130,15 +150,18 @@ def test_quality_gates_judge_the_stored_evidence_again(simulated_test_split):
     z = logit(d["true_propensity"].clip(1e-6, 1 - 1e-6)).to_numpy()
     skill = skill_over_base_rate(d["label"], np.full(len(d), rate), rate, groups=sessions)
     helps = calibration_helps(z, d["label"], {"method": "identity"}, groups=sessions)
-    calibrated = _metrics(0.20) | {GATE_EVIDENCE: {SKILL_GATE: skill.evidence, CALIBRATION_GATE: helps.evidence}}
+    # the stored point estimates say the challenger is behind; the test rows said it is not, beyond noise
+    versus = not_worse_than_baseline(d["label"], expit(z), expit(z), groups=sessions)
+    evidence = {BASELINE_GATE: versus.evidence, SKILL_GATE: skill.evidence, CALIBRATION_GATE: helps.evidence}
+    calibrated = _metrics(0.26) | {GATE_EVIDENCE: evidence}
     stored = json.loads(json.dumps({"calibrated": calibrated, "baseline": _metrics(0.25)}))  # as in the artifact
     gates = {g.name: g for g in quality_gates(stored, None, max_ece=0.02, champion_tolerance=0.002)}
     assert set(gates) == {
-        "beats_baseline_log_loss",
+        "not_worse_than_baseline",
         "ece_within_bound",
         "not_worse_than_champion",
         SKILL_GATE,
         CALIBRATION_GATE,
     }
-    assert gates[SKILL_GATE] == skill and gates[CALIBRATION_GATE] == helps
+    assert gates[SKILL_GATE] == skill and gates[CALIBRATION_GATE] == helps and gates[BASELINE_GATE] == versus
     assert {name for name, g in gates.items() if not g.passed} == {SKILL_GATE}

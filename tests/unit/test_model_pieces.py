@@ -197,7 +197,7 @@ def test_registry_promotes_only_what_passed(tmp_path):
     X, y = _frame()
     registry = ModelRegistry(tmp_path / "registry")
     first = registry.register(_artifact(tmp_path, X, y), promote=True, reason="all quality gates passed")
-    second = registry.register(_artifact(tmp_path, X, y), promote=False, reason="beats_baseline_log_loss failed")
+    second = registry.register(_artifact(tmp_path, X, y), promote=False, reason="not_worse_than_baseline failed")
     assert registry.champion_version() == first != second
     statuses = {v["version"]: v["status"] for v in registry.versions()}
     assert statuses == {first: "champion", second: "rejected"}
@@ -270,7 +270,7 @@ def _metrics(log_loss, ece=0.01):
     ("calibrated", "baseline", "champion", "failing"),
     [
         (_metrics(0.20), _metrics(0.25), _metrics(0.201), set()),
-        (_metrics(0.26), _metrics(0.25), None, {"beats_baseline_log_loss"}),
+        (_metrics(0.26), _metrics(0.25), None, {"not_worse_than_baseline"}),
         (_metrics(0.20, ece=0.05), _metrics(0.25), None, {"ece_within_bound"}),
         (_metrics(0.21), _metrics(0.25), _metrics(0.20), {"not_worse_than_champion"}),
     ],
@@ -282,7 +282,7 @@ def test_quality_gates_fail_exactly_where_the_challenger_falls_short(calibrated,
         {"calibrated": calibrated, "baseline": baseline}, champion, max_ece=0.02, champion_tolerance=0.002
     )
     assert {g.name for g in gates if not g.passed} == failing
-    assert {g.name for g in gates} == {"beats_baseline_log_loss", "ece_within_bound", "not_worse_than_champion"}
+    assert {g.name for g in gates} == {"not_worse_than_baseline", "ece_within_bound", "not_worse_than_champion"}
 
 
 def one_session_a_day(t0: pd.Timestamp, days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
