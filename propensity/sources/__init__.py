@@ -15,6 +15,9 @@ import pandas as pd
 class SourceBatch:
     events: pd.DataFrame  # contract-shaped columns, values not yet validated
     truth: pd.DataFrame | None = None  # simulator only: event_id, true_propensity
+    # simulator only: per session its hidden traits (intent, hour, checkout factor, focus category, user index),
+    # which `propensity.sources.interventions` needs to continue a session under an offer
+    sessions: pd.DataFrame | None = None
 
 
 SOURCES = ("simulator", "taobao", "diginetica", "contract_files")

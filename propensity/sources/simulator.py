@@ -253,7 +253,7 @@ class BehaviourShift:
 
 
 def _sessions(rng, n_users, days, start_date, rate, shift: BehaviourShift | None = None):
-    """Session starts (µs since epoch, before de-overlapping), users, effective intents and checkout factors."""
+    """Session starts (µs since epoch, before de-overlapping), users, effective intents and UTC hours."""
     intent_u = np.clip(rng.beta(1.2, 8.0, n_users), 1e-6, 1 - 1e-6)
     activity_u = rng.gamma(1.5, 1.0 / 1.5, n_users)
     day0 = pd.Timestamp(start_date, tz="UTC").normalize()
@@ -269,11 +269,108 @@ def _sessions(rng, n_users, days, start_date, rate, shift: BehaviourShift | None
     z = _logit(intent_u[user]) + rng.normal(0.0, 0.5, n) + _HOUR_INTENT[hour] + _WEEKDAY_INTENT[weekday[day]]
     if shift is not None:
         z = z + np.where(day >= shift.from_day, shift.intent_logit, 0.0)
-    return user, start.astype(np.int64), _sigmoid(z), _HOUR_CHECKOUT[hour]
+    return user, start.astype(np.int64), _sigmoid(z), hour
 
 
 def _format_ids(prefix: str, numbers: np.ndarray, width: int) -> np.ndarray:
     return np.array([f"{prefix}{i:0{width}d}" for i in numbers.tolist()], dtype=object)
+
+
+@dataclass
+class SessionWorld:
+    """The running state of a set of sessions, one row each: the cart (a stack of lines, the last added on top),
+    checkout, the clock, the last product viewed, the focus category and each session's action table as
+    cumulative probabilities. `step` advances the live ones by one chain step; `simulate_traffic` runs whole
+    sessions with it and `propensity.sources.interventions` continues sessions from a decision point under
+    another table (an offer shown), with the same behaviour."""
+
+    cdf: np.ndarray  # (n, 5 kinds, 9 actions), cumulative
+    focus: np.ndarray
+    lines: np.ndarray
+    in_checkout: np.ndarray
+    clock: np.ndarray  # µs since session start
+    last_viewed: np.ndarray  # product index, -1 = none yet
+    cart_product: np.ndarray  # (n, MAX_CART_LINES)
+    cart_qty: np.ndarray
+
+    @classmethod
+    def fresh(cls, table: np.ndarray, focus: np.ndarray) -> SessionWorld:
+        n = len(table)
+        return cls(
+            cdf=cumulative(table),
+            focus=focus,
+            lines=np.zeros(n, dtype=np.int64),  # kept through checkout so purchase rows can list them
+            in_checkout=np.zeros(n, dtype=bool),
+            clock=np.zeros(n, dtype=np.int64),
+            last_viewed=np.full(n, -1, dtype=np.int64),
+            cart_product=np.zeros((n, MAX_CART_LINES), dtype=np.int64),
+            cart_qty=np.zeros((n, MAX_CART_LINES), dtype=np.int64),
+        )
+
+    def step(self, rng: np.random.Generator, cat: dict[str, np.ndarray], live: np.ndarray):
+        """One chain step for the sessions in `live`: returns the step's rows (session, action, product,
+        quantity, µs since session start, chain state right after the event, -1 = purchased) and the sessions
+        still live after it."""
+        state = np.where(self.in_checkout[live], STATE_K, self.lines[live])
+        u = rng.random(len(live))
+        action = (u[:, None] >= self.cdf[live, _KIND_OF_STATE[state]]).sum(axis=1)
+        action[(action == ADD) & (state == MAX_CART_LINES)] = PROD  # full cart: see module docstring
+        keep = action != EXIT
+        s, action = live[keep], action[keep]
+        n = len(s)
+
+        gap_s = np.minimum(rng.lognormal(np.log(30.0), 0.9, n), MAX_EVENT_GAP_S)
+        self.clock[s] += np.maximum((gap_s * 1_000_000).astype(np.int64), 1)
+
+        # Products: views draw from the catalogue; favourites and cart adds often act on the last viewed one.
+        product = np.full(n, -1, dtype=np.int64)
+        qty = np.ones(n, dtype=np.int64)
+        draws = (action == PROD) | (action == FAV) | (action == ADD)
+        product[draws] = _draw_products(rng, cat, self.focus[s[draws]])
+        last_viewed = self.last_viewed[s]
+        reuse = (action != PROD) & draws & (last_viewed >= 0) & (rng.random(n) < np.where(action == ADD, 0.7, 0.5))
+        product[reuse] = last_viewed[reuse]
+        viewed = action == PROD
+        self.last_viewed[s[viewed]] = product[viewed]
+
+        lines, cart_product, cart_qty = self.lines, self.cart_product, self.cart_qty
+        add = action == ADD
+        sa = s[add]
+        qty[add] = np.where(rng.random(len(sa)) < 0.08, 2, 1)
+        cart_product[sa, lines[sa]] = product[add]
+        cart_qty[sa, lines[sa]] = qty[add]
+        lines[sa] += 1
+
+        rem = action == REMOVE  # removes the line added last
+        sr = s[rem]
+        lines[sr] -= 1
+        product[rem] = cart_product[sr, lines[sr]]
+        qty[rem] = cart_qty[sr, lines[sr]]
+
+        self.in_checkout[s[action == CHECKOUT]] = True
+        post = np.where(self.in_checkout[s], STATE_K, lines[s])
+
+        # A purchase is one row per cart line, all at the purchase time, then the session is over.
+        buy = action == PURCHASE
+        sb = s[buy]
+        rep = np.repeat(sb, lines[sb])
+        line_no = np.arange(len(rep)) - np.repeat(np.cumsum(lines[sb]) - lines[sb], lines[sb])
+        other = ~buy
+        chunk = (
+            np.concatenate([s[other], rep]),
+            np.concatenate([action[other], np.full(len(rep), PURCHASE)]),
+            np.concatenate([product[other], cart_product[rep, line_no]]),
+            np.concatenate([qty[other], cart_qty[rep, line_no]]),
+            np.concatenate([self.clock[s[other]], self.clock[rep]]),
+            np.concatenate([post[other], np.full(len(rep), -1)]),
+        )
+        return chunk, s[other]
+
+
+def cumulative(table: np.ndarray) -> np.ndarray:
+    cdf = np.cumsum(table, axis=2)
+    cdf[:, :, -1] = 1.0  # guard against rounding: u < 1 always lands on a defined action
+    return cdf
 
 
 def simulate_traffic(
@@ -292,85 +389,34 @@ def simulate_traffic(
     """
     rng = np.random.default_rng(seed)
     cat = _catalogue(rng)
-    user, start, intent, checkout_factor = _sessions(rng, n_users, days, start_date, sessions_per_user_day, shift)
+    user, start, intent, hour = _sessions(rng, n_users, days, start_date, sessions_per_user_day, shift)
     n_sess = len(user)
+    checkout_factor = _HOUR_CHECKOUT[hour]
     table = _action_table(intent, checkout_factor)
-    cdf = np.cumsum(table, axis=2)
-    cdf[:, :, -1] = 1.0  # guard against rounding: u < 1 always lands on a defined action
     focus = np.minimum(np.searchsorted(cat["category_cdf"], rng.random(n_sess), side="right"), N_CATEGORIES - 1)
-
-    lines = np.zeros(n_sess, dtype=np.int64)  # cart lines; kept through checkout so purchase rows can list them
-    in_checkout = np.zeros(n_sess, dtype=bool)
-    clock = np.zeros(n_sess, dtype=np.int64)  # µs since session start
-    last_viewed = np.full(n_sess, -1, dtype=np.int64)
-    cart_product = np.zeros((n_sess, MAX_CART_LINES), dtype=np.int64)
-    cart_qty = np.zeros((n_sess, MAX_CART_LINES), dtype=np.int64)
+    world = SessionWorld.fresh(table, focus)
 
     # One chunk of rows per chain step: session, action, product, quantity, µs since session start, chain state
     # right after the event (-1 = purchased). Chunk t holds step t, which the truth needs (steps left = cap-1-t).
     live = np.arange(n_sess)
     ones = np.ones(n_sess, dtype=np.int64)
-    chunks = [(live, np.full(n_sess, PV), np.full(n_sess, -1), ones, clock.copy(), lines.copy())]
-
+    chunks = [(live, np.full(n_sess, PV), np.full(n_sess, -1), ones, world.clock.copy(), world.lines.copy())]
     for _ in range(1, MAX_STEPS):  # after step MAX_STEPS-1 every live session is forced to exit
         if len(live) == 0:
             break
-        state = np.where(in_checkout[live], STATE_K, lines[live])
-        u = rng.random(len(live))
-        action = (u[:, None] >= cdf[live, _KIND_OF_STATE[state]]).sum(axis=1)
-        action[(action == ADD) & (state == MAX_CART_LINES)] = PROD  # full cart: see module docstring
-        keep = action != EXIT
-        s, action = live[keep], action[keep]
-        n = len(s)
+        chunk, live = world.step(rng, cat, live)
+        chunks.append(chunk)
 
-        gap_s = np.minimum(rng.lognormal(np.log(30.0), 0.9, n), MAX_EVENT_GAP_S)
-        clock[s] += np.maximum((gap_s * 1_000_000).astype(np.int64), 1)
-
-        # Products: views draw from the catalogue; favourites and cart adds often act on the last viewed one.
-        product = np.full(n, -1, dtype=np.int64)
-        qty = np.ones(n, dtype=np.int64)
-        draws = (action == PROD) | (action == FAV) | (action == ADD)
-        product[draws] = _draw_products(rng, cat, focus[s[draws]])
-        reuse = (action != PROD) & draws & (last_viewed[s] >= 0) & (rng.random(n) < np.where(action == ADD, 0.7, 0.5))
-        product[reuse] = last_viewed[s[reuse]]
-        viewed = action == PROD
-        last_viewed[s[viewed]] = product[viewed]
-
-        add = action == ADD
-        sa = s[add]
-        qty[add] = np.where(rng.random(len(sa)) < 0.08, 2, 1)
-        cart_product[sa, lines[sa]] = product[add]
-        cart_qty[sa, lines[sa]] = qty[add]
-        lines[sa] += 1
-
-        rem = action == REMOVE  # removes the line added last
-        sr = s[rem]
-        lines[sr] -= 1
-        product[rem] = cart_product[sr, lines[sr]]
-        qty[rem] = cart_qty[sr, lines[sr]]
-
-        in_checkout[s[action == CHECKOUT]] = True
-        post = np.where(in_checkout[s], STATE_K, lines[s])
-
-        # A purchase is one row per cart line, all at the purchase time, then the session is over.
-        buy = action == PURCHASE
-        sb = s[buy]
-        rep = np.repeat(sb, lines[sb])
-        line_no = np.arange(len(rep)) - np.repeat(np.cumsum(lines[sb]) - lines[sb], lines[sb])
-        other = ~buy
-        chunks.append(
-            (
-                np.concatenate([s[other], rep]),
-                np.concatenate([action[other], np.full(len(rep), PURCHASE)]),
-                np.concatenate([product[other], cart_product[rep, line_no]]),
-                np.concatenate([qty[other], cart_qty[rep, line_no]]),
-                np.concatenate([clock[s[other]], clock[rep]]),
-                np.concatenate([post[other], np.full(len(rep), -1)]),
-            )
-        )
-        live = s[other]
-
-    return _assemble(seed, n_users, chunks, user, start, table, cat, duration=clock)
+    sessions = pd.DataFrame(
+        {
+            "intent": intent,
+            "hour": hour,
+            "checkout_factor": checkout_factor,
+            "focus_category": focus,
+            "user_index": user,
+        }
+    )
+    return _assemble(seed, n_users, chunks, user, start, table, cat, world.clock, sessions)
 
 
 def _truth(chunks, table: np.ndarray) -> list[np.ndarray]:
@@ -388,7 +434,7 @@ def _truth(chunks, table: np.ndarray) -> list[np.ndarray]:
     return out  # type: ignore[return-value]
 
 
-def _assemble(seed, n_users, chunks, user, start, table, cat, duration) -> SourceBatch:
+def _assemble(seed, n_users, chunks, user, start, table, cat, duration, sessions) -> SourceBatch:
     truth = np.concatenate(_truth(chunks, table))
     sess, action, product, qty, rel, _ = (np.concatenate(c) for c in zip(*chunks))
 
@@ -439,4 +485,5 @@ def _assemble(seed, n_users, chunks, user, start, table, cat, duration) -> Sourc
         columns=list(EVENT_COLUMNS),
     )
     truth_frame = pd.DataFrame({"event_id": event_id, "true_propensity": truth.astype(np.float64)})
-    return SourceBatch(events=events, truth=truth_frame)
+    sessions.insert(0, "session_id", session_str[session_rank])
+    return SourceBatch(events=events, truth=truth_frame, sessions=sessions)
