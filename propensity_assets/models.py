@@ -455,6 +455,9 @@ class OfferConfig(dg.Config):
     measure_on_hillstrom_arm: str | None = None
     # Share of sessions randomly held out (never treated): the control group the KPI monitor compares against.
     holdout_share: float = 0.1
+    # Share of the other sessions offered the discount below the threshold, so that a policy that would treat
+    # them can be valued from the decision log (off-policy, with the logged probability of treatment).
+    exploration_share: float = 0.05
 
 
 @dg.asset(
@@ -468,6 +471,8 @@ class OfferConfig(dg.Config):
 def offer_policy(config: OfferConfig) -> dg.MaterializeResult:
     if not 0.0 <= config.holdout_share < 1.0:
         raise dg.Failure(f"holdout_share must be in [0, 1), got {config.holdout_share}")
+    if not 0.0 <= config.exploration_share < 1.0:
+        raise dg.Failure(f"exploration_share must be in [0, 1), got {config.exploration_share}")
     if config.measure_on_hillstrom_arm:
         measured = hillstrom_relative_lift(arm=config.measure_on_hillstrom_arm)
         provenance = f"measured on Hillstrom: {config.measure_on_hillstrom_arm} vs No E-Mail"
@@ -496,6 +501,7 @@ def offer_policy(config: OfferConfig) -> dg.MaterializeResult:
         {
             "threshold": threshold,
             "holdout_share": config.holdout_share,
+            "exploration_share": config.exploration_share,
             "offer": "discount" if threshold is not None else None,
             "economics": economics.__dict__,
             "lift": lift,
@@ -505,6 +511,7 @@ def offer_policy(config: OfferConfig) -> dg.MaterializeResult:
         metadata={
             "threshold": threshold if threshold is not None else "never",
             "holdout_share": config.holdout_share,
+            "exploration_share": config.exploration_share,
             "relative_lift": lift["relative_lift"],
             "lift_provenance": lift["provenance"],
             "share_targeted": policy["share_targeted"],

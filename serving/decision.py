@@ -5,8 +5,12 @@
   request, on every variant and model version, and the arm is independent of the score (the KPI monitor compares
   treated against holdout as a randomised experiment).
 - Otherwise a row is treated when the policy has a threshold and the calibrated propensity is at or above it.
+- Exploration: below the threshold, a randomised share of the other sessions (`exploration_share`) is treated
+  all the same, so the log holds treated rows where the policy would not treat, and a new policy that would can be
+  valued off-policy. Its draw is the next 64 bits of the same digest: independent of the holdout's, and sticky.
 - `treatment_probability` is the probability that this row is treated under the logging policy: 1 - holdout_share
-  when the score clears the threshold, else 0. It is exact because the holdout draw is the only randomness.
+  when the score clears the threshold, (1 - holdout_share) * exploration_share below it. It is exact because the two
+  draws are the only randomness; a held-out row logs the same probability (what the policy would have done).
 
 Plain Python on the request path (a sha256 of a short id and a few comparisons: about a microsecond).
 """
@@ -21,8 +25,12 @@ _DRAW_BYTES = 8  # 64 bits of the digest: a uniform draw with a resolution far b
 _DRAW_SPAN = 1 << (8 * _DRAW_BYTES)
 
 
+def _digest(session_id: str) -> bytes:
+    return hashlib.sha256(session_id.encode("utf-8")).digest()
+
+
 def _draw_bits(session_id: str) -> int:
-    return int.from_bytes(hashlib.sha256(session_id.encode("utf-8")).digest()[:_DRAW_BYTES], "big")
+    return int.from_bytes(_digest(session_id)[:_DRAW_BYTES], "big")
 
 
 def holdout_draw(session_id: str) -> float:
@@ -47,18 +55,21 @@ class Decision:
 
 
 class DecisionPolicy:
-    """An artifact's intervention policy (`threshold`, `holdout_share`, `offer`), checked once at load; `decide` runs
-    per scored row."""
+    """An artifact's intervention policy (`threshold`, `holdout_share`, `exploration_share`, `offer`), checked once
+    at load; `decide` runs per scored row."""
 
     def __init__(self, policy: dict):
         # only these fields steer the decision; the rest (economics, the lift's provenance) are for people
         threshold = policy.get("threshold")
         holdout_share = policy.get("holdout_share", 0.0)
+        exploration_share = policy.get("exploration_share", 0.0)
         offer = policy.get("offer")
         if threshold is not None and not (isinstance(threshold, (int, float)) and 0.0 <= threshold <= 1.0):
             raise ValueError(f"intervention policy threshold must be a probability or null, got {threshold!r}")
         if not (isinstance(holdout_share, (int, float)) and 0.0 <= holdout_share < 1.0):
             raise ValueError(f"intervention policy holdout_share must be in [0, 1), got {holdout_share!r}")
+        if not (isinstance(exploration_share, (int, float)) and 0.0 <= exploration_share < 1.0):
+            raise ValueError(f"intervention policy exploration_share must be in [0, 1), got {exploration_share!r}")
         if threshold is not None and (not isinstance(offer, str) or not offer):
             raise ValueError(f"intervention policy with a threshold needs an offer to show, got {offer!r}")
         self.threshold: float | None = None if threshold is None else float(threshold)
@@ -66,7 +77,10 @@ class DecisionPolicy:
         self.offer: str | None = offer if threshold is not None else None
         # compared as integers on the request path: draw < share  <=>  first 64 bits < share * 2**64
         self._holdout_below = math.ceil(self.holdout_share * _DRAW_SPAN)
+        self.exploration_share = float(exploration_share) if threshold is not None else 0.0
+        self._explore_below = math.ceil(self.exploration_share * _DRAW_SPAN)
         self._treat_probability = 1.0 - self.holdout_share
+        self._explore_probability = self._treat_probability * self.exploration_share
         self._none = Decision(treated=False, holdout=False, offer=None, treatment_probability=0.0)
         self._held_out = Decision(treated=False, holdout=True, offer=None, treatment_probability=0.0)
 
@@ -74,13 +88,23 @@ class DecisionPolicy:
         """holdout_draw(session_id) < holdout_share, in integers (no hashing at all without a holdout)."""
         return self._holdout_below > 0 and _draw_bits(session_id) < self._holdout_below
 
+    def is_exploring(self, session_id: str) -> bool:
+        """The session's second draw (bits 64-127 of the digest) < exploration_share."""
+        return self._explore_below > 0 and int.from_bytes(_digest(session_id)[_DRAW_BYTES : 2 * _DRAW_BYTES], "big") < (
+            self._explore_below
+        )
+
     def decide(self, session_id: str, propensity: float) -> Decision:
         holdout = self.is_holdout(session_id)
-        if self.threshold is None or propensity < self.threshold:
+        if self.threshold is None:
             return self._held_out if holdout else self._none
+        if propensity < self.threshold:
+            if self._explore_below == 0:
+                return self._held_out if holdout else self._none
+            treated = not holdout and self.is_exploring(session_id)
+            probability = self._explore_probability
+        else:
+            treated, probability = not holdout, self._treat_probability
         return Decision(
-            treated=not holdout,
-            holdout=holdout,
-            offer=None if holdout else self.offer,
-            treatment_probability=self._treat_probability,
+            treated=treated, holdout=holdout, offer=self.offer if treated else None, treatment_probability=probability
         )

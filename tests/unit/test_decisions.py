@@ -67,6 +67,28 @@ def test_treatment_and_its_logged_probability_follow_the_threshold_and_the_holdo
     assert abs(treated - 0.75) < 0.04
 
 
+def test_exploration_treats_a_stable_share_below_the_threshold_and_logs_its_exact_probability():
+    policy = DecisionPolicy({**POLICY, "exploration_share": 0.1})
+    sessions = [f"s-{i}" for i in range(40_000)]
+    below = [policy.decide(s, 0.05) for s in sessions]
+    treated = np.array([d.treated for d in below])
+    held = np.array([d.holdout for d in below])
+    assert not (treated & held).any()
+    # (1 - 0.25) * 0.1 = 0.075 of all sessions: binomial sd 0.0013
+    assert abs(treated.mean() - 0.075) < 0.006
+    assert all(d.treatment_probability == pytest.approx(0.075) for d in below)
+    assert {d.offer for d, t in zip(below, treated) if t} == {"discount"}
+    # the exploring draw is independent of the holdout draw: the explored share of kept sessions is the configured one
+    assert abs(treated[~held].mean() - 0.1) < 0.008
+    # sticky per session, and above the threshold nothing changes
+    assert all(policy.decide(s, 0.01).treated == t for s, t in zip(sessions[:300], treated[:300]))
+    assert policy.decide(sessions[0], 0.5) == DecisionPolicy(POLICY).decide(sessions[0], 0.5)
+    # no threshold: nothing is offered, so nothing is explored either
+    assert not any(
+        DecisionPolicy({**NO_INTERVENTION, "exploration_share": 0.5}).decide(s, 0.9).treated for s in sessions[:200]
+    )
+
+
 @pytest.mark.parametrize(
     ("policy", "says"),
     [
@@ -74,6 +96,7 @@ def test_treatment_and_its_logged_probability_follow_the_threshold_and_the_holdo
         ({"threshold": 0.1, "holdout_share": 1.0, "offer": "x"}, "holdout_share must be in [0, 1)"),
         ({"threshold": 0.1, "holdout_share": -0.1, "offer": "x"}, "holdout_share must be in [0, 1)"),
         ({"threshold": 0.1, "holdout_share": 0.1, "offer": None}, "needs an offer"),
+        ({"threshold": 0.1, "exploration_share": 1.0, "offer": "x"}, "exploration_share must be in [0, 1)"),
     ],
 )
 def test_a_policy_that_cannot_be_applied_is_refused_at_load(policy, says):
