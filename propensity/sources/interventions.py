@@ -53,6 +53,7 @@ from propensity.sources.simulator import (
     _transition_parts,
     cumulative,
 )
+from propensity.uplift.policy import OfferTerms
 
 ADD_SHARE = 0.5  # of beta, on cart adds
 BUY_SHARE = 0.3  # of beta, on the log-odds of completing a started checkout
@@ -72,23 +73,6 @@ class OfferResponse:
     price_slope: float = 0.5
     user_sd: float = 0.35
     seed: int = 0  # of the per-user traits
-
-
-@dataclass(frozen=True)
-class OfferTerms:
-    """What an offer costs and earns, as rates on revenue and a cost per contact (currency units)."""
-
-    margin_rate: float = 0.30
-    discount_rate: float = 0.10
-    contact_cost: float = 0.05
-
-    def __post_init__(self):
-        if not (0 < self.margin_rate <= 1 and 0 <= self.discount_rate < 1 and self.contact_cost >= 0):
-            raise ValueError(f"implausible offer terms: {self}")
-
-    def incremental_profit(self, revenue_treated, revenue_control) -> np.ndarray:
-        treated, control = np.asarray(revenue_treated, float), np.asarray(revenue_control, float)
-        return self.margin_rate * (treated - control) - self.discount_rate * treated - self.contact_cost
 
 
 def catalogue(seed: int) -> dict[str, np.ndarray]:

@@ -63,9 +63,20 @@ class UpliftModel:
     models: list = field(default_factory=list)  # per fold: a callable X -> tau
     training_effect: np.ndarray | None = None
     training_mu: tuple[np.ndarray, np.ndarray] | None = None  # out-of-fold (mu1, mu0) for the training rows
+    outcome_models: list = field(default_factory=list)  # per fold: (treated, control) outcome boosters
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         return np.mean([model(X) for model in self.models], axis=0)
+
+    def predict_outcomes(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(mu1, mu0): the expected outcome if treated and if not, averaged over the folds (a reward model for a
+        doubly robust policy value on rows these models never saw)."""
+        if not self.outcome_models:
+            raise ValueError(f"the {self.learner} learner fits no outcome models")
+        return (
+            np.mean([m1.predict(X) for m1, _ in self.outcome_models], axis=0),
+            np.mean([m0.predict(X) for _, m0 in self.outcome_models], axis=0),
+        )
 
 
 def _inputs(X, y, t, treat_probability):
@@ -136,7 +147,7 @@ def fit_uplift(
     outcome = "binary" if objective == "binary" else "regression"
     if learner == "t":
         models = [lambda Z, m1=m1, m0=m0: m1.predict(Z) - m0.predict(Z) for m1, m0 in fold_models]
-        return UpliftModel("t", outcome, models, mu1 - mu0, (mu1, mu0))
+        return UpliftModel("t", outcome, models, mu1 - mu0, (mu1, mu0), fold_models)
     if learner == "x":
         # Imputed effects: a treated row's outcome minus what control would have given it, and the reverse.
         imputed = np.where(t == 1, y - mu0, mu1 - y)
@@ -152,7 +163,7 @@ def fit_uplift(
 
             effect[held] = combined(X[held])
             models.append(combined)
-        return UpliftModel("x", outcome, models, effect, (mu1, mu0))
+        return UpliftModel("x", outcome, models, effect, (mu1, mu0), fold_models)
     # DR-learner: the doubly robust pseudo-outcome, exact logging probabilities in its weights.
     pseudo = mu1 - mu0 + t * (y - mu1) / e - (1 - t) * (y - mu0) / (1 - e)
     models, effect = [], np.empty(len(y))
@@ -161,7 +172,7 @@ def fit_uplift(
         booster = _fit(X[train], pseudo[train], None, params, seed + k, "regression")
         effect[held] = booster.predict(X[held])
         models.append(booster.predict)
-    return UpliftModel("dr", outcome, models, effect, (mu1, mu0))
+    return UpliftModel("dr", outcome, models, effect, (mu1, mu0), fold_models)
 
 
 def _class_transformation(X, y, t, e, folds, groups, seed, params) -> UpliftModel:

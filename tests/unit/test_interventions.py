@@ -7,6 +7,7 @@ import pytest
 
 from propensity.sources import interventions as iv
 from propensity.sources.simulator import _action_table, simulate_traffic
+from propensity.uplift.policy import OfferTerms
 
 SEED = 5
 REPLICAS = 100_000
@@ -63,7 +64,7 @@ def test_the_offer_moves_hesitant_shoppers_and_puts_some_off(world):
     assert effects["tau_conversion"].mean() > 0
     # Sensitivity drives the effect; high intent means a smaller (or negative) one.
     assert np.corrcoef(effects["beta"], effects["tau_conversion"])[0, 1] > 0.3
-    terms = iv.OfferTerms()
+    terms = OfferTerms()
     expected = (
         terms.margin_rate * effects["tau_revenue"]
         - terms.discount_rate * effects["revenue_treated"]
@@ -83,4 +84,4 @@ def test_a_decision_after_a_purchase_or_on_an_unknown_event_is_refused(world):
     with pytest.raises(ValueError, match="not in the events"):
         iv.decision_states(events, batch.sessions, ["no-such-event"])
     with pytest.raises(ValueError, match="implausible offer terms"):
-        iv.OfferTerms(discount_rate=1.5)
+        OfferTerms(discount_rate=1.5)

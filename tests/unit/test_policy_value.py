@@ -6,6 +6,7 @@ import pytest
 from scipy.special import expit
 from scipy.stats import norm
 
+from propensity.uplift.policy import OfferTerms, treat_when_profitable
 from propensity.uplift.policy_value import doubly_robust, dr_difference, ips, policy_promotion, snips
 
 N = 20_000
@@ -68,3 +69,13 @@ def test_promotion_gate_refuses_a_policy_no_better_and_promotes_a_better_one(log
     assert verdict.promote, verdict.reason
     # the difference's true value: E[-x 1{x < 0}] = phi(0)
     assert verdict.difference.low < norm.pdf(0) < verdict.difference.high
+
+
+def test_the_profit_rule_is_the_uplift_in_realised_profit():
+    terms = OfferTerms(margin_rate=0.3, discount_rate=0.1, contact_cost=0.05)
+    treated, control = np.array([10.0, 2.0, 0.0]), np.array([9.0, 0.5, 0.0])
+    # by hand: 0.3 * 1 - 0.1 * 10 - 0.05 = -0.75; 0.3 * 1.5 - 0.2 - 0.05 = 0.2; -0.05
+    assert np.allclose(terms.incremental_profit(treated, control), [-0.75, 0.2, -0.05])
+    uplift = terms.realised_profit(treated, 1) - terms.realised_profit(control, 0)
+    assert np.allclose(uplift, terms.incremental_profit(treated, control))
+    assert treat_when_profitable(uplift).tolist() == [0.0, 1.0, 0.0]

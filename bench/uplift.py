@@ -1,0 +1,292 @@
+"""Uplift on the simulator (issue 12, 6(a)): a profit policy learned from a logged decision log, valued off-policy
+against the exact value the simulator knows, and an A/B of that policy against the randomised holdout.
+
+1. A store's traffic is simulated; each session meets one decision point, its third chain step (sessions that
+   end or buy before it meet none). The exact outcome without and with the offer at that point, and so the exact
+   incremental profit, comes from backward induction (`propensity.sources.interventions`).
+2. Logging: today's policy (`serving.decision.DecisionPolicy`, the scorer's own code) offers the discount to the
+   top 30 % by propensity, holds out 10 % of sessions and explores 10 % of the others below the threshold; each
+   session then runs on under the arm it got, with the simulator's own step. The propensity is the simulator's
+   exact one (this measures uplift modelling, not the propensity model).
+3. On the sessions of half the users, T-, X- and DR-learners (LightGBM, cross-fitted, inverse-propensity weights
+   from the logged probabilities) learn the uplift in realised profit from the session features at the decision
+   point and the propensity; the profit policy treats where it is positive.
+4. On the other half: every policy (profit policies, treat-all, today's threshold, random at the DR policy's
+   rate, the oracle that knows the exact effect, treat-none) valued exactly and by IPS, SNIPS and DR with
+   bootstrap intervals; the promotion gate (DR difference against today's policy, lower bound above 0).
+5. A/B on a fresh store (another seed): the DR profit policy against a 50 % holdout (an A/B needs the power). Relative conversion lift, AOV
+   difference and incremental profit per 1,000 sessions, policy arm against holdout, each with a bootstrap
+   interval; beside it the exact value of the same policy and of the oracle (the ceiling), per 1,000 sessions.
+
+Run: `python -m bench.uplift [--quick]`; writes var/bench/uplift.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr
+
+from bench.common import parse_forwarded_args, publish, run_meta
+from propensity.features.definitions import SESSION_FEATURE_NAMES
+from propensity.features.session import fold_session_events
+from propensity.sources.interventions import (
+    OfferResponse,
+    catalogue,
+    continue_sessions,
+    decision_states,
+    offer_effects,
+    offer_sensitivity,
+    treated_table,
+)
+from propensity.sources.simulator import _action_table, simulate_traffic
+from propensity.uplift.learners import fit_uplift
+from propensity.uplift.policy import OfferTerms, treat_when_profitable
+from propensity.uplift.policy_value import doubly_robust, dr_difference, ips, policy_promotion, snips
+from serving.decision import DecisionPolicy
+
+NAME = "uplift"
+DECISION_STEP = 2  # the third chain step of a session
+LOGGING = {"top_share": 0.3, "holdout_share": 0.1, "exploration_share": 0.1}
+AB_HOLDOUT = 0.5  # an A/B: half the sessions keep no offer, so the difference has power
+LEARNERS = ("t", "x", "dr")
+RESAMPLES = 400
+TERMS = OfferTerms()
+PER = 1000  # figures per 1,000 sessions
+
+
+def store(seed: int, users: int, days: int) -> dict:
+    """Simulated traffic, one decision point per session, its state, the exact effects and the features."""
+    batch = simulate_traffic(n_users=users, days=days, seed=seed)
+    events = batch.events.sort_values(["session_id", "event_time", "event_id"], kind="stable")
+    steps = events[events["event_type"] != "purchase"]
+    at_step = steps[steps.groupby("session_id").cumcount() == DECISION_STEP]
+    decided = at_step[at_step["event_type"] != "purchase"]
+    states = decision_states(events, batch.sessions, decided["event_id"])
+    cat = catalogue(seed)
+    beta = offer_sensitivity(states.traits, cat, OfferResponse())
+    effects = offer_effects(states, beta, cat, TERMS)
+    # Session features at the decision point: the platform's own fold over the events up to it.
+    position = events.groupby("session_id").cumcount()
+    at_decision = events["event_id"].isin(decided["event_id"])
+    last = position[at_decision].groupby(events.loc[at_decision, "session_id"]).first()
+    prefix = events[position <= events["session_id"].map(last)]  # sessions without a decision point drop out
+    rows, _ = fold_session_events(prefix.reset_index(drop=True), keep_state_for=[])
+    features = rows.groupby("session_id").tail(1).set_index("session_id").loc[states.session_id]
+    X = features[list(SESSION_FEATURE_NAMES)].reset_index(drop=True).astype(float)
+    X["propensity"] = effects["p_control"].to_numpy()
+    users_of = states.traits["user_index"].to_numpy()
+    return {"states": states, "cat": cat, "beta": beta, "effects": effects, "X": X, "users": users_of}
+
+
+def run_on(world: dict, treated: np.ndarray, seed: int) -> pd.DataFrame:
+    """Each session runs on from its decision point under the arm it got."""
+    states = world["states"]
+    table = np.where(
+        treated[:, None, None],
+        treated_table(states.intent, states.checkout_factor, world["beta"]),
+        _action_table(states.intent, states.checkout_factor),
+    )
+    outcome = continue_sessions(states, table, world["cat"], np.random.default_rng(seed))
+    outcome["treated"] = treated.astype(float)
+    outcome["profit"] = TERMS.realised_profit(outcome["revenue"], treated)
+    return outcome
+
+
+def logging_policy(world: dict) -> pd.DataFrame:
+    p = world["effects"]["p_control"].to_numpy()
+    policy = DecisionPolicy(
+        {
+            "threshold": float(np.quantile(p, 1 - LOGGING["top_share"])),
+            "holdout_share": LOGGING["holdout_share"],
+            "exploration_share": LOGGING["exploration_share"],
+            "offer": "discount",
+        }
+    )
+    decisions = [policy.decide(s, float(score)) for s, score in zip(world["states"].session_id, p)]
+    return pd.DataFrame(
+        {
+            "treated": np.array([d.treated for d in decisions]),
+            "holdout": np.array([d.holdout for d in decisions]),
+            "treatment_probability": np.array([d.treatment_probability for d in decisions]),
+            "targeted": (p >= policy.threshold).astype(float),
+        }
+    )
+
+
+def exact_value(effects: pd.DataFrame, treat: np.ndarray) -> float:
+    """Expected profit per 1,000 sessions when `treat` decides: the untreated profit plus the treated increments."""
+    base = TERMS.margin_rate * effects["revenue_control"].to_numpy()
+    return float(PER * np.mean(base + np.asarray(treat) * effects["incremental_profit"].to_numpy()))
+
+
+def off_policy(log: pd.DataFrame, outcome: pd.DataFrame, target: np.ndarray, mu1, mu0, groups) -> dict:
+    args = (outcome["treated"], log["treatment_probability"], outcome["profit"], target)
+    values = [
+        ips(*args, groups=groups, resamples=RESAMPLES),
+        snips(*args, groups=groups, resamples=RESAMPLES),
+        doubly_robust(*args, mu1, mu0, groups=groups, resamples=RESAMPLES),
+    ]
+    return {v.estimator: {"value": PER * v.value, "ci": [PER * v.low, PER * v.high]} for v in values}
+
+
+def bootstrap_ci(statistic, arms: tuple[np.ndarray, ...], seed: int = 0) -> list[float]:
+    rng = np.random.default_rng(seed)
+    draws = [statistic(*(a[rng.integers(0, len(a), len(a))] for a in arms)) for _ in range(RESAMPLES)]
+    return [float(v) for v in np.quantile(draws, [0.025, 0.975])]
+
+
+def ab_test(world: dict, model, seed: int) -> dict:
+    """The DR profit policy against a randomised holdout on a fresh store."""
+    tau = model.predict(world["X"])
+    targeted = treat_when_profitable(tau) > 0
+    holdout = np.random.default_rng(seed).random(len(tau)) < AB_HOLDOUT
+    outcome = run_on(world, targeted & ~holdout, seed + 1)
+    bought, revenue, profit = (outcome[c].to_numpy(float) for c in ("purchased", "revenue", "profit"))
+    arm, hold = ~holdout, holdout
+
+    def lift(b1, b0):
+        return b1.mean() / b0.mean() - 1
+
+    def aov(r1, r0):
+        return r1[r1 > 0].mean() - r0[r0 > 0].mean()
+
+    def gain(p1, p0):
+        return PER * (p1.mean() - p0.mean())
+
+    effects = world["effects"]
+    return {
+        "sessions": len(tau),
+        "policy_arm": int(arm.sum()),
+        "holdout": int(hold.sum()),
+        "treated_share_of_policy_arm": float(targeted[arm].mean()),
+        "conversion": {"policy_arm": float(bought[arm].mean()), "holdout": float(bought[hold].mean())},
+        "relative_conversion_lift": {
+            "value": float(lift(bought[arm], bought[hold])),
+            "ci": bootstrap_ci(lift, (bought[arm], bought[hold])),
+        },
+        "aov_difference": {
+            "value": float(aov(revenue[arm], revenue[hold])),
+            "ci": bootstrap_ci(aov, (revenue[arm], revenue[hold])),
+        },
+        "incremental_profit_per_1000": {
+            "value": float(gain(profit[arm], profit[hold])),
+            "ci": bootstrap_ci(gain, (profit[arm], profit[hold])),
+        },
+        "exact_incremental_profit_per_1000": {
+            "policy": exact_value(effects, targeted) - exact_value(effects, np.zeros(len(tau))),
+            "oracle": exact_value(effects, treat_when_profitable(effects["incremental_profit"]))
+            - exact_value(effects, np.zeros(len(tau))),
+            "treat_all": exact_value(effects, np.ones(len(tau))) - exact_value(effects, np.zeros(len(tau))),
+        },
+    }
+
+
+def run(args: argparse.Namespace) -> dict:
+    meta = run_meta(NAME, args.quick)
+    started = time.perf_counter()
+    users, days = (1500, 7) if args.quick else (6000, 14)
+    world = store(seed=args.seed, users=users, days=days)
+    log = logging_policy(world)
+    outcome = run_on(world, log["treated"].to_numpy(), args.seed + 100)
+    effects, X = world["effects"], world["X"]
+    test = (world["users"] % 2) == 1  # whole users on each side
+    train = ~test
+    t_, e_, y_ = outcome["treated"].to_numpy(), log["treatment_probability"].to_numpy(), outcome["profit"].to_numpy()
+    groups = world["users"][train]
+    models = {
+        name: fit_uplift(name, X[train], y_[train], t_[train], e_[train], folds=3, groups=groups, seed=0)
+        for name in LEARNERS
+    }
+    Xt, et = X[test].reset_index(drop=True), effects[test].reset_index(drop=True)
+    mu1, mu0 = models["t"].predict_outcomes(Xt)
+    test_log, test_outcome = log[test].reset_index(drop=True), outcome[test].reset_index(drop=True)
+    test_groups = world["users"][test]
+    rng = np.random.default_rng(args.seed)
+    predicted = {name: model.predict(Xt) for name, model in models.items()}
+    dr_share = float(treat_when_profitable(predicted["dr"]).mean())
+    policies = {
+        **{f"profit_{name}": treat_when_profitable(tau) for name, tau in predicted.items()},
+        "treat_all": np.ones(len(Xt)),
+        "current_threshold": test_log["targeted"].to_numpy(),
+        "random_at_dr_rate": (rng.random(len(Xt)) < dr_share).astype(float),
+        "oracle": treat_when_profitable(et["incremental_profit"]),
+        "treat_none": np.zeros(len(Xt)),
+    }
+    valued = {}
+    for name, target in policies.items():
+        entry = {"treated_share": float(target.mean()), "exact_per_1000": exact_value(et, target)}
+        try:
+            entry["off_policy"] = off_policy(test_log, test_outcome, target, mu1, mu0, test_groups)
+        except ValueError as unsupported:  # a policy acting where the log never explored
+            entry["off_policy"] = {"refused": str(unsupported)}
+        valued[name] = entry
+    difference = dr_difference(
+        test_outcome["treated"],
+        test_log["treatment_probability"],
+        test_outcome["profit"],
+        policies["profit_dr"],
+        policies["current_threshold"],
+        mu1,
+        mu0,
+        groups=test_groups,
+        resamples=RESAMPLES,
+    )
+    verdict = policy_promotion(difference)
+    ranking = {name: float(spearmanr(tau, et["incremental_profit"]).statistic) for name, tau in predicted.items()}
+    fresh = store(seed=args.seed + 1, users=users, days=days)
+    meta.update(
+        wall_s=round(time.perf_counter() - started, 1), load_average_at_end=[round(v, 2) for v in os.getloadavg()]
+    )
+    return {
+        "meta": meta,
+        "store": {
+            "users": users,
+            "days": days,
+            "decision_points": len(X),
+            "train": int(train.sum()),
+            "test": int(test.sum()),
+            "treated_share_logged": float(log["treated"].mean()),
+            "share_with_negative_tau_conversion": float((effects["tau_conversion"] < 0).mean()),
+            "share_with_positive_incremental_profit": float((effects["incremental_profit"] > 0).mean()),
+            "terms": TERMS.__dict__,
+        },
+        "rank_correlation_with_exact_incremental_profit": ranking,
+        "policies": valued,
+        "promotion": {
+            "promote": verdict.promote,
+            "reason": verdict.reason,
+            "dr_difference_per_1000": [PER * difference.value, PER * difference.low, PER * difference.high],
+        },
+        "ab_test": ab_test(fresh, models["dr"], seed=args.seed + 7),
+    }
+
+
+def print_summary(result: dict) -> None:
+    store_, ab = result["store"], result["ab_test"]
+    print(f"{store_['decision_points']} decision points; exact profit per 1,000 sessions by policy:")
+    for name, entry in result["policies"].items():
+        dr = entry["off_policy"].get("dr", {})
+        print(f"  {name:20s} treats {entry['treated_share']:.2f}  exact {entry['exact_per_1000']:9.1f}  DR {dr}")
+    print(f"promotion: {result['promotion']['reason']}")
+    print(
+        f"A/B: conversion lift {ab['relative_conversion_lift']}, AOV difference {ab['aov_difference']}, "
+        f"profit per 1,000 {ab['incremental_profit_per_1000']}; exact {ab['exact_incremental_profit_per_1000']}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=f"python -m bench.{NAME}", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a small store: checks the plumbing")
+    parser.add_argument("--seed", type=int, default=31)
+    args = parse_forwarded_args(parser, NAME, argv)
+    return publish(NAME, run(args), print_summary)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
