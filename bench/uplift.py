@@ -190,7 +190,7 @@ def ab_test(world: dict, model, seed: int) -> dict:
 def run(args: argparse.Namespace) -> dict:
     meta = run_meta(NAME, args.quick)
     started = time.perf_counter()
-    users, days = (1500, 7) if args.quick else (6000, 14)
+    users, days = (3000, 7) if args.quick else (18000, 14)
     world = store(seed=args.seed, users=users, days=days)
     log = logging_policy(world)
     outcome = run_on(world, log["treated"].to_numpy(), args.seed + 100)

@@ -22,10 +22,13 @@ import numpy as np
 import pandas as pd
 
 LEARNERS = ("t", "x", "dr", "class_transformation")
+# Uplift targets are differences of noisy outcomes (a profit is mostly 0 and sometimes a whole basket): shallow
+# trees on large leaves, slowly. On bench.uplift's simulated store (54k decision points) these rank sessions by their
+# exact incremental profit at Spearman 0.45-0.5, against 0.07 for 15 leaves of 100 rows and 200 rounds.
 DEFAULT_PARAMS = {
-    "learning_rate": 0.05,
-    "num_leaves": 15,
-    "min_data_in_leaf": 100,
+    "learning_rate": 0.03,
+    "num_leaves": 4,
+    "min_data_in_leaf": 1000,
     "feature_fraction": 0.9,
     "lambda_l2": 1.0,
     "verbose": -1,
@@ -33,7 +36,7 @@ DEFAULT_PARAMS = {
     "deterministic": True,
     "force_col_wise": True,
 }
-ROUNDS = 200
+ROUNDS = 100
 
 
 def _is_binary(y: np.ndarray) -> bool:
