@@ -23,6 +23,7 @@ BENCHMARKS: tuple[str, ...] = (
     "model_quality",
     "streaming_freshness",
     "monitoring",
+    "uplift",
 )
 
 

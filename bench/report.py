@@ -311,6 +311,63 @@ def monitoring(data: dict) -> str:
     return "\n".join(rows)
 
 
+def _ci(entry: dict, digits: int = 0) -> str:
+    return f"{entry['value']:,.{digits}f} [{entry['ci'][0]:,.{digits}f}, {entry['ci'][1]:,.{digits}f}]"
+
+
+def uplift(data: dict) -> str:
+    store, ab, meta = data["store"], data["ab_test"], data["meta"]
+    rows = [
+        "| policy (simulated store, profit per 1,000 sessions) | treats | exact | IPS | SNIPS | DR |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, entry in data["policies"].items():
+        values = entry["off_policy"]
+        estimates = (
+            " | ".join(_ci(values[e]) for e in ("ips", "snips", "dr")) if "dr" in values else "refused: no support | | "
+        )
+        rows.append(f"| {name} | {entry['treated_share']:.2f} | {entry['exact_per_1000']:,.0f} | {estimates} |")
+    ranking = ", ".join(f"{k} {v:.2f}" for k, v in data["rank_correlation_with_exact_incremental_profit"].items())
+    exact = ab["exact_incremental_profit_per_1000"]
+    rows += [
+        "",
+        f"{store['decision_points']:,} decision points ({store['users']:,} shoppers, {store['days']} days; learners on "
+        f"{store['train']:,}, valued on {store['test']:,} of other shoppers); "
+        f"{store['share_with_negative_tau_conversion']:.0%} of them are put off by the offer, "
+        f"{store['share_with_positive_incremental_profit']:.0%} would repay it. Spearman of the learned uplift with "
+        f"the exact incremental profit: {ranking}. Promotion of profit_dr over the current threshold: "
+        f"{'promoted' if data['promotion']['promote'] else 'refused'} ({data['promotion']['reason']}).",
+        "",
+        f"A/B on a fresh store, profit_dr against a 50 % holdout ({ab['sessions']:,} sessions): relative conversion "
+        f"lift {_ci(ab['relative_conversion_lift'], 3)}, AOV difference {_ci(ab['aov_difference'], 2)}, incremental "
+        f"profit per 1,000 sessions {_ci(ab['incremental_profit_per_1000'])}; exact for the same policy "
+        f"{exact['policy']:,.0f}, the oracle's ceiling {exact['oracle']:,.0f}, treat-all {exact['treat_all']:,.0f}.",
+        "",
+        "| Hillstrom, Womens vs No E-Mail | ATE | learner: normalised Qini mean (SD), splits above the random band | "
+        "random band (95 %) | uplift@30 %: best learner mean |",
+        "|---|---|---|---|---|",
+    ]
+    hillstrom = data["hillstrom"]
+    for target, summary in hillstrom["targets"].items():
+        learners = [k for k in summary if k not in ("ate", "control_mean", "random", "random_band_95")]
+        qini = "; ".join(
+            f"{k} {summary[k]['qini']['mean']:.4f} ({summary[k]['qini']['sd']:.4f}), "
+            f"{summary[k]['splits_above_random_band']['qini']}/{hillstrom['splits']}"
+            for k in learners
+        )
+        band = summary["random_band_95"]["qini"]
+        best = max(learners, key=lambda k: summary[k]["uplift_at_30"]["mean"])
+        rows.append(
+            f"| {target} | {summary['ate']:.4f} | {qini} | [{band[0]:.4f}, {band[1]:.4f}] | "
+            f"{best} {summary[best]['uplift_at_30']['mean']:.4f} |"
+        )
+    rows += [
+        "",
+        f"{hillstrom['splits']} stratified 30 % splits. Generated {meta['generated_at']} by `{meta['command']}`.",
+    ]
+    return "\n".join(rows)
+
+
 def loop(data: dict) -> str:
     """`make loop`'s timeline (var/demo/loop.json): what the daemon did after the shoppers changed."""
     start = min(e["at"] for e in data["timeline"])
@@ -354,6 +411,7 @@ RENDERERS = {
     "serving_latency": serving_latency,
     "streaming_freshness": streaming_freshness,
     "loop": loop,
+    "uplift": uplift,
 }
 
 
