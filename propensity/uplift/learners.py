@@ -59,27 +59,82 @@ def _fold_of(n: int, folds: int, groups, seed: int) -> np.ndarray:
 @dataclass
 class UpliftModel:
     """A fitted learner: `predict` averages its fold models; `training_effect` is the out-of-fold estimate for the
-    training rows (what a cross-fitted evaluation or a DR policy value uses)."""
+    training rows (what a cross-fitted evaluation or a DR policy value uses). `to_dict` / `from_dict` carry it as
+    LightGBM's text models and JSON numbers (nothing is pickled), for a model artifact.
+
+    `effect_models` holds per fold the boosters that give tau: (treated, control) outcome models for "t", their
+    difference; (tau on treated rows, tau on control rows) for "x", weighted by `share`; (tau,) for "dr"; (P(z=1),)
+    for "class_transformation", tau = 2P - 1."""
 
     learner: str
     outcome: str  # "binary" or "regression"
-    models: list = field(default_factory=list)  # per fold: a callable X -> tau
+    features: list[str]
+    effect_models: list[tuple[lgb.Booster, ...]] = field(default_factory=list)
+    share: float | None = None  # x-learner: the treated share, the weight of the control-side effect model
+    outcome_models: list[tuple[lgb.Booster, lgb.Booster]] = field(default_factory=list)  # per fold (mu1, mu0)
     training_effect: np.ndarray | None = None
     training_mu: tuple[np.ndarray, np.ndarray] | None = None  # out-of-fold (mu1, mu0) for the training rows
-    outcome_models: list = field(default_factory=list)  # per fold: (treated, control) outcome boosters
+
+    def _columns(self, X: pd.DataFrame) -> pd.DataFrame:
+        missing = [name for name in self.features if name not in X.columns]
+        if missing:
+            raise ValueError(f"uplift model needs feature(s) {missing}")
+        return X[self.features]
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
-        return np.mean([model(X) for model in self.models], axis=0)
+        X = self._columns(X)
+        return np.mean([_effect(self.learner, self.share, boosters, X) for boosters in self.effect_models], axis=0)
 
     def predict_outcomes(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """(mu1, mu0): the expected outcome if treated and if not, averaged over the folds (a reward model for a
         doubly robust policy value on rows these models never saw)."""
         if not self.outcome_models:
             raise ValueError(f"the {self.learner} learner fits no outcome models")
+        X = self._columns(X)
         return (
             np.mean([m1.predict(X) for m1, _ in self.outcome_models], axis=0),
             np.mean([m0.predict(X) for _, m0 in self.outcome_models], axis=0),
         )
+
+    def to_dict(self) -> dict:
+        def text(models):
+            return [[booster.model_to_string() for booster in fold] for fold in models]
+
+        return {
+            "learner": self.learner,
+            "outcome": self.outcome,
+            "features": list(self.features),
+            "share": self.share,
+            "effect_models": text(self.effect_models),
+            "outcome_models": text(self.outcome_models),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> UpliftModel:
+        if data.get("learner") not in LEARNERS:
+            raise ValueError(f"not an uplift model: learner {data.get('learner')!r}")
+
+        def boosters(models):
+            return [tuple(lgb.Booster(model_str=m) for m in fold) for fold in models]
+
+        return cls(
+            learner=data["learner"],
+            outcome=data["outcome"],
+            features=list(data["features"]),
+            effect_models=boosters(data["effect_models"]),
+            share=data.get("share"),
+            outcome_models=boosters(data.get("outcome_models", [])),
+        )
+
+
+def _effect(learner: str, share: float | None, boosters: tuple, X) -> np.ndarray:
+    if learner == "t":
+        return boosters[0].predict(X) - boosters[1].predict(X)
+    if learner == "x":
+        return share * boosters[1].predict(X) + (1 - share) * boosters[0].predict(X)
+    if learner == "dr":
+        return boosters[0].predict(X)
+    return 2 * boosters[0].predict(X) - 1  # class transformation
 
 
 def _inputs(X, y, t, treat_probability):
@@ -148,9 +203,9 @@ def fit_uplift(
         return _class_transformation(X, y, t, e, folds, groups, seed, params)
     objective, fold, mu1, mu0, fold_models = _outcome_models(X, y, t, e, folds, groups, seed, params)
     outcome = "binary" if objective == "binary" else "regression"
+    features = list(X.columns)
     if learner == "t":
-        models = [lambda Z, m1=m1, m0=m0: m1.predict(Z) - m0.predict(Z) for m1, m0 in fold_models]
-        return UpliftModel("t", outcome, models, mu1 - mu0, (mu1, mu0), fold_models)
+        return UpliftModel("t", outcome, features, fold_models, None, fold_models, mu1 - mu0, (mu1, mu0))
     if learner == "x":
         # Imputed effects: a treated row's outcome minus what control would have given it, and the reverse.
         imputed = np.where(t == 1, y - mu0, mu1 - y)
@@ -160,13 +215,9 @@ def fit_uplift(
             train, held = fold != k, fold == k
             tau1 = _fit(X[train & (t == 1)], imputed[train & (t == 1)], None, params, seed + k, "regression")
             tau0 = _fit(X[train & (t == 0)], imputed[train & (t == 0)], None, params, seed + k, "regression")
-
-            def combined(Z, tau1=tau1, tau0=tau0):
-                return share * tau0.predict(Z) + (1 - share) * tau1.predict(Z)
-
-            effect[held] = combined(X[held])
-            models.append(combined)
-        return UpliftModel("x", outcome, models, effect, (mu1, mu0), fold_models)
+            models.append((tau1, tau0))
+            effect[held] = _effect("x", share, models[-1], X[held])
+        return UpliftModel("x", outcome, features, models, share, fold_models, effect, (mu1, mu0))
     # DR-learner: the doubly robust pseudo-outcome, exact logging probabilities in its weights.
     pseudo = mu1 - mu0 + t * (y - mu1) / e - (1 - t) * (y - mu0) / (1 - e)
     models, effect = [], np.empty(len(y))
@@ -174,8 +225,8 @@ def fit_uplift(
         train, held = fold != k, fold == k
         booster = _fit(X[train], pseudo[train], None, params, seed + k, "regression")
         effect[held] = booster.predict(X[held])
-        models.append(booster.predict)
-    return UpliftModel("dr", outcome, models, effect, (mu1, mu0), fold_models)
+        models.append((booster,))
+    return UpliftModel("dr", outcome, features, models, None, fold_models, effect, (mu1, mu0))
 
 
 def _class_transformation(X, y, t, e, folds, groups, seed, params) -> UpliftModel:
@@ -192,5 +243,5 @@ def _class_transformation(X, y, t, e, folds, groups, seed, params) -> UpliftMode
         train, held = fold != k, fold == k
         booster = _fit(X[train], z[train], weight[train], params, seed + k, "binary")
         effect[held] = 2 * booster.predict(X[held]) - 1
-        models.append(lambda Z, b=booster: 2 * b.predict(Z) - 1)
-    return UpliftModel("class_transformation", "binary", models, effect, None)
+        models.append((booster,))
+    return UpliftModel("class_transformation", "binary", list(X.columns), models, training_effect=effect)

@@ -2,12 +2,14 @@
 correlation with the true tau, which is negative for part of the population) and by how much on average, under a
 randomised log and under a confounded one where the naive difference of means is wrong."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
-from propensity.uplift.learners import LEARNERS, fit_uplift
+from propensity.uplift.learners import LEARNERS, UpliftModel, fit_uplift
 
 N = 24_000
 
@@ -42,6 +44,19 @@ def test_each_learner_ranks_shoppers_by_their_true_effect_on_a_randomised_log(le
     assert spearmanr(model.training_effect, tau).statistic > 0.5
 
 
+@pytest.mark.parametrize("learner", LEARNERS)
+def test_a_fitted_learner_travels_as_json_and_predicts_the_same(learner):
+    X, y, t, e, _ = _log(seed=6, confounded=False)
+    model = fit_uplift(learner, X, y, t, e, folds=2, seed=0)
+    restored = UpliftModel.from_dict(json.loads(json.dumps(model.to_dict())))
+    fresh = _population(seed=7)[1]
+    assert np.array_equal(restored.predict(fresh), model.predict(fresh))
+    # columns are taken by name, whatever their order
+    assert np.array_equal(restored.predict(fresh[list(reversed(fresh.columns))]), model.predict(fresh))
+    with pytest.raises(ValueError, match="needs feature"):
+        restored.predict(fresh.drop(columns=["x1"]))
+
+
 @pytest.mark.parametrize("learner", ["t", "dr"])
 def test_inverse_propensity_weights_undo_a_confounded_logging_policy(learner):
     X, y, t, e, tau = _log(seed=3, confounded=True)
@@ -66,7 +81,7 @@ def test_folds_keep_a_users_rows_together_and_bad_logs_are_refused():
     X, y, t, e, _ = _log(seed=5, confounded=False)
     users = np.arange(N) // 4
     model = fit_uplift("t", X, y, t, e, folds=3, groups=users, seed=0)
-    assert len(model.models) == 3
+    assert len(model.effect_models) == 3
     with pytest.raises(ValueError, match="strictly between 0 and 1"):
         fit_uplift("dr", X, y, t, np.where(t == 1, 1.0, 0.5))
     with pytest.raises(ValueError, match="0 \\(control\\) or 1"):
