@@ -31,9 +31,11 @@ from propensity.models.dataset import (
 from propensity.models.gates import (
     BASELINE_GATE,
     CALIBRATION_GATE,
+    ECE_GATE,
     GATE_EVIDENCE,
     SKILL_GATE,
     calibration_helps,
+    ece_within_bound,
     not_worse_than_baseline,
     quality_gates,
     skill_over_base_rate,
@@ -350,8 +352,10 @@ def model_evaluation(config: QualityGateConfig, lake: LakeResource):
     versus = not_worse_than_baseline(y_test, predictions["calibrated"], predictions["baseline"], groups=test_sessions)
     skill = skill_over_base_rate(y_test, predictions["calibrated"], train_rate, groups=test_sessions)
     helps = calibration_helps(raw, y_test, calibrator, selection=selection, groups=test_sessions)
+    ece = ece_within_bound(y_test, predictions["calibrated"], config.max_ece, groups=test_sessions)
     metrics["calibrated"][GATE_EVIDENCE] = {
         BASELINE_GATE: versus.evidence,
+        ECE_GATE: ece.evidence,
         SKILL_GATE: skill.evidence,
         CALIBRATION_GATE: helps.evidence,
     }

@@ -13,9 +13,11 @@ from propensity.models.calibration_fit import choose_calibrator, fit_calibrator
 from propensity.models.gates import (
     BASELINE_GATE,
     CALIBRATION_GATE,
+    ECE_GATE,
     GATE_EVIDENCE,
     SKILL_GATE,
     calibration_helps,
+    ece_within_bound,
     not_worse_than_baseline,
     quality_gates,
     skill_over_base_rate,
@@ -90,6 +92,38 @@ def test_baseline_gate_passes_an_equal_challenger_a_hair_behind_and_refuses_a_wo
     gate = not_worse_than_baseline(d["label"], worse, baseline, groups=sessions)
     assert not gate.passed and "worse than the baseline beyond noise" in gate.detail
     assert gate.evidence["difference_low"] > 0 and gate.evidence["resampled_by"] == "group"
+
+
+def test_ece_gate_refuses_miscalibration_it_can_show_and_not_the_noise_of_a_small_split(simulated_test_split):
+    d = simulated_test_split
+    truth = d["true_propensity"].to_numpy()
+    sessions = d["session_id"].to_numpy()
+    # The exact probabilities on a few sessions: their ECE exceeds the bound by chance alone.
+    few = np.isin(sessions, np.unique(sessions)[:120])
+    small = ece_within_bound(d["label"][few], truth[few], 0.02, groups=sessions[few])
+    assert small.name == ECE_GATE and small.evidence["ece"] > 0.02
+    assert small.passed, small.detail
+    # The same on the whole split: ECE inside the bound, chance far smaller than on the few sessions.
+    whole = ece_within_bound(d["label"], truth, 0.02, groups=sessions)
+    assert whole.passed and whole.evidence["ece"] < 0.02
+    assert whole.evidence["chance_ece"] < small.evidence["chance_ece"] / 2
+    # Scores that overstate every chance by 60 %: refused, and the refusal says why.
+    overstated = ece_within_bound(d["label"], np.clip(truth * 1.6, 0, 0.999), 0.02, groups=sessions)
+    assert not overstated.passed and "miscalibrated beyond the bound" in overstated.detail
+    # judged again from its stored evidence, as the registry does
+    metrics = {
+        "calibrated": {
+            "log_loss": 0.2,
+            "ece": overstated.evidence["ece"],
+            GATE_EVIDENCE: {ECE_GATE: overstated.evidence},
+        },
+        "baseline": {"log_loss": 0.21},
+    }
+    judged = {g.name: g for g in quality_gates(metrics, None, max_ece=0.02, champion_tolerance=0.002)}
+    assert not judged[ECE_GATE].passed
+    assert (
+        judged[ECE_GATE].passed is False and quality_gates(metrics, None, max_ece=0.5, champion_tolerance=0.0)[1].passed
+    )
 
 
 def _calibrated_raw(rng, n):
