@@ -33,6 +33,10 @@ def _draw_bits(session_id: str) -> int:
     return int.from_bytes(_digest(session_id)[:_DRAW_BYTES], "big")
 
 
+def _second_draw(digest: bytes) -> int:
+    return int.from_bytes(digest[_DRAW_BYTES : 2 * _DRAW_BYTES], "big")
+
+
 def holdout_draw(session_id: str) -> float:
     """The session's uniform draw in [0, 1): the first 64 bits of sha256(session_id) over 2**64."""
     return _draw_bits(session_id) / _DRAW_SPAN
@@ -90,18 +94,18 @@ class DecisionPolicy:
 
     def is_exploring(self, session_id: str) -> bool:
         """The session's second draw (bits 64-127 of the digest) < exploration_share."""
-        return self._explore_below > 0 and int.from_bytes(_digest(session_id)[_DRAW_BYTES : 2 * _DRAW_BYTES], "big") < (
-            self._explore_below
-        )
+        return self._explore_below > 0 and _second_draw(_digest(session_id)) < self._explore_below
 
     def decide(self, session_id: str, propensity: float) -> Decision:
-        holdout = self.is_holdout(session_id)
+        # one digest per request serves both draws; none at all when neither share is set
+        digest = _digest(session_id) if self._holdout_below or self._explore_below else b""
+        holdout = self._holdout_below > 0 and int.from_bytes(digest[:_DRAW_BYTES], "big") < self._holdout_below
         if self.threshold is None:
             return self._held_out if holdout else self._none
         if propensity < self.threshold:
             if self._explore_below == 0:
                 return self._held_out if holdout else self._none
-            treated = not holdout and self.is_exploring(session_id)
+            treated = not holdout and _second_draw(digest) < self._explore_below
             probability = self._explore_probability
         else:
             treated, probability = not holdout, self._treat_probability

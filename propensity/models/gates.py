@@ -14,7 +14,14 @@ import numpy as np
 from scipy.special import expit
 
 from propensity.models.calibration import apply_calibrator
-from propensity.models.metrics import bootstrap_weights, ece_batch, expected_calibration_error, row_log_loss
+from propensity.models.metrics import (
+    bootstrap_weights,
+    ece_batch,
+    expected_calibration_error,
+    label_clusters,
+    row_log_loss,
+    simulated_labels,
+)
 
 BASELINE_GATE = "not_worse_than_baseline"
 SKILL_GATE = "skill_over_base_rate"
@@ -199,8 +206,8 @@ def ece_within_bound(
     """ECE on the test split against its bound, judged against what chance alone gives at this size.
 
     A perfectly calibrated model still shows a positive ECE on a finite test split. Its distribution here comes
-    from consistency resampling: labels drawn from the model's own scores (one draw per session when `groups` is
-    given, shared by the session's rows, as its decision points share its outcome), the ECE taken each time. The
+    from consistency resampling: labels drawn from the model's own scores (one uniform per session when `groups` is
+    given, as its decision points share its outcome; the monitors' `simulated_labels`), the ECE taken each time. The
     gate fails when the ECE exceeds the bound and also the (1 - alpha) quantile of that chance ECE: the test split
     then shows the model miscalibrated beyond the bound. In make loop a retrain that beat its champion by 0.0084 in
     log-loss was refused at ECE 0.0216 against the bound 0.02 on 19 purchasing sessions, where chance alone gives
@@ -209,16 +216,12 @@ def ece_within_bound(
     y, p = np.asarray(y_test, dtype=float), np.asarray(p_test, dtype=float)
     order = np.argsort(p, kind="stable")
     sorted_p = p[order]
-    if groups is None:
-        group, chance_p = np.arange(len(p)), sorted_p
-    else:
-        _, group = np.unique(np.asarray(groups)[order], return_inverse=True)
-        chance_p = np.bincount(group, weights=sorted_p) / np.bincount(group)
-    rng = np.random.default_rng(seed)
-    chance = []
-    for start in range(0, resamples, 50):
-        draws = rng.random((min(50, resamples - start), len(chance_p))) < chance_p
-        chance.append(ece_batch(draws[:, group].astype(float), sorted_p, np.ones((1, len(p)))))
+    cluster, n_clusters = label_clusters(groups, len(p))
+    ones = np.ones((1, len(p)))
+    chance = [
+        ece_batch(labels, sorted_p, ones)
+        for labels in simulated_labels(sorted_p, cluster[order], n_clusters, resamples, seed)
+    ]
     evidence = {
         "ece": expected_calibration_error(y, p),
         "bound": float(max_ece),

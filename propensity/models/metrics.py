@@ -126,6 +126,30 @@ def calibration_error_vs_truth(true_prob, y_prob, bins: int = ECE_BINS) -> float
     return expected_calibration_error(np.asarray(true_prob, dtype=float), y_prob, bins)
 
 
+SIMULATION_CELLS = 2_000_000  # simulated labels held at once (draws x rows)
+
+
+def label_clusters(groups, n: int) -> tuple[np.ndarray, int]:
+    """Each row's cluster index (its session when `groups` is given, else its own) and the number of clusters."""
+    if groups is None:
+        return np.arange(n), n
+    _, cluster = np.unique(np.asarray(groups), return_inverse=True)
+    return cluster, int(cluster.max()) + 1
+
+
+def simulated_labels(p: np.ndarray, cluster: np.ndarray, n_clusters: int, simulations: int, seed: int):
+    """Labels drawn as if `p` were the true probabilities, in chunks of shape (draws in chunk, n). A session's
+    decision points share their label, so with sessions one uniform per session is compared with each row's p:
+    every row keeps its probability and rows of one session are as dependent as a single draw can make them."""
+    rng = np.random.default_rng(seed)
+    per_chunk = max(1, SIMULATION_CELLS // max(len(p), 1))
+    done = 0
+    while done < simulations:
+        size = min(per_chunk, simulations - done)
+        yield (rng.random((size, n_clusters))[:, cluster] < p).astype(float)
+        done += size
+
+
 def bootstrap_weights(
     n_rows: int, resamples: int, seed: int = 0, groups=None, cells: int = BOOTSTRAP_CELLS
 ) -> Iterator[np.ndarray]:

@@ -27,18 +27,19 @@ from propensity.models.metrics import (
     clip_probability,
     ece_batch,
     expected_calibration_error,
+    label_clusters,
     log_loss,
     log_loss_batch,
     roc_auc,
     roc_auc_batch,
     row_log_loss,
+    simulated_labels,
 )
 
 PERFORMANCE_CHECK = "realised_log_loss_within_tolerance"
 CALIBRATION_CHECK = "realised_calibration_within_bounds"
 RESAMPLES = 400
 SIMULATIONS = 400  # label draws for the expected figures and for the ECE a calibrated model would show
-SIMULATION_CELLS = 2_000_000  # simulated labels held at once (draws x rows)
 
 
 def _interval(value: float, draws: np.ndarray, alpha: float) -> dict:
@@ -46,32 +47,12 @@ def _interval(value: float, draws: np.ndarray, alpha: float) -> dict:
     return {"value": float(value), "low": float(low), "high": float(high)}
 
 
-def _clusters(groups, n: int) -> tuple[np.ndarray, int]:
-    if groups is None:
-        return np.arange(n), n
-    _, cluster = np.unique(np.asarray(groups), return_inverse=True)
-    return cluster, int(cluster.max()) + 1
-
-
-def _simulated_labels(p: np.ndarray, cluster: np.ndarray, n_clusters: int, simulations: int, seed: int):
-    """Labels drawn as if `p` were the true probabilities, in chunks of shape (draws in chunk, n). A session's
-    decision points share their label, so with sessions one uniform per session is compared with each row's p:
-    every row keeps its probability and rows of one session are as dependent as a single draw can make them."""
-    rng = np.random.default_rng(seed)
-    per_chunk = max(1, SIMULATION_CELLS // max(len(p), 1))
-    done = 0
-    while done < simulations:
-        size = min(per_chunk, simulations - done)
-        yield (rng.random((size, n_clusters))[:, cluster] < p).astype(float)
-        done += size
-
-
 def _calibrated_draws(sorted_p: np.ndarray, sorted_cluster, n_clusters, simulations, seed) -> tuple[np.ndarray, ...]:
     """Log-loss and ECE of each simulated label draw, scores taken as the truth."""
     log_p, log_not_p = np.log(sorted_p), np.log1p(-sorted_p)
     ones = np.ones((1, len(sorted_p)))
     losses, eces = [], []
-    for labels in _simulated_labels(sorted_p, sorted_cluster, n_clusters, simulations, seed):
+    for labels in simulated_labels(sorted_p, sorted_cluster, n_clusters, simulations, seed):
         losses.append(-(labels @ (log_p - log_not_p) + log_not_p.sum()) / len(sorted_p))
         eces.append(ece_batch(labels, sorted_p, ones))
     return np.concatenate(losses), np.concatenate(eces)
@@ -120,7 +101,7 @@ def logistic_recalibration(y, p, groups=None, alpha: float = 0.05) -> dict:
     """
     y = np.asarray(y, dtype=float)
     x = logit(clip_probability(p))
-    cluster, n_clusters = _clusters(groups, len(y))
+    cluster, n_clusters = label_clusters(groups, len(y))
     z = NormalDist().inv_cdf(1 - alpha / 2)
     design = np.column_stack([np.ones(len(y)), x])
     coefficients, mu = _fit_logistic(design, y, np.zeros(len(y)), np.array([0.0, 1.0]))
@@ -161,7 +142,7 @@ def realised_performance(y, p, *, groups=None, resamples: int = RESAMPLES, seed:
         raise ValueError("realised performance needs at least one matured label")
     order = np.argsort(p, kind="stable")
     sorted_y, sorted_p = y[order], p[order]
-    cluster, n_clusters = _clusters(groups, n)
+    cluster, n_clusters = label_clusters(groups, n)
     sorted_cluster = cluster[order]
     losses = row_log_loss(sorted_y, sorted_p)
     positives = int(y.sum())
@@ -216,7 +197,7 @@ def expected_performance(
     if n == 0:
         raise ValueError("expected performance needs at least one scored decision")
     order = np.argsort(p, kind="stable")
-    cluster, n_clusters = _clusters(groups, n)
+    cluster, n_clusters = label_clusters(groups, n)
     loss_draws, ece_draws = _calibrated_draws(p[order], cluster[order], n_clusters, simulations, seed)
     entropy = float(np.mean(-(p * np.log(p) + (1 - p) * np.log1p(-p))))
     return {
