@@ -41,26 +41,14 @@ from sklearn.model_selection import StratifiedShuffleSplit
 
 from bench.common import parse_forwarded_args, publish, run_meta
 from propensity.datasets import dataset_file
-from propensity.features.definitions import SESSION_FEATURE_NAMES
-from propensity.features.session import fold_session_events
-from propensity.sources.interventions import (
-    OfferResponse,
-    catalogue,
-    continue_sessions,
-    decision_states,
-    offer_effects,
-    offer_sensitivity,
-    treated_table,
-)
-from propensity.sources.simulator import _action_table, simulate_traffic
 from propensity.uplift.learners import fit_uplift
 from propensity.uplift.metrics import qini_auc_score, uplift_at_k, uplift_auc_score
 from propensity.uplift.policy import OfferTerms, treat_when_profitable
 from propensity.uplift.policy_value import doubly_robust, dr_difference, ips, policy_promotion, snips
+from propensity.uplift.simulated import DecisionPoints, decision_points, run_on
 from serving.decision import DecisionPolicy
 
 NAME = "uplift"
-DECISION_STEP = 2  # the third chain step of a session
 LOGGING = {"top_share": 0.3, "holdout_share": 0.1, "exploration_share": 0.1}
 AB_HOLDOUT = 0.5  # an A/B: half the sessions keep no offer, so the difference has power
 LEARNERS = ("t", "x", "dr")
@@ -69,46 +57,8 @@ TERMS = OfferTerms()
 PER = 1000  # figures per 1,000 sessions
 
 
-def store(seed: int, users: int, days: int) -> dict:
-    """Simulated traffic, one decision point per session, its state, the exact effects and the features."""
-    batch = simulate_traffic(n_users=users, days=days, seed=seed)
-    events = batch.events.sort_values(["session_id", "event_time", "event_id"], kind="stable")
-    steps = events[events["event_type"] != "purchase"]
-    at_step = steps[steps.groupby("session_id").cumcount() == DECISION_STEP]
-    decided = at_step[at_step["event_type"] != "purchase"]
-    states = decision_states(events, batch.sessions, decided["event_id"])
-    cat = catalogue(seed)
-    beta = offer_sensitivity(states.traits, cat, OfferResponse())
-    effects = offer_effects(states, beta, cat, TERMS)
-    # Session features at the decision point: the platform's own fold over the events up to it.
-    position = events.groupby("session_id").cumcount()
-    at_decision = events["event_id"].isin(decided["event_id"])
-    last = position[at_decision].groupby(events.loc[at_decision, "session_id"]).first()
-    prefix = events[position <= events["session_id"].map(last)]  # sessions without a decision point drop out
-    rows, _ = fold_session_events(prefix.reset_index(drop=True), keep_state_for=[])
-    features = rows.groupby("session_id").tail(1).set_index("session_id").loc[states.session_id]
-    X = features[list(SESSION_FEATURE_NAMES)].reset_index(drop=True).astype(float)
-    X["propensity"] = effects["p_control"].to_numpy()
-    users_of = states.traits["user_index"].to_numpy()
-    return {"states": states, "cat": cat, "beta": beta, "effects": effects, "X": X, "users": users_of}
-
-
-def run_on(world: dict, treated: np.ndarray, seed: int) -> pd.DataFrame:
-    """Each session runs on from its decision point under the arm it got."""
-    states = world["states"]
-    table = np.where(
-        treated[:, None, None],
-        treated_table(states.intent, states.checkout_factor, world["beta"]),
-        _action_table(states.intent, states.checkout_factor),
-    )
-    outcome = continue_sessions(states, table, world["cat"], np.random.default_rng(seed))
-    outcome["treated"] = treated.astype(float)
-    outcome["profit"] = TERMS.realised_profit(outcome["revenue"], treated)
-    return outcome
-
-
-def logging_policy(world: dict) -> pd.DataFrame:
-    p = world["effects"]["p_control"].to_numpy()
+def logging_policy(world: DecisionPoints) -> pd.DataFrame:
+    p = world.effects["p_control"].to_numpy()
     policy = DecisionPolicy(
         {
             "threshold": float(np.quantile(p, 1 - LOGGING["top_share"])),
@@ -117,7 +67,7 @@ def logging_policy(world: dict) -> pd.DataFrame:
             "offer": "discount",
         }
     )
-    decisions = [policy.decide(s, float(score)) for s, score in zip(world["states"].session_id, p)]
+    decisions = [policy.decide(s, float(score)) for s, score in zip(world.states.session_id, p)]
     return pd.DataFrame(
         {
             "treated": np.array([d.treated for d in decisions]),
@@ -150,9 +100,9 @@ def bootstrap_ci(statistic, arms: tuple[np.ndarray, ...], seed: int = 0) -> list
     return [float(v) for v in np.quantile(draws, [0.025, 0.975])]
 
 
-def ab_test(world: dict, model, seed: int) -> dict:
+def ab_test(world: DecisionPoints, model, seed: int) -> dict:
     """The DR profit policy against a randomised holdout on a fresh store."""
-    tau = model.predict(world["X"])
+    tau = model.predict(world.X)
     targeted = treat_when_profitable(tau) > 0
     holdout = np.random.default_rng(seed).random(len(tau)) < AB_HOLDOUT
     outcome = run_on(world, targeted & ~holdout, seed + 1)
@@ -168,7 +118,7 @@ def ab_test(world: dict, model, seed: int) -> dict:
     def gain(p1, p0):
         return PER * (p1.mean() - p0.mean())
 
-    effects = world["effects"]
+    effects = world.effects
     return {
         "sessions": len(tau),
         "policy_arm": int(arm.sum()),
@@ -267,14 +217,14 @@ def run(args: argparse.Namespace) -> dict:
     meta = run_meta(NAME, args.quick)
     started = time.perf_counter()
     users, days = (3000, 7) if args.quick else (18000, 14)
-    world = store(seed=args.seed, users=users, days=days)
+    world = decision_points(seed=args.seed, users=users, days=days, terms=TERMS)
     log = logging_policy(world)
     outcome = run_on(world, log["treated"].to_numpy(), args.seed + 100)
-    effects, X = world["effects"], world["X"]
-    test = (world["users"] % 2) == 1  # whole users on each side
+    effects, X = world.effects, world.X
+    test = (world.users % 2) == 1  # whole users on each side
     train = ~test
     t_, e_, y_ = outcome["treated"].to_numpy(), log["treatment_probability"].to_numpy(), outcome["profit"].to_numpy()
-    groups = world["users"][train]
+    groups = world.users[train]
     models = {
         name: fit_uplift(name, X[train], y_[train], t_[train], e_[train], folds=3, groups=groups, seed=0)
         for name in LEARNERS
@@ -282,7 +232,7 @@ def run(args: argparse.Namespace) -> dict:
     Xt, et = X[test].reset_index(drop=True), effects[test].reset_index(drop=True)
     mu1, mu0 = models["t"].predict_outcomes(Xt)
     test_log, test_outcome = log[test].reset_index(drop=True), outcome[test].reset_index(drop=True)
-    test_groups = world["users"][test]
+    test_groups = world.users[test]
     rng = np.random.default_rng(args.seed)
     predicted = {name: model.predict(Xt) for name, model in models.items()}
     dr_share = float(treat_when_profitable(predicted["dr"]).mean())
@@ -315,7 +265,7 @@ def run(args: argparse.Namespace) -> dict:
     )
     verdict = policy_promotion(difference)
     ranking = {name: float(spearmanr(tau, et["incremental_profit"]).statistic) for name, tau in predicted.items()}
-    fresh = store(seed=args.seed + 1, users=users, days=days)
+    fresh = decision_points(seed=args.seed + 1, users=users, days=days, terms=TERMS)
     ab = ab_test(fresh, models["dr"], seed=args.seed + 7)
     hillstrom = hillstrom_section(args.quick)
     meta.update(

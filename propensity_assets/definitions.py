@@ -26,6 +26,7 @@ from propensity_assets import (
     ingestion,
     models,
     monitoring,
+    offers,
     sessions,
     streaming,
 )
@@ -59,7 +60,7 @@ def _policies(spec: dg.AssetSpec) -> dg.AssetSpec:
 materialisable = dg.map_asset_specs(
     _policies,
     dg.load_assets_from_modules(
-        [ingestion, sessions, features, feature_store, models, deployment, decisions, monitoring]
+        [ingestion, sessions, features, feature_store, models, offers, deployment, decisions, monitoring]
     ),
 )
 

@@ -1,5 +1,5 @@
 """Models: point-in-time training set, baseline and LightGBM, calibration, evaluation with blocking quality gates,
-the model registry, and the offer threshold."""
+and the model registry (the offer policy sealed into each candidate is `propensity_assets.offers`)."""
 
 import json
 from pathlib import Path
@@ -11,11 +11,9 @@ from scipy.special import expit
 
 from propensity.features.definitions import FEATURE_SERVICE_NAME, MODEL_FEATURE_NAMES, SESSION_FEATURE_NAMES
 from propensity.models.artifact import (
-    POLICY_FILE,
     ModelRegistry,
     fingerprint_frame,
     load_artifact,
-    set_artifact_file,
     write_artifact,
 )
 from propensity.models.calibration import apply_calibrator
@@ -41,14 +39,6 @@ from propensity.models.gates import (
     skill_over_base_rate,
 )
 from propensity.models.metrics import calibration_error_vs_truth, evaluate
-from propensity.models.offers import (
-    HILLSTROM_WOMENS_LIFT,
-    LIFT_PROVENANCE,
-    OfferEconomics,
-    expected_gain,
-    hillstrom_relative_lift,
-    intervention_threshold,
-)
 from propensity.models.plots import gain_chart, reliability_diagram
 from propensity.models.training import (
     SEED,
@@ -445,81 +435,5 @@ def registered_model(config: QualityGateConfig) -> dg.MaterializeResult:
             "reason": reason,
             "champion": registry.champion_version() or "none",
             "versions": dg.MetadataValue.json(registry.versions()[-10:]),
-        }
-    )
-
-
-class OfferConfig(dg.Config):
-    margin: float = 20.0  # contribution of an average order
-    discount: float = 5.0  # given away on each order placed with the offer
-    contact_cost: float = 0.10  # cost of showing the offer
-    relative_lift: float = HILLSTROM_WOMENS_LIFT  # the offer multiplies the purchase probability by 1 + this
-    lift_provenance: str = LIFT_PROVENANCE  # where relative_lift comes from: say so when you change it
-    # Measure the lift on this randomised Hillstrom arm instead (needs the dataset: `make data`).
-    measure_on_hillstrom_arm: str | None = None
-    # Share of sessions randomly held out (never treated): the control group the KPI monitor compares against.
-    holdout_share: float = 0.1
-    # Share of the other sessions offered the discount below the threshold, so that a policy that would treat
-    # them can be valued from the decision log (off-policy, with the logged probability of treatment).
-    exploration_share: float = 0.05
-
-
-@dg.asset(
-    deps=["model_evaluation"],
-    group_name="models",
-    kinds={"pandas"},
-    description="Expected-value threshold on calibrated propensity for showing an offer, and the randomised holdout "
-    "share; the offer's lift is configured with its provenance (default: the randomised Hillstrom e-mail test) or "
-    "measured on Hillstrom. Written into the candidate artifact: the scorer applies it with that model.",
-)
-def offer_policy(config: OfferConfig) -> dg.MaterializeResult:
-    if not 0.0 <= config.holdout_share < 1.0:
-        raise dg.Failure(f"holdout_share must be in [0, 1), got {config.holdout_share}")
-    if not 0.0 <= config.exploration_share < 1.0:
-        raise dg.Failure(f"exploration_share must be in [0, 1), got {config.exploration_share}")
-    if config.measure_on_hillstrom_arm:
-        measured = hillstrom_relative_lift(arm=config.measure_on_hillstrom_arm)
-        provenance = f"measured on Hillstrom: {config.measure_on_hillstrom_arm} vs No E-Mail"
-        lift = {"relative_lift": measured["relative_lift"], "provenance": provenance, "hillstrom": measured}
-    else:
-        lift = {"relative_lift": config.relative_lift, "provenance": config.lift_provenance}
-    economics = OfferEconomics(config.margin, config.discount, config.contact_cost, lift["relative_lift"])
-    threshold = intervention_threshold(economics)
-    test = pd.read_parquet(work_dir() / "test_predictions.parquet")
-    gain = expected_gain(test["p_calibrated"], economics)
-    targeted = test["p_calibrated"] >= threshold if threshold is not None else np.zeros(len(test), dtype=bool)
-    policy = {
-        "threshold": threshold,
-        "economics": economics.__dict__,
-        "lift": lift,
-        "share_targeted": float(np.mean(targeted)),
-        "expected_gain_policy": float(gain[targeted].sum()),
-        "expected_gain_offer_to_all": float(gain.sum()),
-        "test_decision_points": len(test),
-    }
-    (work_dir() / "offer_policy.json").write_text(json.dumps(policy, indent=2))
-    # What the scorer needs, sealed into the candidate it was computed for.
-    set_artifact_file(
-        work_dir() / "candidate",
-        POLICY_FILE,
-        {
-            "threshold": threshold,
-            "holdout_share": config.holdout_share,
-            "exploration_share": config.exploration_share,
-            "offer": "discount" if threshold is not None else None,
-            "economics": economics.__dict__,
-            "lift": lift,
-        },
-    )
-    return dg.MaterializeResult(
-        metadata={
-            "threshold": threshold if threshold is not None else "never",
-            "holdout_share": config.holdout_share,
-            "exploration_share": config.exploration_share,
-            "relative_lift": lift["relative_lift"],
-            "lift_provenance": lift["provenance"],
-            "share_targeted": policy["share_targeted"],
-            "expected_gain_policy": policy["expected_gain_policy"],
-            "expected_gain_offer_to_all": policy["expected_gain_offer_to_all"],
         }
     )

@@ -115,8 +115,10 @@ def openapi_document() -> dict:
         "Decision": {
             "type": "object",
             "description": "The intervention decided for this row by the model's policy. A randomised holdout of "
-            "sessions (by a hash of the session id) is never treated; otherwise a row is treated when its "
-            "propensity is at or above the policy's threshold. Act on `treated` and `offer`.",
+            "sessions (by a hash of the session id) is never treated; otherwise a row is treated when the policy's "
+            "rule says so (propensity at or above its threshold, or a positive incremental profit estimated by "
+            "its uplift model), and a small randomised exploration share of the others is treated all the same. "
+            "Act on `treated` and `offer`.",
             "required": ["treated", "holdout", "offer", "treatment_probability"],
             "properties": {
                 "treated": {"type": "boolean", "description": "Show the offer."},
@@ -131,7 +133,7 @@ def openapi_document() -> dict:
                     "minimum": 0,
                     "maximum": 1,
                     "description": "The probability that this row is treated under the policy: 1 - holdout share "
-                    "when the propensity clears the threshold, else 0.",
+                    "when the rule would treat it, else (1 - holdout share) * exploration share.",
                 },
             },
             "additionalProperties": False,

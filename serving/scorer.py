@@ -66,7 +66,7 @@ class Scorer:
                 }
                 reason = f"no online features for {', '.join(row.missing_views)}" if row.missing_views else None
             propensity = self.calibrate(self.predictor.raw_score_one(values))
-            decision = self.policy.decide(request.session_id, propensity)
+            decision = self.policy.decide(request.session_id, propensity, values)
             # JSON has no NaN: a missing feature is null (v != v holds for NaN only)
             results.append(
                 {

@@ -93,3 +93,7 @@ USER_FEATURES: tuple[Feature, ...] = _user_features()
 SESSION_FEATURE_NAMES = tuple(f.name for f in SESSION_FEATURES)
 USER_FEATURE_NAMES = tuple(f.name for f in USER_FEATURES)
 MODEL_FEATURE_NAMES = USER_FEATURE_NAMES + SESSION_FEATURE_NAMES
+# The uplift model's inputs at a decision (propensity.uplift.training): the in-session features and the calibrated
+# propensity the scorer has just computed; both are in every decision-log row and at every scoring request.
+PROPENSITY_INPUT = "propensity"
+UPLIFT_FEATURE_NAMES = (*SESSION_FEATURE_NAMES, PROPENSITY_INPUT)

@@ -1,15 +1,21 @@
 """The models group through Dagster: a good candidate is promoted; a deliberately worse one is blocked."""
 
 import json
+import shutil
 
 import dagster as dg
 import pandas as pd
 import pytest
 
 from propensity.models.artifact import ModelRegistry
+from propensity.monitoring.decisions import LABELLED_COLUMNS
+from propensity_assets.decisions import LABELLED_DECISIONS, write_partition
 from propensity_assets.definitions import defs
 from propensity_assets.partitions import event_date_partitions
+from resources.lake import LakeResource
+from serving.decision import DecisionPolicy
 from tests.conftest import clear_home
+from tests.uplift_logs import labelled_log
 
 pytestmark = pytest.mark.spark
 
@@ -134,3 +140,37 @@ def test_a_retrain_after_a_change_is_judged_on_traffic_since_then_and_stops_with
     assert not thin.success
     assert _checks(thin)["enough_outcomes_per_split"] is False
     assert "baseline_model" not in _materialized(thin)
+
+
+def test_the_offer_policy_retrains_on_the_decision_log_and_keeps_the_uplift_model_that_won(spine):
+    lake = LakeResource()
+    for day, seed in (("2026-06-01", 11), ("2026-06-02", 12)):  # a strong effect on half the sessions
+        write_partition(lake, LABELLED_DECISIONS, day, labelled_log(5000, lift=0.3, seed=seed), LABELLED_COLUMNS)
+    try:
+        retrained = _materialize(spine, dg.AssetSelection.groups("models"), _models_config())
+        assert retrained.success, _checks(retrained)
+        uplift = _metadata(retrained)["uplift_model"]
+        assert uplift["promote"].value is True, uplift["reason"].value
+        assert uplift["first_decisions"].value == 10_000
+        champion = ModelRegistry().champion()
+        assert champion.policy["rule"] == "uplift" and champion.policy["threshold"] is None
+        assert DecisionPolicy(champion.policy).rule == "uplift"  # what the scorer loads
+
+        # More of the same world: a challenger that learns what the champion knows is no better, and the
+        # champion's uplift model stays.
+        shutil.rmtree(lake.table_dir(LABELLED_DECISIONS))
+        write_partition(lake, LABELLED_DECISIONS, "2026-06-03", labelled_log(8000, lift=0.3, seed=13), LABELLED_COLUMNS)
+        refused = _materialize(spine, ["uplift_model", "offer_policy"])
+        assert refused.success
+        assert _metadata(refused)["uplift_model"]["promote"].value is False
+        assert _metadata(refused)["offer_policy"]["rule"].value == "uplift"
+        assert "the champion's uplift model stays" in _metadata(refused)["offer_policy"]["rule_reason"].value
+    finally:
+        shutil.rmtree(lake.table_dir(LABELLED_DECISIONS), ignore_errors=True)
+
+
+def _metadata(result) -> dict[str, dict]:
+    return {
+        e.event_specific_data.materialization.asset_key.to_user_string(): e.event_specific_data.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }

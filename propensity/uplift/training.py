@@ -1,0 +1,188 @@
+"""Retraining the offer policy on actual uplift: an uplift model from the labelled decision log, judged off-policy
+against the policy in force before it may replace it.
+
+Unit. A session's first logged decision: its arm (treated or not) and the logged probability of that arm are
+exact there, since the holdout and exploration draws are per session and the policy's rule is a function of the
+row. Later decisions of the same session are left out: once an offer has been shown (or not) the rest of the
+session is not a fresh experiment.
+
+Reward. The session's realised profit under `OfferTerms` (margin on its revenue, less the discount and the contact
+cost when treated): an uplift model of that reward estimates the incremental profit of showing the offer, and the
+profit policy treats where it is positive (`propensity.uplift.policy`).
+
+Champion and challenger. Users are split in two by a hash of the user id (whole users on each side): the
+challenger is fitted on one half (cross-fitted DR-learner with the logged probabilities) and the doubly robust
+difference of its policy against the current one is estimated on the other half, with a bootstrap over users.
+It replaces the current policy only when that difference's interval lies above 0 (`policy_promotion`). The model
+that is judged is the model that is deployed: it is not refitted on the evaluation half afterwards.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from propensity.features.definitions import UPLIFT_FEATURE_NAMES
+from propensity.uplift.learners import MIN_ARM_ROWS, UpliftModel, fit_uplift
+from propensity.uplift.policy import OfferTerms, treat_when_profitable
+from propensity.uplift.policy_value import PromotionVerdict, dr_difference, policy_promotion
+
+LEARNER = "dr"
+FOLDS = 3
+
+
+@dataclass(frozen=True)
+class UpliftLog:
+    """One row per session (its first labelled decision): inputs, arm, logged probability, realised reward."""
+
+    X: pd.DataFrame
+    treated: np.ndarray
+    treatment_probability: np.ndarray
+    reward: np.ndarray
+    users: np.ndarray
+    session_ids: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.treated)
+
+    def take(self, mask: np.ndarray) -> UpliftLog:
+        return UpliftLog(
+            self.X[mask].reset_index(drop=True),
+            self.treated[mask],
+            self.treatment_probability[mask],
+            self.reward[mask],
+            self.users[mask],
+            self.session_ids[mask],
+        )
+
+
+def uplift_log(labelled: pd.DataFrame, terms: OfferTerms) -> UpliftLog:
+    """The labelled decisions (`labelled_decisions` rows) as the uplift model's training log."""
+    missing = [c for c in (*UPLIFT_FEATURE_NAMES, "decided_at", "session_id", "user_id", "treated",
+                           "treatment_probability", "revenue") if c not in labelled.columns]  # fmt: skip
+    if missing:
+        raise ValueError(f"labelled decisions lack column(s) {missing}")
+    first = labelled.sort_values(["decided_at", "request_id"], kind="stable").drop_duplicates("session_id")
+    treated = first["treated"].to_numpy(dtype=float)
+    probability = first["treatment_probability"].to_numpy(dtype=float)
+    # A treated row logged with probability 0, or an untreated one with 1, cannot be reweighted: the log is not
+    # what was served (the decision_log asset's holdout check says so too).
+    impossible = ((treated == 1) & (probability <= 0)) | ((treated == 0) & (probability >= 1))
+    if impossible.any():
+        raise ValueError(f"{int(impossible.sum())} first decisions contradict their logged probability of treatment")
+    return UpliftLog(
+        X=first[list(UPLIFT_FEATURE_NAMES)].astype(float).reset_index(drop=True),
+        treated=treated,
+        treatment_probability=probability,
+        reward=terms.realised_profit(first["revenue"].to_numpy(dtype=float), treated),
+        users=first["user_id"].astype(str).to_numpy(),
+        session_ids=first["session_id"].astype(str).to_numpy(),
+    )
+
+
+def evaluation_half(users: np.ndarray) -> np.ndarray:
+    """True for the users whose sessions judge the challenger: crc32 of the user id is odd (stable across runs)."""
+    return np.array([zlib.crc32(u.encode("utf-8")) & 1 == 1 for u in users], dtype=bool)
+
+
+@dataclass(frozen=True)
+class Challenger:
+    model: UpliftModel | None  # None: too little logged data on one arm to fit anything
+    verdict: PromotionVerdict | None
+    train_sessions: int
+    evaluation_sessions: int
+    treated_share_logged: float
+    challenger_treated_share: float | None
+    current_treated_share: float | None
+    reason: str
+
+    @property
+    def promote(self) -> bool:
+        return self.verdict is not None and self.verdict.promote
+
+
+def _arm_counts(log: UpliftLog) -> tuple[int, int]:
+    treated = int(log.treated.sum())
+    return treated, len(log) - treated
+
+
+def train_challenger(
+    log: UpliftLog,
+    current_would_treat,
+    *,
+    seed: int = 0,
+    resamples: int = 400,
+) -> Challenger:
+    """Fit the challenger on one half of the users and judge it against `current_would_treat` (the current
+    policy's deterministic action, 0/1, for every row of `log`) on the other half."""
+    current = np.asarray(current_would_treat, dtype=float)
+    if len(current) != len(log):
+        raise ValueError(f"current policy actions: {len(current)} for {len(log)} rows")
+    held = evaluation_half(log.users)
+    train, evaluation = log.take(~held), log.take(held)
+    logged_share = float(log.treated.mean()) if len(log) else 0.0
+    for name, part in (("training", train), ("evaluation", evaluation)):
+        treated, control = _arm_counts(part)
+        if min(treated, control) < MIN_ARM_ROWS:
+            return Challenger(
+                None,
+                None,
+                len(train),
+                len(evaluation),
+                logged_share,
+                None,
+                None,
+                f"the {name} half holds {treated} treated and {control} untreated sessions: at least "
+                f"{MIN_ARM_ROWS} of each are needed; the current policy stays",
+            )
+    model = fit_uplift(
+        LEARNER,
+        train.X,
+        train.reward,
+        train.treated,
+        train.treatment_probability,
+        folds=FOLDS,
+        groups=train.users,
+        seed=seed,
+    )
+    challenger_action = treat_when_profitable(model.predict(evaluation.X))
+    current_action = current[held]
+    mu1, mu0 = model.predict_outcomes(evaluation.X)  # reward models that never saw the evaluation half
+    try:
+        difference = dr_difference(
+            evaluation.treated,
+            evaluation.treatment_probability,
+            evaluation.reward,
+            challenger_action,
+            current_action,
+            mu1,
+            mu0,
+            groups=evaluation.users,
+            resamples=resamples,
+            seed=seed,
+        )
+    except ValueError as unsupported:  # the challenger acts where the log never explored
+        return Challenger(
+            model,
+            None,
+            len(train),
+            len(evaluation),
+            logged_share,
+            float(challenger_action.mean()),
+            float(current_action.mean()),
+            f"cannot be valued from this log: {unsupported}; the current policy stays",
+        )
+    verdict = policy_promotion(difference)
+    return Challenger(
+        model,
+        verdict,
+        len(train),
+        len(evaluation),
+        logged_share,
+        float(challenger_action.mean()),
+        float(current_action.mean()),
+        verdict.reason,
+    )
