@@ -41,6 +41,7 @@ from sklearn.model_selection import StratifiedShuffleSplit
 
 from bench.common import parse_forwarded_args, publish, run_meta
 from propensity.datasets import dataset_file
+from propensity.uplift.ab import ab_figures
 from propensity.uplift.learners import fit_uplift
 from propensity.uplift.metrics import qini_auc_score, uplift_at_k, uplift_auc_score
 from propensity.uplift.policy import OfferTerms, treat_when_profitable
@@ -94,49 +95,17 @@ def off_policy(log: pd.DataFrame, outcome: pd.DataFrame, target: np.ndarray, mu1
     return {v.estimator: {"value": PER * v.value, "ci": [PER * v.low, PER * v.high]} for v in values}
 
 
-def bootstrap_ci(statistic, arms: tuple[np.ndarray, ...], seed: int = 0) -> list[float]:
-    rng = np.random.default_rng(seed)
-    draws = [statistic(*(a[rng.integers(0, len(a), len(a))] for a in arms)) for _ in range(RESAMPLES)]
-    return [float(v) for v in np.quantile(draws, [0.025, 0.975])]
-
-
 def ab_test(world: DecisionPoints, model, seed: int) -> dict:
     """The DR profit policy against a randomised holdout on a fresh store."""
     tau = model.predict(world.X)
     targeted = treat_when_profitable(tau) > 0
     holdout = np.random.default_rng(seed).random(len(tau)) < AB_HOLDOUT
     outcome = run_on(world, targeted & ~holdout, seed + 1)
-    bought, revenue, profit = (outcome[c].to_numpy(float) for c in ("purchased", "revenue", "profit"))
-    arm, hold = ~holdout, holdout
-
-    def lift(b1, b0):
-        return b1.mean() / b0.mean() - 1
-
-    def aov(r1, r0):
-        return r1[r1 > 0].mean() - r0[r0 > 0].mean()
-
-    def gain(p1, p0):
-        return PER * (p1.mean() - p0.mean())
-
     effects = world.effects
     return {
         "sessions": len(tau),
-        "policy_arm": int(arm.sum()),
-        "holdout": int(hold.sum()),
-        "treated_share_of_policy_arm": float(targeted[arm].mean()),
-        "conversion": {"policy_arm": float(bought[arm].mean()), "holdout": float(bought[hold].mean())},
-        "relative_conversion_lift": {
-            "value": float(lift(bought[arm], bought[hold])),
-            "ci": bootstrap_ci(lift, (bought[arm], bought[hold])),
-        },
-        "aov_difference": {
-            "value": float(aov(revenue[arm], revenue[hold])),
-            "ci": bootstrap_ci(aov, (revenue[arm], revenue[hold])),
-        },
-        "incremental_profit_per_1000": {
-            "value": float(gain(profit[arm], profit[hold])),
-            "ci": bootstrap_ci(gain, (profit[arm], profit[hold])),
-        },
+        "treated_share_of_policy_arm": float(targeted[~holdout].mean()),
+        **ab_figures(outcome["purchased"], outcome["revenue"], outcome["profit"], holdout, resamples=RESAMPLES),
         "exact_incremental_profit_per_1000": {
             "policy": exact_value(effects, targeted) - exact_value(effects, np.zeros(len(tau))),
             "oracle": exact_value(effects, treat_when_profitable(effects["incremental_profit"]))

@@ -3,19 +3,25 @@
 1. Bootstrap: a simulated store's history (HISTORY_DAYS days) is landed, turned into features and a model, and the
    champion is deployed to the local endpoint (in this process, as `make demo` does).
 2. The stream job and `dagster-daemon` start. From here the script is only the storefront: it never calls a
-   sensor or an asset. Day by day it sends the day's events to the stream (file source) and asks the endpoint for a
-   score at every decision point once the stream has folded it; the endpoint decides the intervention (holdout,
-   offer) and logs the decision. At the end of each day the storefront exports the day's events, and opens the
-   next day once the platform's nightly work is done (it watches the run queue; see `platform_night`).
+   sensor or an asset. Day by day its shoppers browse in waves (`propensity.sources.live_store`): each wave's
+   events go to the stream (file source), and once the stream has folded them the storefront asks the endpoint for
+   a score for every session; the endpoint decides the intervention (holdout, exploration, the policy's rule) and
+   logs the decision. At a session's decision point (its third event, `DECISION_EVENTS`) the storefront acts on
+   the decision: a session shown the offer goes on under the offer's response, so outcomes answer to the policy.
+   At the end of each day the storefront exports the day's events, and opens the next day once the platform's
+   nightly work is done (it watches the run queue; see `platform_night`).
 3. The daemon does the rest: `storefront_export_sensor` ingests the export, automation rebuilds sessions, features
-   and the online store, `monitoring_sensor` runs the monitors, `retrain_sensor` retrains when a monitor check fails,
-   automation deploys the new champion as a canary, and `canary_sensor` promotes it or rolls it back.
+   and the online store, `monitoring_sensor` runs the monitors (the decision log, labelled by the sessions' own
+   outcomes), `retrain_sensor` retrains when a monitor check fails (the propensity model, and the uplift model from
+   the labelled decision log, which replaces the offer rule only if the DR gate says it earns more), automation
+   deploys the new champion as a canary, and `canary_sensor` promotes it or rolls it back.
 4. From SHIFT_DAY on, shoppers buy less (`BehaviourShift`): the live model becomes miscalibrated and the features move.
 
 `var/demo/loop.json` (beside `make demo`'s summary; the loop's own state, var/loop, is wiped on every run) holds the
 timeline (shift, detection, retrain, canary, decision) with timestamps, the time from the shift to the new champion,
-and KPIs before and after. The runs stay in the loop's Dagster instance: `make dev` with the same DAGSTER_HOME shows
-them.
+KPIs before and after, every uplift retrain's verdict, and per model version the A/B of its policy against the
+randomised holdout at the decision points. The runs stay in the loop's Dagster instance: `make dev` with the same
+DAGSTER_HOME shows them.
 """
 
 from __future__ import annotations
@@ -31,7 +37,6 @@ import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import requests
 
@@ -47,6 +52,11 @@ SHIFT_DAY = 2  # live day (0-based) from which shoppers buy less (the simulated 
 INTENT_SHIFT = -1.0  # on the log-odds scale: conversion falls to less than half
 SEED = 11
 
+# The first champion explores more than the platform's default (OfferConfig: 5 %): three days of this small store
+# must hold a few hundred treated decision points on each half of the users for the uplift model to be fitted.
+LOOP_EXPLORATION_SHARE = 0.3
+EXPECTED_WAVES = 40  # a day's sessions are mostly over by then: the day's pacing (DAY_S) counts on it
+
 STREAM_WAIT_S = 60.0
 # The first file also waits for the job's start-up: a JVM, Feast, and in a fresh clone the first-use compile of the
 # checkpoint file manager (56 s there beside the daemon's start, more than STREAM_WAIT_S).
@@ -58,8 +68,11 @@ TIMEOUT_S = 90 * 60.0  # about six nights of ~7 min on 2 cores, with headroom fo
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
-def world(start: pd.Timestamp):
+def world(start: pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The simulated world: its events (history is landed as simulated) and every session with its start day and
+    hidden traits (live days are run again by the storefront, answering its offers)."""
     from propensity.contract import validate_events
+    from propensity.sources.live_store import session_starts
     from propensity.sources.simulator import BehaviourShift, simulate_traffic
 
     batch = simulate_traffic(
@@ -70,8 +83,10 @@ def world(start: pd.Timestamp):
         shift=BehaviourShift(from_day=HISTORY_DAYS + SHIFT_DAY, intent_logit=INTENT_SHIFT),
     )
     events = validate_events(batch.events).valid
-    events["day"] = events["event_time"].dt.strftime("%Y-%m-%d")
-    return events
+    sessions = session_starts(events, batch.sessions)
+    sessions["day"] = sessions["start"].dt.strftime("%Y-%m-%d")
+    events["day"] = events["session_id"].map(sessions.set_index("session_id")["day"])  # a session's start day
+    return events, sessions
 
 
 def dagster_yaml(dagster_home: Path) -> None:
@@ -122,7 +137,10 @@ def bootstrap(history_file: Path, say) -> None:
             selection=dg.AssetSelection.groups("models"),
             resources=resources,
             instance=instance,
-            run_config=QUIET,
+            run_config={
+                "ops": {"offer_policy": {"config": {"exploration_share": LOOP_EXPLORATION_SHARE}}},
+                **QUIET,
+            },
         )
         from propensity.models.artifact import ModelRegistry
 
@@ -202,8 +220,10 @@ def endpoint_url() -> str:
     return url
 
 
-def score(http: requests.Session, url: str, pairs: list[tuple[str, str]], stats: dict) -> None:
-    """One request per session, as a storefront asks: each is routed to a variant on its own."""
+def score(http: requests.Session, url: str, pairs: list[tuple[str, str]], stats: dict) -> list[tuple[str, dict]]:
+    """One request per session, as a storefront asks: each is routed to a variant on its own. Returns the
+    (session id, prediction) of every answered request."""
+    answered = []
     for session_id, user_id in pairs:
         try:
             answer = http.post(f"{url}/invocations", json={"session_id": session_id, "user_id": user_id}, timeout=5.0)
@@ -215,31 +235,54 @@ def score(http: requests.Session, url: str, pairs: list[tuple[str, str]], stats:
             stats["errors"] += 1
             stats["last_error"] = answer.text[:200]
             continue
-        decision = answer.json()["decision"]
+        prediction = answer.json()
+        decision = prediction["decision"]
         stats["scored"] += 1
         stats["treated"] += bool(decision["treated"])
         stats["holdout"] += bool(decision["holdout"])
+        answered.append((session_id, prediction))
+    return answered
 
 
-def live_day(events: pd.DataFrame, stream: Stream, stats: dict) -> None:
-    """One day of storefront traffic in waves: the k-th event of every session, folded by the stream, then a score
-    for every session whose k-th event was not its purchase (the decision points of training)."""
+def at_decision_point(prediction: dict) -> bool:
+    """The answer came from an online row that had folded the session's DECISION_EVENTS-th event (what the uplift
+    retraining takes as the session's decision point)."""
+    from propensity.monitoring.decisions import SESSION_EVENTS_SEEN
+    from propensity.uplift.training import DECISION_EVENTS
+
+    seen = prediction["features"].get(SESSION_EVENTS_SEEN)
+    return seen is not None and seen >= DECISION_EVENTS
+
+
+def live_day(live, stream: Stream, stats: dict) -> pd.DataFrame:
+    """One day of storefront traffic in waves (`LiveSessions`): the k-th event of every session, folded by the
+    stream, then a score for every session whose k-th event was not its purchase. At its decision point a session
+    is shown the offer when the answer says so, and its next steps follow the offer's response. Returns the day's
+    events (the export)."""
     from propensity.sources.contract_files import contract_json_lines
 
-    events = events.sort_values(["session_id", "event_time", "event_id"], kind="stable").reset_index(drop=True)
-    events["wave"] = events.groupby("session_id")["event_time"].rank(method="dense").astype(int) - 1
-    lines = np.array(contract_json_lines(events), dtype=object)
     url = endpoint_url()
-    waves = list(events.groupby("wave", sort=True))
     started = time.monotonic()
+    sent, decided = [], set()
     with requests.Session() as http:
-        for i, (_, rows) in enumerate(waves):
-            stream.send(lines[rows.index].tolist())
-            points = rows[rows["event_type"] != "purchase"].drop_duplicates("session_id")
-            score(http, url, list(zip(points["session_id"], points["user_id"])), stats)
+        for i, wave in enumerate(live.waves()):
+            stream.send(contract_json_lines(wave))
+            sent.append(wave)
+            points = wave[wave["event_type"] != "purchase"].drop_duplicates("session_id")
+            answered = score(http, url, list(zip(points["session_id"], points["user_id"])), stats)
+            offers = []
+            for session_id, prediction in answered:
+                if session_id in decided or not at_decision_point(prediction):
+                    continue
+                decided.add(session_id)
+                stats["decision_points"] += 1
+                if prediction["decision"]["treated"]:
+                    offers.append(session_id)
+            stats["offers_shown"] += live.offer(offers) if offers else 0
             # Spread the day over DAY_S: a canary needs live traffic whenever the platform starts one.
-            due = started + DAY_S * (i + 1) / len(waves)
+            due = started + DAY_S * (i + 1) / EXPECTED_WAVES
             time.sleep(max(0.0, due - time.monotonic()))
+    return pd.concat(sent, ignore_index=True)
 
 
 def platform_night(quiet_s: float = NIGHT_QUIET_S, longest_s: float = NIGHT_S) -> float:
@@ -366,6 +409,69 @@ def kpis_by_model() -> dict:
     return out
 
 
+UPLIFT_FIELDS = (
+    "promote",
+    "reason",
+    "first_decisions",
+    "train_sessions",
+    "evaluation_sessions",
+    "treated_share_logged",
+    "challenger_treated_share",
+    "current_treated_share",
+    "dr_profit_difference_per_1000",
+    "champion_rule",
+)
+
+
+def uplift_retrains() -> list[dict]:
+    """Every materialisation of `uplift_model` (one per retrain): the log it learned from and the DR verdict."""
+    import dagster as dg
+
+    with dg.DagsterInstance.get() as instance:
+        records = instance.fetch_materializations(dg.AssetKey("uplift_model"), limit=100).records
+        return sorted(
+            (
+                {
+                    "at": event.timestamp,
+                    "run_id": event.run_id,
+                    **{
+                        k: getattr(v, "value", v)
+                        for k, v in event.asset_materialization.metadata.items()
+                        if k in UPLIFT_FIELDS
+                    },
+                }
+                for event in records
+            ),
+            key=lambda r: r["at"],
+        )
+
+
+def policy_ab_by_model() -> dict:
+    """Per model version: its offer rule and the A/B of its policy against the randomised holdout, over the
+    sessions whose decision point it scored (intent to treat; realised profit under the uplift model's terms)."""
+    from propensity.models.artifact import ModelRegistry, load_artifact
+    from propensity.uplift.ab import ab_figures
+    from propensity.uplift.policy import OfferTerms
+    from propensity.uplift.training import decision_point_rows
+
+    path = table_dir("labelled_decisions")
+    if not path.exists():
+        return {}
+    points = decision_point_rows(pd.read_parquet(path))
+    registry, terms, out = ModelRegistry(), OfferTerms(), {}
+    for version, rows in points.groupby("model_version"):
+        policy = load_artifact(registry.root / version).policy if (registry.root / version).exists() else {}
+        entry = {"rule": policy.get("rule"), "rule_reason": policy.get("rule_reason"), "sessions": len(rows)}
+        entry["treated_share_of_policy_arm"] = float(rows.loc[~rows["holdout"], "treated"].mean())
+        profit = terms.realised_profit(rows["revenue"], rows["treated"])
+        try:
+            entry["ab"] = ab_figures(rows["label"], rows["revenue"], profit, rows["holdout"])
+        except ValueError as error:  # one arm empty: too little traffic for this version
+            entry["ab"] = {"refused": str(error)}
+        out[version] = entry
+    return out
+
+
 def run_loop(say) -> int:
     config = settings()
     started = time.time()
@@ -377,14 +483,16 @@ def run_loop(say) -> int:
         import redis
 
         redis.Redis.from_url(config.redis_url, socket_timeout=5).flushdb()
-    events = world(start)
-    days = sorted(events["day"].unique())
+    events, sessions = world(start)
+    days = sorted(sessions["day"].unique())
     history_days, live_days = days[:HISTORY_DAYS], days[HISTORY_DAYS : HISTORY_DAYS + LIVE_DAYS]
     say(
         f"[loop] a store of {USERS} shoppers: {len(history_days)} days of history, up to {len(live_days)} live days; "
         f"shoppers start buying less on {live_days[SHIFT_DAY]} (state in {config.home})"
     )
     from propensity.sources.contract_files import write_contract_jsonl
+    from propensity.sources.interventions import catalogue
+    from propensity.sources.live_store import LiveSessions
 
     history_file = config.home / "storefront" / "history" / "history.jsonl"
     write_contract_jsonl(events[events["day"].isin(history_days)].drop(columns="day"), history_file)
@@ -394,7 +502,7 @@ def run_loop(say) -> int:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p)
     timeline_events = [{"event": "bootstrap_done", "at": time.time()}]
     stream = daemon = None
-    stats = {"scored": 0, "treated": 0, "holdout": 0, "errors": 0}
+    stats = {"scored": 0, "treated": 0, "holdout": 0, "errors": 0, "decision_points": 0, "offers_shown": 0}
     decision = None
     try:
         say("[loop] starting the stream job and the Dagster daemon (sensors and automation on)")
@@ -417,10 +525,10 @@ def run_loop(say) -> int:
             if index == SHIFT_DAY:
                 timeline_events.append({"event": "shift", "day": day, "at": time.time(), "intent_logit": INTENT_SHIFT})
             day_started = time.time()
-            live_day(events[events["day"] == day].drop(columns="day"), sink, stats)
-            write_contract_jsonl(
-                events[events["day"] == day].drop(columns="day"), storefront_export_dir() / f"{day}.jsonl"
+            live = LiveSessions(
+                sessions[sessions["day"] == day], catalogue(SEED), seed=SEED * 1000 + index, id_prefix=f"live-{day}-"
             )
+            write_contract_jsonl(live_day(live, sink, stats), storefront_export_dir() / f"{day}.jsonl")
             timeline_events.append(
                 {"event": "day_exported", "day": day, "at": time.time(), "seconds": round(time.time() - day_started, 1)}
             )
@@ -481,6 +589,8 @@ def run_loop(say) -> int:
         "seconds_from_shift_to_new_champion": round(promoted_at - shift_at, 1) if promoted_at and shift_at else None,
         "decision": decision,
         "kpis_by_model_version": kpis_by_model(),
+        "uplift_retrains": uplift_retrains(),
+        "policy_ab_by_model_version": policy_ab_by_model(),
         "storefront": stats,
         "runs": timeline["runs"],
         "monitor_checks": timeline["checks"],
@@ -494,6 +604,17 @@ def run_loop(say) -> int:
         when = datetime.fromtimestamp(event["at"], timezone.utc).strftime("%H:%M:%S")
         detail = {k: v for k, v in event.items() if k not in ("event", "at")}
         say(f"[loop] {when} {event['event']}: {json.dumps(detail, default=str)[:160]}")
+    for retrain in summary["uplift_retrains"]:
+        say(f"[loop] uplift retrain on {retrain.get('first_decisions')} decision points: {retrain.get('reason')}")
+    for version, entry in summary["policy_ab_by_model_version"].items():
+        ab = entry.get("ab", {})
+        if "incremental_profit_per_1000" in ab:
+            profit, lift = ab["incremental_profit_per_1000"], ab["relative_conversion_lift"]
+            say(
+                f"[loop] {version} ({entry['rule']} rule, {entry['sessions']} decision points): conversion lift "
+                f"{lift['value']:+.3f} [{lift['ci'][0]:+.3f}, {lift['ci'][1]:+.3f}], profit per 1,000 sessions "
+                f"{profit['value']:+.0f} [{profit['ci'][0]:+.0f}, {profit['ci'][1]:+.0f}] against the holdout"
+            )
     say(f"[loop] shift to new champion: {summary['seconds_from_shift_to_new_champion']} s; timeline in {out}")
     if decision is None:
         say("[loop] no canary decision was taken by the daemon's sensor: see the runs in the UI (make dev)")

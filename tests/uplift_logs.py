@@ -4,21 +4,24 @@ import numpy as np
 import pandas as pd
 
 from propensity.features.definitions import MODEL_FEATURE_NAMES, SESSION_FEATURE_NAMES
-from propensity.monitoring.decisions import LABELLED_COLUMNS
+from propensity.monitoring.decisions import LABELLED_COLUMNS, SESSION_EVENTS_SEEN
+from propensity.uplift.training import DECISION_EVENTS
 
 BASKET = 50.0
+RESPONSIVE_FEATURE = next(name for name in SESSION_FEATURE_NAMES if name != SESSION_EVENTS_SEEN)
 
 
 def labelled_log(sessions: int, *, lift: float, seed: int = 0, treat_share: float = 0.5) -> pd.DataFrame:
     """One decision per session, treated at random with probability `treat_share` (logged as such). The purchase
-    probability is 0.1, plus `lift` when treated and the first session feature is positive: under OfferTerms'
+    probability is 0.1, plus `lift` when treated and RESPONSIVE_FEATURE is positive: under OfferTerms'
     defaults the offer pays there when lift is large (0.3 * 50 * lift > 0.1 * 50 * (0.1 + lift) + 0.05) and
     loses everywhere else (the discount on orders that would have happened anyway)."""
     rng = np.random.default_rng(seed)
     frame = pd.DataFrame({name: rng.normal(size=sessions) for name in MODEL_FEATURE_NAMES})
     frame["propensity"] = rng.uniform(0.02, 0.4, sessions)
+    frame[SESSION_EVENTS_SEEN] = float(DECISION_EVENTS)  # every row is its session's decision point
     treated = rng.random(sessions) < treat_share
-    responsive = frame[SESSION_FEATURE_NAMES[0]].to_numpy() > 0
+    responsive = frame[RESPONSIVE_FEATURE].to_numpy() > 0
     bought = rng.random(sessions) < 0.1 + lift * (treated & responsive)
     frame["revenue"] = np.where(bought, BASKET, 0.0)
     frame["label"] = bought.astype("int64")

@@ -464,26 +464,37 @@ def _assemble(seed, n_users, chunks, user, start, table, cat, duration, sessions
     event_id = _format_ids(prefix, np.arange(n), max(9, len(str(n - 1))))
     session_str = _format_ids(prefix + "s", np.arange(len(start)), max(7, len(str(len(start) - 1))))
     user_str = _format_ids("u", np.arange(n_users), max(5, len(str(n_users - 1))))
-    product_str = np.array([*_format_ids("p", np.arange(N_PRODUCTS), 5), None], dtype=object)  # index -1 -> None
-    category_str = np.array([*_format_ids("c", np.arange(N_CATEGORIES), 3), None], dtype=object)
-    has_product = product >= 0
-    category = np.where(has_product, cat["category"][np.maximum(product, 0)], -1)
-
-    events = pd.DataFrame(
-        {
-            "event_id": event_id,
-            "event_time": pd.Series(time_us.astype("datetime64[us]")).dt.tz_localize("UTC").astype(EVENT_TIME_DTYPE),
-            "user_id": user_str[user[sess]],
-            "session_id": session_str[session_rank[sess]],
-            "event_type": np.array(ACTIONS + ("exit",), dtype=object)[action],
-            "product_id": product_str[product],
-            "category_id": category_str[category],
-            "price": np.where(has_product, cat["price"][np.maximum(product, 0)], np.nan),
-            "quantity": qty.astype(np.int64),
-            "source": np.full(n, SOURCE_NAME, dtype=object),
-        },
-        columns=list(EVENT_COLUMNS),
+    events = event_frame(
+        event_id, time_us, user_str[user[sess]], session_str[session_rank[sess]], action, product, qty, cat
     )
     truth_frame = pd.DataFrame({"event_id": event_id, "true_propensity": truth.astype(np.float64)})
     sessions.insert(0, "session_id", session_str[session_rank])
     return SourceBatch(events=events, truth=truth_frame, sessions=sessions)
+
+
+_PRODUCT_IDS = np.array([*_format_ids("p", np.arange(N_PRODUCTS), 5), None], dtype=object)  # index -1 -> None
+_CATEGORY_IDS = np.array([*_format_ids("c", np.arange(N_CATEGORIES), 3), None], dtype=object)
+
+
+def event_frame(event_id, time_us, user_id, session_id, action, product, qty, cat) -> pd.DataFrame:
+    """Contract-shaped events from the chain's codes: action, product index (-1 none), quantity, µs since epoch."""
+    product = np.asarray(product)
+    has_product = product >= 0
+    category = np.where(has_product, cat["category"][np.maximum(product, 0)], -1)
+    return pd.DataFrame(
+        {
+            "event_id": event_id,
+            "event_time": pd.Series(np.asarray(time_us).astype("datetime64[us]"))
+            .dt.tz_localize("UTC")
+            .astype(EVENT_TIME_DTYPE),
+            "user_id": user_id,
+            "session_id": session_id,
+            "event_type": np.array(ACTIONS + ("exit",), dtype=object)[action],
+            "product_id": _PRODUCT_IDS[product],
+            "category_id": _CATEGORY_IDS[category],
+            "price": np.where(has_product, cat["price"][np.maximum(product, 0)], np.nan),
+            "quantity": np.asarray(qty).astype(np.int64),
+            "source": np.full(len(product), SOURCE_NAME, dtype=object),
+        },
+        columns=list(EVENT_COLUMNS),
+    )

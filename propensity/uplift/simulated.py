@@ -1,8 +1,8 @@
 """Offer decisions on the simulated store, with the exact answer beside them: one decision point per session (its
-third chain step; sessions that end or buy before it meet none), the state there, the exact effect of the offer
-(`propensity.sources.interventions`), the session features the platform's own fold gives at that point, and the
-sessions run on from it under whichever arm they got. `bench.uplift` measures the learners and the policy gate on
-it; the tests check the uplift retraining recovers a known effect from such a log.
+DECISION_EVENTS-th event, as in the decision log; sessions that end or buy before it meet none), the state there,
+the exact effect of the offer (`propensity.sources.interventions`), the session features the platform's own fold
+gives at that point, and the sessions run on from it under whichever arm they got. `bench.uplift` measures the
+learners and the policy gate on it.
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ from propensity.sources.interventions import (
 )
 from propensity.sources.simulator import _action_table, simulate_traffic
 from propensity.uplift.policy import OfferTerms
+from propensity.uplift.training import DECISION_EVENTS
 
-DECISION_STEP = 2  # the third chain step of a session
+DECISION_STEP = DECISION_EVENTS - 1  # the chain step (0-based) whose event is the session's DECISION_EVENTS-th
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,11 @@
 """Retraining the offer policy on actual uplift: an uplift model from the labelled decision log, judged off-policy
 against the policy in force before it may replace it.
 
-Unit. A session's first logged decision: its arm (treated or not) and the logged probability of that arm are
-exact there, since the holdout and exploration draws are per session and the policy's rule is a function of the
-row. Later decisions of the same session are left out: once an offer has been shown (or not) the rest of the
-session is not a fresh experiment.
+Unit. A session's decision point: its first logged decision whose online row had folded at least DECISION_EVENTS
+events (the storefront acts on the decision there, and only there: `make loop`'s storefront does; bench.uplift's
+decision points are the same third event). The arm (treated or not) and the logged probability of that arm are
+exact there, since the holdout and exploration draws are per session and the rule is a function of the row.
+Earlier decisions are not acted on, and later ones are not a fresh experiment: the offer has been shown or not.
 
 Reward. The session's realised profit under `OfferTerms` (margin on its revenue, less the discount and the contact
 cost when treated): an uplift model of that reward estimates the incremental profit of showing the offer, and the
@@ -26,17 +27,19 @@ import numpy as np
 import pandas as pd
 
 from propensity.features.definitions import UPLIFT_FEATURE_NAMES
+from propensity.monitoring.decisions import SESSION_EVENTS_SEEN
 from propensity.uplift.learners import MIN_ARM_ROWS, UpliftModel, fit_uplift
 from propensity.uplift.policy import OfferTerms, treat_when_profitable
 from propensity.uplift.policy_value import PromotionVerdict, dr_difference, policy_promotion
 
+DECISION_EVENTS = 3  # a session's offer is decided once it has this many events (sessions that end before: never)
 LEARNER = "dr"
 FOLDS = 3
 
 
 @dataclass(frozen=True)
 class UpliftLog:
-    """One row per session (its first labelled decision): inputs, arm, logged probability, realised reward."""
+    """One row per session (its decision point): inputs, arm, logged probability, realised reward."""
 
     X: pd.DataFrame
     treated: np.ndarray
@@ -59,13 +62,20 @@ class UpliftLog:
         )
 
 
+def decision_point_rows(labelled: pd.DataFrame) -> pd.DataFrame:
+    """Each session's decision point among labelled decisions: its first row whose online row had folded at least
+    DECISION_EVENTS events (a row without online features is not one)."""
+    at_point = labelled[labelled[SESSION_EVENTS_SEEN] >= DECISION_EVENTS]
+    return at_point.sort_values(["decided_at", "request_id"], kind="stable").drop_duplicates("session_id")
+
+
 def uplift_log(labelled: pd.DataFrame, terms: OfferTerms) -> UpliftLog:
     """The labelled decisions (`labelled_decisions` rows) as the uplift model's training log."""
-    missing = [c for c in (*UPLIFT_FEATURE_NAMES, "decided_at", "session_id", "user_id", "treated",
-                           "treatment_probability", "revenue") if c not in labelled.columns]  # fmt: skip
+    needed = (*UPLIFT_FEATURE_NAMES, SESSION_EVENTS_SEEN, "decided_at", "request_id", "session_id", "user_id")
+    missing = [c for c in (*needed, "treated", "treatment_probability", "revenue") if c not in labelled.columns]
     if missing:
         raise ValueError(f"labelled decisions lack column(s) {missing}")
-    first = labelled.sort_values(["decided_at", "request_id"], kind="stable").drop_duplicates("session_id")
+    first = decision_point_rows(labelled)
     treated = first["treated"].to_numpy(dtype=float)
     probability = first["treatment_probability"].to_numpy(dtype=float)
     # A treated row logged with probability 0, or an untreated one with 1, cannot be reweighted: the log is not

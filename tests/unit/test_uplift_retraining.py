@@ -11,7 +11,7 @@ from propensity.uplift.policy import OfferTerms
 from propensity.uplift.training import evaluation_half, train_challenger, uplift_log
 from serving.decision import DecisionPolicy
 from serving.uplift import CompiledUplift
-from tests.uplift_logs import labelled_log
+from tests.uplift_logs import RESPONSIVE_FEATURE, labelled_log
 
 TERMS = OfferTerms()
 
@@ -50,7 +50,7 @@ def test_a_challenger_that_finds_who_is_moved_replaces_a_policy_that_treats_no_o
     log = uplift_log(labelled_log(8000, lift=0.3, seed=2), TERMS)
     challenger = train_challenger(log, np.zeros(len(log)), resamples=200)
     assert challenger.promote, challenger.reason
-    responsive = log.X[UPLIFT_FEATURE_NAMES[0]].to_numpy() > 0
+    responsive = log.X[RESPONSIVE_FEATURE].to_numpy() > 0
     treat = challenger.model.predict(log.X) > 0
     assert treat[responsive].mean() > 0.8 and treat[~responsive].mean() < 0.2
 
