@@ -361,9 +361,30 @@ def uplift(data: dict) -> str:
             f"| {target} | {summary['ate']:.4f} | {qini} | [{band[0]:.4f}, {band[1]:.4f}] | "
             f"{best} {summary[best]['uplift_at_30']['mean']:.4f} |"
         )
+    policies = hillstrom["policy_profit_ips_per_1000"]
+
+    def mean_ci(name: str) -> str:
+        lo, hi = policies[name]["ci_of_mean"]
+        return f"{policies[name]['mean']:,.1f} [{lo:,.1f}, {hi:,.1f}]"
+
+    simulator = data["simulator"]
+    verdicts = ", ".join(f"{name}: {'yes' if v['pass'] else 'NO'}" for name, v in meta["budgets"].items())
     rows += [
         "",
-        f"{hillstrom['splits']} stratified 30 % splits. Generated {meta['generated_at']} by `{meta['command']}`.",
+        f"Hillstrom, IPS-estimated profit per 1,000 customers (spend as revenue, the simulator's terms; mean over the "
+        f"splits [95 % interval of the mean]): profit_dr {mean_ci('profit_dr')}, treat-all {mean_ci('treat_all')}, "
+        f"propensity threshold (top 30 %) {mean_ci('propensity_threshold')}; profit_dr minus treat-all "
+        f"{mean_ci('profit_dr_minus_treat_all')}, minus the threshold "
+        f"{mean_ci('profit_dr_minus_propensity_threshold')}.",
+        "",
+        f"Simulator headline (dr): Spearman {simulator['spearman_tau']:.2f}, regret "
+        f"{simulator['policy_regret_share']:.0%} of the oracle's incremental profit, DR estimate of the deployed "
+        f"policy over no offer "
+        f"{simulator['dr_estimate']:,.0f} per 1,000 against the A/B's interval [{simulator['ab_value_ci'][0]:,.0f}, "
+        f"{simulator['ab_value_ci'][1]:,.0f}].",
+        "",
+        f"Targets: {verdicts}. {hillstrom['splits']} stratified 30 % splits. Generated {meta['generated_at']} by "
+        f"`{meta['command']}`.",
     ]
     return "\n".join(rows)
 

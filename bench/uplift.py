@@ -34,6 +34,7 @@ import os
 import sys
 import time
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
@@ -50,9 +51,12 @@ from propensity.uplift.simulated import DecisionPoints, decision_points, run_on
 from serving.decision import DecisionPolicy
 
 NAME = "uplift"
-LOGGING = {"top_share": 0.3, "holdout_share": 0.1, "exploration_share": 0.1}
+THRESHOLD_SHARE = 0.3  # today's policy offers the discount to the top 30 % by propensity
+LOGGING = {"top_share": THRESHOLD_SHARE, "holdout_share": 0.1, "exploration_share": 0.1}
 AB_HOLDOUT = 0.5  # an A/B: half the sessions keep no offer, so the difference has power
 LEARNERS = ("t", "x", "dr")
+LEARNER = "dr"  # the platform's (propensity.uplift.training): the headline figures and targets are its
+TARGETS = {"uplift_at_30_min": 0.066, "spearman_min": 0.8, "regret_share_max": 0.10}
 RESAMPLES = 400
 TERMS = OfferTerms()
 PER = 1000  # figures per 1,000 sessions
@@ -179,6 +183,41 @@ def hillstrom_section(quick: bool) -> dict:
                 m: int(sum(r[m] > band[m][1] for r in figures[name])) for m in band
             }
         out["targets"][target] = summary
+    out["policy_profit_ips_per_1000"] = hillstrom_policies(X, outcomes, t, splits)
+    return out
+
+
+def hillstrom_policies(X: pd.DataFrame, outcomes: pd.DataFrame, t: np.ndarray, splits: int) -> dict:
+    """IPS-estimated profit per 1,000 customers on each test split (spend as revenue, TERMS' economics; the arm
+    share is the experiment's): the DR profit policy learned on the training split, treat-all, and a propensity
+    threshold (LightGBM on conversion, both arms; e-mail the top THRESHOLD_SHARE by score, as the logging policy
+    above does)."""
+    spend, converted = outcomes["spend"].to_numpy(float), outcomes["conversion"].to_numpy(float)
+    profit = TERMS.realised_profit(spend, t)
+    share = float(t.mean())
+    strata = t * 2 + (converted > 0)
+    splitter = StratifiedShuffleSplit(n_splits=splits, test_size=0.3, random_state=12)
+    values: dict[str, list[float]] = {"profit_dr": [], "treat_all": [], "propensity_threshold": [], "treat_none": []}
+    for train, test in splitter.split(X, strata):
+        model = fit_uplift("dr", X.iloc[train], profit[train], t[train], share, folds=3, seed=0)
+        scorer = lgb.train(
+            {"objective": "binary", "verbose": -1, "num_threads": 2, "deterministic": True, "seed": 0},
+            lgb.Dataset(X.iloc[train], label=converted[train]),
+            num_boost_round=100,
+        )
+        score = scorer.predict(X.iloc[test])
+        targets = {
+            "profit_dr": treat_when_profitable(model.predict(X.iloc[test])),
+            "treat_all": np.ones(len(test)),
+            "propensity_threshold": (score >= np.quantile(score, 1 - THRESHOLD_SHARE)).astype(float),
+            "treat_none": np.zeros(len(test)),
+        }
+        for name, target in targets.items():
+            logged = np.full(len(test), share)
+            values[name].append(PER * ips(t[test], logged, profit[test], target, resamples=2).value)
+    out = {name: _summary(v) for name, v in values.items()}
+    for name in ("treat_all", "propensity_threshold"):
+        out[f"profit_dr_minus_{name}"] = _summary(np.subtract(values["profit_dr"], values[name]))
     return out
 
 
@@ -233,6 +272,18 @@ def run(args: argparse.Namespace) -> dict:
         resamples=RESAMPLES,
     )
     verdict = policy_promotion(difference)
+    # The deployed policy's incremental profit over offering nothing (what the A/B's holdout measures), by DR.
+    over_none = dr_difference(
+        test_outcome["treated"],
+        test_log["treatment_probability"],
+        test_outcome["profit"],
+        policies["profit_dr"],
+        policies["treat_none"],
+        mu1,
+        mu0,
+        groups=test_groups,
+        resamples=RESAMPLES,
+    )
     ranking = {name: float(spearmanr(tau, et["incremental_profit"]).statistic) for name, tau in predicted.items()}
     fresh = decision_points(seed=args.seed + 1, users=users, days=days, terms=TERMS)
     ab = ab_test(fresh, models["dr"], seed=args.seed + 7)
@@ -240,8 +291,24 @@ def run(args: argparse.Namespace) -> dict:
     meta.update(
         wall_s=round(time.perf_counter() - started, 1), load_average_at_end=[round(v, 2) for v in os.getloadavg()]
     )
+    simulator = {
+        "spearman_tau": ranking[LEARNER],
+        "policy_regret_share": regret_share(valued, f"profit_{LEARNER}"),
+        "dr_estimate": PER * over_none.value,
+        "dr_estimate_ci": [PER * over_none.low, PER * over_none.high],
+        "ab_value_ci": ab["incremental_profit_per_1000"]["ci"],
+        "profit_minus_threshold_ci": [PER * difference.low, PER * difference.high],
+        "ab": {
+            "conversion_lift_rel": ab["relative_conversion_lift"]["value"],
+            "aov_diff": ab["aov_difference"]["value"],
+            "profit_per_1000": ab["incremental_profit_per_1000"]["value"],
+        },
+    }
+    headline = {target: hillstrom_headline(hillstrom["targets"][target]) for target in HILLSTROM_TARGETS}
+    meta["budgets"] = budgets(headline["visit"], simulator)
     return {
         "meta": meta,
+        "simulator": simulator,
         "store": {
             "users": users,
             "days": days,
@@ -261,7 +328,59 @@ def run(args: argparse.Namespace) -> dict:
             "dr_difference_per_1000": [PER * difference.value, PER * difference.low, PER * difference.high],
         },
         "ab_test": ab,
-        "hillstrom": hillstrom,
+        "hillstrom": {**headline, **hillstrom},
+    }
+
+
+def regret_share(valued: dict, policy: str) -> float:
+    """(oracle - policy) / (oracle - treat_none), on exact values: the share of the oracle's incremental profit
+    the policy leaves on the table."""
+    exact = {name: entry["exact_per_1000"] for name, entry in valued.items()}
+    ceiling = exact["oracle"] - exact["treat_none"]
+    return float((exact["oracle"] - exact[policy]) / ceiling) if ceiling > 0 else float("nan")
+
+
+def hillstrom_headline(summary: dict) -> dict:
+    """The issue's figures for one Hillstrom target, for the platform's learner (LEARNER)."""
+    learner = summary[LEARNER]
+    return {
+        "learner": LEARNER,
+        "qini_mean": learner["qini"]["mean"],
+        "qini_ci": learner["qini"]["ci_of_mean"],
+        "random_band": summary["random_band_95"]["qini"],
+        "uplift_at_30_mean": learner["uplift_at_30"]["mean"],
+    }
+
+
+def budgets(visit: dict, simulator: dict) -> dict:
+    lo, hi = simulator["ab_value_ci"]
+    return {
+        "hillstrom_visit_qini_interval_above_random_band": {
+            "pass": visit["qini_ci"][0] > visit["random_band"][1],
+            "qini_ci": visit["qini_ci"],
+            "random_band_high": visit["random_band"][1],
+        },
+        "hillstrom_visit_uplift_at_30_at_least_0.066": {
+            "pass": visit["uplift_at_30_mean"] >= TARGETS["uplift_at_30_min"],
+            "mean": visit["uplift_at_30_mean"],
+        },
+        "simulator_spearman_at_least_0.8": {
+            "pass": simulator["spearman_tau"] >= TARGETS["spearman_min"],
+            "spearman": simulator["spearman_tau"],
+        },
+        "simulator_regret_at_most_10pct_of_oracle": {
+            "pass": simulator["policy_regret_share"] <= TARGETS["regret_share_max"],
+            "regret_share": simulator["policy_regret_share"],
+        },
+        "simulator_dr_estimate_inside_ab_interval": {
+            "pass": lo <= simulator["dr_estimate"] <= hi,
+            "dr_estimate": simulator["dr_estimate"],
+            "ab_value_ci": [lo, hi],
+        },
+        "simulator_profit_policy_beats_threshold": {
+            "pass": simulator["profit_minus_threshold_ci"][0] > 0,
+            "ci": simulator["profit_minus_threshold_ci"],
+        },
     }
 
 
@@ -280,6 +399,10 @@ def print_summary(result: dict) -> None:
         band = summary["random_band_95"]["qini"]
         qini = {k: round(v["qini"]["mean"], 4) for k, v in summary.items() if k in LEARNER_NAMES}
         print(f"Hillstrom {target}: ATE {summary['ate']:.4f}; normalised Qini mean {qini}; random band {band}")
+    policies = result["hillstrom"]["policy_profit_ips_per_1000"]
+    print(f"Hillstrom IPS profit per 1,000 customers: { {k: round(v['mean'], 1) for k, v in policies.items()} }")
+    for name, verdict in result["meta"]["budgets"].items():
+        print(f"target {name}: {'yes' if verdict['pass'] else 'NO'}")
 
 
 def main(argv: list[str] | None = None) -> int:
