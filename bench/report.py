@@ -323,9 +323,10 @@ def uplift(data: dict) -> str:
     ]
     for name, entry in data["policies"].items():
         values = entry["off_policy"]
-        estimates = (
-            " | ".join(_ci(values[e]) for e in ("ips", "snips", "dr")) if "dr" in values else "refused: no support | | "
-        )
+        if "dr" in values:
+            estimates = " | ".join(_ci(values[e]) for e in ("ips", "snips", "dr"))
+        else:  # refused (the log never explored where it acts), or a yardstick valued exactly only
+            estimates = "refused: no support | | " if "refused" in values else "(exact only) | | "
         rows.append(f"| {name} | {entry['treated_share']:.2f} | {entry['exact_per_1000']:,.0f} | {estimates} |")
     ranking = ", ".join(f"{k} {v:.2f}" for k, v in data["rank_correlation_with_exact_incremental_profit"].items())
     exact = ab["exact_incremental_profit_per_1000"]
@@ -381,7 +382,9 @@ def uplift(data: dict) -> str:
         f"{simulator['policy_regret_share']:.0%} of the oracle's incremental profit, DR estimate of the deployed "
         f"policy over no offer "
         f"{simulator['dr_estimate']:,.0f} per 1,000 against the A/B's interval [{simulator['ab_value_ci'][0]:,.0f}, "
-        f"{simulator['ab_value_ci'][1]:,.0f}].",
+        f"{simulator['ab_value_ci'][1]:,.0f}]. Without the per-user offer trait (nothing in the log reveals it), "
+        f"the exact effect itself ranks at Spearman {simulator['ceiling_without_user_trait']['spearman']:.2f} and "
+        f"its policy leaves {simulator['ceiling_without_user_trait']['regret_share']:.0%} of the oracle's profit.",
         "",
         f"Targets: {verdicts}. {hillstrom['splits']} stratified 30 % splits. Generated {meta['generated_at']} by "
         f"`{meta['command']}`.",

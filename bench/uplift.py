@@ -42,6 +42,7 @@ from sklearn.model_selection import StratifiedShuffleSplit
 
 from bench.common import parse_forwarded_args, publish, run_meta
 from propensity.datasets import dataset_file
+from propensity.sources.interventions import OfferResponse, offer_effects, offer_sensitivity
 from propensity.uplift.ab import ab_figures
 from propensity.uplift.learners import fit_uplift
 from propensity.uplift.metrics import qini_auc_score, uplift_at_k, uplift_auc_score
@@ -285,6 +286,21 @@ def run(args: argparse.Namespace) -> dict:
         resamples=RESAMPLES,
     )
     ranking = {name: float(spearmanr(tau, et["incremental_profit"]).statistic) for name, tau in predicted.items()}
+    # What a learner could reach at best without the per-user trait (a random effect nothing in the log reveals):
+    # the exact effect with every other hidden trait known, ranked and acted on.
+    known = OfferResponse(user_sd=0.0)
+    beta_known = offer_sensitivity(world.states.traits, world.cat, known)[test]
+    without_trait = offer_effects(world.states.take(np.flatnonzero(test)), beta_known, world.cat, TERMS)
+    ceiling_policy = treat_when_profitable(without_trait["incremental_profit"])
+    valued["oracle_without_user_trait"] = {
+        "treated_share": float(ceiling_policy.mean()),
+        "exact_per_1000": exact_value(et, ceiling_policy),
+        "off_policy": {},
+    }
+    ceiling = {
+        "spearman": float(spearmanr(without_trait["incremental_profit"], et["incremental_profit"]).statistic),
+        "regret_share": regret_share(valued, "oracle_without_user_trait"),
+    }
     fresh = decision_points(seed=args.seed + 1, users=users, days=days, terms=TERMS)
     ab = ab_test(fresh, models["dr"], seed=args.seed + 7)
     hillstrom = hillstrom_section(args.quick)
@@ -298,6 +314,7 @@ def run(args: argparse.Namespace) -> dict:
         "dr_estimate_ci": [PER * over_none.low, PER * over_none.high],
         "ab_value_ci": ab["incremental_profit_per_1000"]["ci"],
         "profit_minus_threshold_ci": [PER * difference.low, PER * difference.high],
+        "ceiling_without_user_trait": ceiling,
         "ab": {
             "conversion_lift_rel": ab["relative_conversion_lift"]["value"],
             "aov_diff": ab["aov_difference"]["value"],
