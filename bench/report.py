@@ -386,6 +386,10 @@ def uplift(data: dict) -> str:
         f"the exact effect itself ranks at Spearman {simulator['ceiling_without_user_trait']['spearman']:.2f} and "
         f"its policy leaves {simulator['ceiling_without_user_trait']['regret_share']:.0%} of the oracle's profit.",
         "",
+        f"A decision on the request path: {data['decision_cost_us']['uplift']:.1f} µs with the uplift rule (the dr "
+        f"model's compiled trees) against {data['decision_cost_us']['threshold']:.1f} µs with the threshold "
+        f"(x{data['decision_cost_us']['ratio']:.0f}, same run).",
+        "",
         f"Targets: {verdicts}. {hillstrom['splits']} stratified 30 % splits. Generated {meta['generated_at']} by "
         f"`{meta['command']}`.",
     ]
@@ -422,8 +426,44 @@ def loop(data: dict) -> str:
             f"{v}: {k['sessions']:,} sessions, {k['conversion']:.2%}, {k['revenue_per_session']:.2f}"
             for v, k in data["kpis_by_model_version"].items()
         )
-        + ". Written by `make loop`."
+        + "."
     )
+    retrains = data.get("uplift_retrains", [])
+    if retrains:
+        rows += [
+            "",
+            "| t (s) | uplift retrain: decision points | champion's rule | DR profit difference per 1,000 | verdict |",
+        ]
+        rows.append("|---|---|---|---|---|")
+        for r in retrains:
+            diff = r.get("dr_profit_difference_per_1000")
+            shown = f"{diff[0]:+,.0f} [{diff[1]:+,.0f}, {diff[2]:+,.0f}]" if diff else "not valued"
+            verdict = "promoted" if r.get("promote") else str(r.get("reason", ""))[:140].replace("|", "/")
+            rows.append(
+                f"| {r['at'] - start:,.0f} | {r.get('first_decisions', 0):,} | {r.get('champion_rule', '')} | {shown} "
+                f"| {verdict} |"
+            )
+    ab_rows = data.get("policy_ab_by_model_version", {})
+    if ab_rows:
+        rows += [
+            "",
+            "| model version | rule | decision points | treated (policy arm) | conversion lift vs holdout | "
+            "AOV difference | profit per 1,000 sessions |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for version, entry in ab_rows.items():
+            ab = entry.get("ab", {})
+            if "incremental_profit_per_1000" not in ab:
+                rows.append(
+                    f"| {version} | {entry.get('rule')} | {entry['sessions']:,} | | {ab.get('refused', '')} | | |"
+                )
+                continue
+            rows.append(
+                f"| {version} | {entry.get('rule')} | {entry['sessions']:,} | "
+                f"{entry['treated_share_of_policy_arm']:.2f} | {_ci(ab['relative_conversion_lift'], 3)} | "
+                f"{_ci(ab['aov_difference'], 2)} | {_ci(ab['incremental_profit_per_1000'])} |"
+            )
+    rows += ["", "Written by `make loop`."]
     return "\n".join(rows)
 
 

@@ -42,6 +42,7 @@ from sklearn.model_selection import StratifiedShuffleSplit
 
 from bench.common import parse_forwarded_args, publish, run_meta
 from propensity.datasets import dataset_file
+from propensity.features.definitions import MODEL_FEATURE_NAMES, PROPENSITY_INPUT
 from propensity.sources.interventions import OfferResponse, offer_effects, offer_sensitivity
 from propensity.uplift.ab import ab_figures
 from propensity.uplift.learners import fit_uplift
@@ -301,6 +302,7 @@ def run(args: argparse.Namespace) -> dict:
         "spearman": float(spearmanr(without_trait["incremental_profit"], et["incremental_profit"]).statistic),
         "regret_share": regret_share(valued, "oracle_without_user_trait"),
     }
+    decision_cost = decision_cost_us(models[LEARNER], Xt, test_log)
     fresh = decision_points(seed=args.seed + 1, users=users, days=days, terms=TERMS)
     ab = ab_test(fresh, models["dr"], seed=args.seed + 7)
     hillstrom = hillstrom_section(args.quick)
@@ -345,8 +347,34 @@ def run(args: argparse.Namespace) -> dict:
             "dr_difference_per_1000": [PER * difference.value, PER * difference.low, PER * difference.high],
         },
         "ab_test": ab,
+        "decision_cost_us": decision_cost,
         "hillstrom": {**headline, **hillstrom},
     }
+
+
+def decision_cost_us(model, X: pd.DataFrame, log: pd.DataFrame, rows: int = 5000) -> dict:
+    """Microseconds per `DecisionPolicy.decide` on the request path, the uplift rule (this model, compiled) beside
+    the threshold rule (the baseline, in the same run), on rows laid out as the scorer passes them."""
+    layout = np.full((min(rows, len(X)), len(MODEL_FEATURE_NAMES)), np.nan)
+    for name in X.columns:
+        if name in MODEL_FEATURE_NAMES:
+            layout[:, MODEL_FEATURE_NAMES.index(name)] = X[name].to_numpy()[: len(layout)]
+    inputs = list(
+        zip([f"s{i}" for i in range(len(layout))], X[PROPENSITY_INPUT].to_numpy()[: len(layout)], layout.tolist())
+    )
+    shares = {"holdout_share": LOGGING["holdout_share"], "exploration_share": 0.05, "offer": "discount"}
+    policies = {
+        "threshold": DecisionPolicy({"threshold": 0.1, **shares}),
+        "uplift": DecisionPolicy({"uplift": {"model": model.to_dict()}, **shares}),
+    }
+    out = {}
+    for name, policy in policies.items():
+        started = time.perf_counter()
+        for session_id, propensity, row in inputs:
+            policy.decide(session_id, float(propensity), row)
+        out[name] = 1e6 * (time.perf_counter() - started) / len(inputs)
+    out["ratio"] = out["uplift"] / out["threshold"]
+    return out
 
 
 def regret_share(valued: dict, policy: str) -> float:
