@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from propensity.features.definitions import MODEL_FEATURE_NAMES, PROPENSITY_INPUT, UPLIFT_FEATURE_NAMES
+from propensity.uplift.ab import ab_figures
 from propensity.uplift.learners import LEARNERS, MIN_ARM_ROWS, fit_uplift
 from propensity.uplift.policy import OfferTerms
 from propensity.uplift.training import evaluation_half, train_challenger, uplift_log
@@ -124,3 +125,24 @@ def test_a_policy_with_two_rules_or_unknown_inputs_is_refused_at_load():
         DecisionPolicy({"uplift": {"model": foreign}, "offer": "discount"})
     with pytest.raises(ValueError, match="offer"):
         DecisionPolicy({"uplift": {"model": model.to_dict()}})
+
+
+def test_the_ab_figures_are_the_arms_differences_with_intervals_around_them():
+    rng = np.random.default_rng(0)
+    holdout = np.arange(4000) % 4 == 0  # 1,000 held out
+    bought = rng.random(4000) < np.where(holdout, 0.05, 0.06)
+    revenue = np.where(bought, np.where(holdout, 40.0, 38.0), 0.0)
+    profit = 0.3 * revenue - (~holdout) * (0.1 * revenue + 0.05)
+    ab = ab_figures(bought, revenue, profit, holdout, resamples=300)
+    lift = bought[~holdout].mean() / bought[holdout].mean() - 1
+    assert ab["relative_conversion_lift"]["value"] == pytest.approx(lift)
+    assert ab["aov_difference"]["value"] == pytest.approx(-2.0)
+    assert ab["incremental_profit_per_1000"]["value"] == pytest.approx(
+        1000 * (profit[~holdout].mean() - profit[holdout].mean())
+    )
+    for figure in ("relative_conversion_lift", "incremental_profit_per_1000"):
+        low, high = ab[figure]["ci"]
+        assert low < ab[figure]["value"] < high
+    assert (ab["policy_arm_sessions"], ab["holdout_sessions"]) == (3000, 1000)
+    with pytest.raises(ValueError, match="both arms"):
+        ab_figures(bought, revenue, profit, np.zeros(4000, bool))
