@@ -42,7 +42,7 @@ from sklearn.model_selection import StratifiedShuffleSplit
 
 from bench.common import parse_forwarded_args, publish, run_meta
 from propensity.datasets import dataset_file
-from propensity.features.definitions import MODEL_FEATURE_NAMES, PROPENSITY_INPUT
+from propensity.features.definitions import PROPENSITY_INPUT
 from propensity.sources.interventions import OfferResponse, offer_effects, offer_sensitivity
 from propensity.uplift.ab import ab_figures
 from propensity.uplift.learners import fit_uplift
@@ -50,6 +50,7 @@ from propensity.uplift.metrics import qini_auc_score, uplift_at_k, uplift_auc_sc
 from propensity.uplift.policy import OfferTerms, treat_when_profitable
 from propensity.uplift.policy_value import doubly_robust, dr_difference, ips, policy_promotion, snips
 from propensity.uplift.simulated import DecisionPoints, decision_points, run_on
+from propensity.uplift.training import scoring_rows
 from serving.decision import DecisionPolicy
 
 NAME = "uplift"
@@ -302,7 +303,7 @@ def run(args: argparse.Namespace) -> dict:
         "spearman": float(spearmanr(without_trait["incremental_profit"], et["incremental_profit"]).statistic),
         "regret_share": regret_share(valued, "oracle_without_user_trait"),
     }
-    decision_cost = decision_cost_us(models[LEARNER], Xt, test_log)
+    decision_cost = decision_cost_us(models[LEARNER], Xt)
     fresh = decision_points(seed=args.seed + 1, users=users, days=days, terms=TERMS)
     ab = ab_test(fresh, models["dr"], seed=args.seed + 7)
     hillstrom = hillstrom_section(args.quick)
@@ -352,16 +353,11 @@ def run(args: argparse.Namespace) -> dict:
     }
 
 
-def decision_cost_us(model, X: pd.DataFrame, log: pd.DataFrame, rows: int = 5000) -> dict:
+def decision_cost_us(model, X: pd.DataFrame, rows: int = 5000) -> dict:
     """Microseconds per `DecisionPolicy.decide` on the request path, the uplift rule (this model, compiled) beside
     the threshold rule (the baseline, in the same run), on rows laid out as the scorer passes them."""
-    layout = np.full((min(rows, len(X)), len(MODEL_FEATURE_NAMES)), np.nan)
-    for name in X.columns:
-        if name in MODEL_FEATURE_NAMES:
-            layout[:, MODEL_FEATURE_NAMES.index(name)] = X[name].to_numpy()[: len(layout)]
-    inputs = list(
-        zip([f"s{i}" for i in range(len(layout))], X[PROPENSITY_INPUT].to_numpy()[: len(layout)], layout.tolist())
-    )
+    X = X.iloc[:rows]
+    inputs = list(zip([f"s{i}" for i in range(len(X))], X[PROPENSITY_INPUT], scoring_rows(X)))
     shares = {"holdout_share": LOGGING["holdout_share"], "exploration_share": 0.05, "offer": "discount"}
     policies = {
         "threshold": DecisionPolicy({"threshold": 0.1, **shares}),

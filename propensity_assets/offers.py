@@ -18,7 +18,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from propensity.features.definitions import MODEL_FEATURE_NAMES
+from propensity.features.definitions import PROPENSITY_INPUT
 from propensity.models.artifact import POLICY_FILE, ModelRegistry, set_artifact_file
 from propensity.models.offers import (
     HILLSTROM_WOMENS_LIFT,
@@ -29,7 +29,7 @@ from propensity.models.offers import (
     intervention_threshold,
 )
 from propensity.uplift.policy import OfferTerms
-from propensity.uplift.training import LEARNER, Challenger, UpliftLog, train_challenger, uplift_log
+from propensity.uplift.training import LEARNER, Challenger, UpliftLog, scoring_rows, train_challenger, uplift_log
 from propensity_assets.decisions import LABELLED_DECISIONS
 from propensity_assets.models import work_dir
 from resources.lake import LakeResource
@@ -56,16 +56,8 @@ def current_actions(policy: dict | None, log: UpliftLog) -> np.ndarray:
     if policy is None:
         return np.zeros(len(log))
     rule = DecisionPolicy(policy)
-    names = list(log.X.columns)
-    columns = [names.index(name) if name in names else None for name in MODEL_FEATURE_NAMES]
-    values = log.X.to_numpy(dtype=float)
-    propensity = log.X["propensity"].to_numpy(dtype=float)
-    return np.array(
-        [
-            float(rule.would_treat(p, [row[c] if c is not None else float("nan") for c in columns]))
-            for row, p in zip(values, propensity)
-        ]
-    )
+    rows = scoring_rows(log.X)
+    return np.array([float(rule.would_treat(p, row)) for p, row in zip(log.X[PROPENSITY_INPUT], rows)])
 
 
 class UpliftConfig(dg.Config):
@@ -108,7 +100,9 @@ def uplift_model(context: dg.AssetExecutionContext, config: UpliftConfig, lake: 
     champion = ModelRegistry().champion()
     champion_policy = champion.policy if champion is not None else None
     if labelled.empty:
-        challenger = Challenger(None, None, 0, 0, 0.0, None, None, "no labelled decisions yet: the threshold rule")
+        challenger = Challenger(
+            None, None, 0, 0, 0.0, None, None, reason="no labelled decisions yet: the threshold rule"
+        )
         log_rows = 0
     else:
         log = uplift_log(labelled, terms)

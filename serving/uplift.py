@@ -9,9 +9,9 @@ goes through the logistic function, as LightGBM's predict does; a regression boo
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
+from propensity.models.calibration import logistic_one
 from serving.predictor import TreeEnsemblePredictor
 
 _LEARNERS = ("t", "x", "dr", "class_transformation")
@@ -22,10 +22,6 @@ def _is_binary(model_text: str) -> bool:
         if line.startswith("objective="):
             return line.split("=", 1)[1].split()[0] in ("binary", "cross_entropy")
     raise ValueError("uplift booster text has no objective line")
-
-
-def _logistic(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
 
 
 class CompiledUplift:
@@ -61,7 +57,7 @@ class CompiledUplift:
     def _predict(self, booster, row: list[float]) -> float:
         score, binary = booster
         raw = score(row)
-        return _logistic(raw) if binary else raw
+        return logistic_one(raw) if binary else raw
 
     def effect(self, row: Sequence[float]) -> float:
         inputs = [row[i] for i in self._index]

@@ -51,10 +51,14 @@ def calibrator_function(calibrator: dict) -> Callable[[float], float]:
     a, b = logistic
 
     def calibrated(z: float) -> float:
-        t = a * z + b
-        if t >= 0:
-            return 1.0 / (1.0 + math.exp(-t))
-        e = math.exp(t)  # the other branch, so a very negative score cannot overflow
-        return e / (1.0 + e)
+        return logistic_one(a * z + b)
 
     return calibrated
+
+
+def logistic_one(t: float) -> float:
+    """sigmoid(t) for one float, in plain Python (the scoring path's per-row form)."""
+    if t >= 0:
+        return 1.0 / (1.0 + math.exp(-t))
+    e = math.exp(t)  # the other branch, so a very negative score cannot overflow
+    return e / (1.0 + e)

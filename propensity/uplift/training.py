@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from propensity.features.definitions import UPLIFT_FEATURE_NAMES
+from propensity.features.definitions import MODEL_FEATURE_NAMES, UPLIFT_FEATURE_NAMES
 from propensity.monitoring.decisions import SESSION_EVENTS_SEEN
 from propensity.uplift.learners import MIN_ARM_ROWS, UpliftModel, fit_uplift
 from propensity.uplift.policy import OfferTerms, treat_when_profitable
@@ -134,19 +134,26 @@ def train_challenger(
     held = evaluation_half(log.users)
     train, evaluation = log.take(~held), log.take(held)
     logged_share = float(log.treated.mean()) if len(log) else 0.0
+
+    def verdict(reason, model=None, promotion=None, challenger_action=None) -> Challenger:
+        acted = challenger_action is not None  # the shares each policy treats, once there is a challenger
+        return Challenger(
+            model,
+            promotion,
+            len(train),
+            len(evaluation),
+            logged_share,
+            float(challenger_action.mean()) if acted else None,
+            float(current[held].mean()) if acted else None,
+            reason,
+        )
+
     for name, part in (("training", train), ("evaluation", evaluation)):
         treated, control = _arm_counts(part)
         if min(treated, control) < MIN_ARM_ROWS:
-            return Challenger(
-                None,
-                None,
-                len(train),
-                len(evaluation),
-                logged_share,
-                None,
-                None,
+            return verdict(
                 f"the {name} half holds {treated} treated and {control} untreated sessions: at least "
-                f"{MIN_ARM_ROWS} of each are needed; the current policy stays",
+                f"{MIN_ARM_ROWS} of each are needed; the current policy stays"
             )
     model = fit_uplift(
         LEARNER,
@@ -159,7 +166,6 @@ def train_challenger(
         seed=seed,
     )
     challenger_action = treat_when_profitable(model.predict(evaluation.X))
-    current_action = current[held]
     mu1, mu0 = model.predict_outcomes(evaluation.X)  # reward models that never saw the evaluation half
     try:
         difference = dr_difference(
@@ -167,7 +173,7 @@ def train_challenger(
             evaluation.treatment_probability,
             evaluation.reward,
             challenger_action,
-            current_action,
+            current[held],
             mu1,
             mu0,
             groups=evaluation.users,
@@ -175,24 +181,17 @@ def train_challenger(
             seed=seed,
         )
     except ValueError as unsupported:  # the challenger acts where the log never explored
-        return Challenger(
-            model,
-            None,
-            len(train),
-            len(evaluation),
-            logged_share,
-            float(challenger_action.mean()),
-            float(current_action.mean()),
-            f"cannot be valued from this log: {unsupported}; the current policy stays",
-        )
-    verdict = policy_promotion(difference)
-    return Challenger(
-        model,
-        verdict,
-        len(train),
-        len(evaluation),
-        logged_share,
-        float(challenger_action.mean()),
-        float(current_action.mean()),
-        verdict.reason,
-    )
+        reason = f"cannot be valued from this log: {unsupported}; the current policy stays"
+        return verdict(reason, model, challenger_action=challenger_action)
+    promotion = policy_promotion(difference)
+    return verdict(promotion.reason, model, promotion, challenger_action)
+
+
+def scoring_rows(X: pd.DataFrame) -> list[list[float]]:
+    """Rows laid out as the scorer hands them to the decision (MODEL_FEATURE_NAMES order, NaN where `X` lacks the
+    column): how a logged or simulated frame is put through `serving.decision.DecisionPolicy`."""
+    rows = np.full((len(X), len(MODEL_FEATURE_NAMES)), np.nan)
+    for i, name in enumerate(MODEL_FEATURE_NAMES):
+        if name in X.columns:
+            rows[:, i] = X[name].to_numpy(dtype=float)
+    return rows.tolist()

@@ -9,7 +9,7 @@ from propensity.features.definitions import MODEL_FEATURE_NAMES, PROPENSITY_INPU
 from propensity.uplift.ab import ab_figures
 from propensity.uplift.learners import LEARNERS, MIN_ARM_ROWS, fit_uplift
 from propensity.uplift.policy import OfferTerms
-from propensity.uplift.training import evaluation_half, train_challenger, uplift_log
+from propensity.uplift.training import evaluation_half, scoring_rows, train_challenger, uplift_log
 from serving.decision import DecisionPolicy
 from serving.uplift import CompiledUplift
 from tests.uplift_logs import RESPONSIVE_FEATURE, labelled_log
@@ -71,14 +71,6 @@ def test_too_little_logged_data_fits_nothing():
     assert f"at least {MIN_ARM_ROWS}" in challenger.reason
 
 
-def _scoring_rows(X: pd.DataFrame) -> list[list[float]]:
-    rows = np.full((len(X), len(MODEL_FEATURE_NAMES)), np.nan)
-    for name in X.columns:
-        if name in MODEL_FEATURE_NAMES:
-            rows[:, MODEL_FEATURE_NAMES.index(name)] = X[name].to_numpy()
-    return rows.tolist()
-
-
 @pytest.mark.parametrize("learner", LEARNERS)
 def test_the_compiled_uplift_model_equals_the_learners_prediction(learner):
     labelled = labelled_log(3000, lift=0.3, seed=5)
@@ -87,7 +79,7 @@ def test_the_compiled_uplift_model_equals_the_learners_prediction(learner):
     y = (log.reward > 0).astype(float) if learner == "class_transformation" else log.reward
     model = fit_uplift(learner, log.X, y, log.treated, log.treatment_probability, folds=2, seed=1)
     compiled = CompiledUplift(model.to_dict(), (*MODEL_FEATURE_NAMES, PROPENSITY_INPUT))
-    rows = _scoring_rows(log.X)
+    rows = scoring_rows(log.X)
     got = np.array([compiled.effect([*row, p]) for row, p in zip(rows, log.X[PROPENSITY_INPUT])])
     np.testing.assert_allclose(got, model.predict(log.X), rtol=1e-9, atol=1e-9)
 
@@ -101,7 +93,7 @@ def test_the_uplift_rule_treats_where_the_estimated_profit_is_positive_and_logs_
     model = fit_uplift("dr", log.X, log.reward, log.treated, log.treatment_probability, folds=2)
     policy = _uplift_policy(model, holdout_share=0.1, exploration_share=0.05)
     tau = model.predict(log.X)
-    rows = _scoring_rows(log.X)
+    rows = scoring_rows(log.X)
     decisions = [policy.decide(s, p, row) for s, p, row in zip(log.session_ids, log.X[PROPENSITY_INPUT], rows)]
     would = np.array([d.treatment_probability == pytest.approx(0.9) for d in decisions])
     np.testing.assert_array_equal(would, tau > 0)
