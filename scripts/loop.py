@@ -65,6 +65,9 @@ DAY_S = 90.0  # a live day's traffic is spread over this long: a canary started 
 NIGHT_QUIET_S = 45.0  # the platform idle this long ends the night (sensors and automation tick every 30 s)
 NIGHT_S = 15 * 60.0  # the longest night: a stuck run must not hold the storefront forever
 TIMEOUT_S = 90 * 60.0  # about six nights of ~7 min on 2 cores, with headroom for a slow day
+# A canary started before the budget ran out is judged on live traffic: the storefront keeps sending days for it
+# this much longer (two days and their nights), or its decision could never be taken.
+CANARY_GRACE_S = 20 * 60.0
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
@@ -325,6 +328,7 @@ def instance_timeline(since: float) -> dict:
             run = record.dagster_run
             runs.append(
                 {
+                    "run_id": run.run_id,
                     "job": run.job_name,
                     "status": run.status.value,
                     "created_at": record.create_timestamp.timestamp(),
@@ -381,6 +385,31 @@ def canary_decision(timeline: dict, after: float) -> dict | None:
         if stage["at"] > after and stage.get("outcome") in ("promoted", "rolled_back"):
             return stage
     return None
+
+
+def canary_in_flight(since: float) -> bool:
+    """A canary started and not yet promoted or rolled back."""
+    stages = instance_timeline(since)["deployment_stages"]
+    started = [s["at"] for s in stages if s.get("stage") == "start_canary"]
+    return bool(started) and canary_decision({"deployment_stages": stages}, max(started)) is None
+
+
+def refusals(run_id: str) -> list[str]:
+    """What stopped a failed run: its failed asset checks and failed steps, one line each."""
+    import dagster as dg
+
+    out = []
+    with dg.DagsterInstance.get() as instance:
+        for record in instance.all_logs(run_id):
+            event = record.dagster_event
+            if event is None:
+                continue
+            data = event.event_specific_data
+            if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION and not data.passed:
+                out.append(f"{data.check_name}: {data.description or ''}"[:300])
+            elif event.event_type == dg.DagsterEventType.STEP_FAILURE:
+                out.append(f"{event.step_key}: {data.error.message.strip() if data.error else ''}"[:300])
+    return out
 
 
 def kpis_by_model() -> dict:
@@ -523,7 +552,8 @@ def run_loop(say) -> int:
         )
         sink = Stream()
         for index, day in enumerate(live_days):
-            if time.time() - started > TIMEOUT_S:
+            elapsed = time.time() - started
+            if elapsed > TIMEOUT_S and (elapsed > TIMEOUT_S + CANARY_GRACE_S or not canary_in_flight(started)):
                 break
             if index == SHIFT_DAY:
                 timeline_events.append({"event": "shift", "day": day, "at": time.time(), "intent_logit": INTENT_SHIFT})
@@ -580,6 +610,7 @@ def run_loop(say) -> int:
             "at": run["started_at"] or run["created_at"],
             "cause": run["tags"].get("propensity/retrain_cause"),
             "status": run["status"],  # FAILURE: a quality gate refused the challenger (see the run in the UI)
+            **({"refused_by": refusals(run["run_id"])} if run["status"] == "FAILURE" else {}),
         }
         for run in timeline["runs"]
         if run["job"] == "retrain"
