@@ -64,6 +64,11 @@ def work_dir() -> Path:
     return path
 
 
+def candidate_dir() -> Path:
+    """The candidate artifact of the run: written by model_evaluation, its policy sealed by offer_policy."""
+    return work_dir() / "candidate"
+
+
 def load_training_dataset(lake: LakeResource) -> pd.DataFrame:
     return lake.read_frame(TRAINING_DATASET)
 
@@ -373,7 +378,7 @@ def model_evaluation(config: QualityGateConfig, lake: LakeResource):
         seed=SEED % 2**31,
     )
     write_artifact(
-        work_dir() / "candidate",
+        candidate_dir(),
         booster=booster,
         calibrator=calibrator,
         baseline=baseline,
@@ -420,7 +425,7 @@ def model_evaluation(config: QualityGateConfig, lake: LakeResource):
     "every quality gate passes.",
 )
 def registered_model(config: QualityGateConfig) -> dg.MaterializeResult:
-    candidate = load_artifact(work_dir() / "candidate")
+    candidate = load_artifact(candidate_dir())
     registry = ModelRegistry()
     champion = registry.champion()
     champion_metrics = candidate.metrics.get("champion") if champion is not None else None

@@ -18,8 +18,8 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from propensity.features.definitions import PROPENSITY_INPUT
-from propensity.models.artifact import POLICY_FILE, ModelRegistry, set_artifact_file
+from propensity.features.definitions import MODEL_FEATURE_NAMES, PROPENSITY_INPUT
+from propensity.models.artifact import MANIFEST, POLICY_FILE, ModelRegistry, load_artifact, set_artifact_file
 from propensity.models.offers import (
     HILLSTROM_WOMENS_LIFT,
     LIFT_PROVENANCE,
@@ -31,7 +31,7 @@ from propensity.models.offers import (
 from propensity.uplift.policy import OfferTerms
 from propensity.uplift.training import LEARNER, Challenger, UpliftLog, scoring_rows, train_challenger, uplift_log
 from propensity_assets.decisions import LABELLED_DECISIONS
-from propensity_assets.models import work_dir
+from propensity_assets.models import candidate_dir, work_dir
 from resources.lake import LakeResource
 from serving.decision import DecisionPolicy
 
@@ -49,6 +49,20 @@ def read_labelled(lake: LakeResource) -> pd.DataFrame:
     if not path.exists() or not any(path.glob("date=*/data.parquet")):
         return pd.DataFrame()
     return pd.read_parquet(path)
+
+
+def as_the_candidate_scores(labelled: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The logged rows with their propensity input as the candidate model scores them, and where it came from.
+
+    The policy is sealed into the candidate and applied to the candidate's propensity when it serves; the logged
+    propensity is the score of whichever model served the decision. Training and judging on the candidate's score
+    keeps the uplift model's input what it will be at serving time. Without a candidate (the asset run on its own
+    before any evaluation) the logged score is used, and the metadata says so."""
+    if labelled.empty or not (candidate_dir() / MANIFEST).exists():
+        return labelled, "logged"
+    candidate = load_artifact(candidate_dir())
+    scores = candidate.predict(labelled[list(MODEL_FEATURE_NAMES)].astype(float))
+    return labelled.assign(**{PROPENSITY_INPUT: scores}), "candidate"
 
 
 def current_actions(policy: dict | None, log: UpliftLog) -> np.ndarray:
@@ -87,16 +101,17 @@ def _summary(challenger: Challenger, sessions: int) -> dict:
 
 
 @dg.asset(
-    deps=[LABELLED_DECISIONS],
+    deps=[LABELLED_DECISIONS, "model_evaluation"],
     group_name="models",
     kinds={"lightgbm"},
     description="A DR-learner of the offer's incremental profit, retrained from the labelled decision log (each "
-    "session's first decision, with its logged probability of treatment), and the doubly robust verdict on its "
-    "policy against the champion's on held-out users: it replaces the champion's rule only with an interval above 0.",
+    "session's first decision, with its logged probability of treatment, and the candidate model's propensity), and "
+    "the doubly robust verdict on its policy against the champion's rule on held-out users: it replaces the "
+    "champion's rule only with an interval above 0.",
 )
 def uplift_model(context: dg.AssetExecutionContext, config: UpliftConfig, lake: LakeResource) -> dg.MaterializeResult:
     terms = OfferTerms(config.margin_rate, config.discount_rate, config.contact_cost)
-    labelled = read_labelled(lake)
+    labelled, propensity_from = as_the_candidate_scores(read_labelled(lake))
     champion = ModelRegistry().champion()
     champion_policy = champion.policy if champion is not None else None
     if labelled.empty:
@@ -124,6 +139,7 @@ def uplift_model(context: dg.AssetExecutionContext, config: UpliftConfig, lake: 
             **{k: v for k, v in summary.items() if v is not None and not isinstance(v, list)},
             "dr_profit_difference_per_1000": dg.MetadataValue.json(summary["dr_profit_difference_per_1000"]),
             "champion_rule": (champion_policy or {}).get("rule") or ("threshold" if champion_policy else "none"),
+            "propensity_input": propensity_from,
             "path": str(path),
         }
     )
@@ -214,7 +230,7 @@ def offer_policy(config: OfferConfig) -> dg.MaterializeResult:
     if uplift is not None:
         sealed["uplift"] = uplift
     DecisionPolicy(sealed)  # refuse here, not at the endpoint, a policy the scorer could not load
-    set_artifact_file(work_dir() / "candidate", POLICY_FILE, sealed)
+    set_artifact_file(candidate_dir(), POLICY_FILE, sealed)
     return dg.MaterializeResult(
         metadata={
             "rule": rule or "none",

@@ -65,7 +65,8 @@ def test_asset_graph_names_the_spine_assets_and_checks():
     assert parents["training_dataset"] == {"session_prefix_features", "sessions", "feast_registry"}
     assert parents["registered_model"] == {"model_evaluation", "offer_policy"}
     assert parents["offer_policy"] == {"model_evaluation", "uplift_model"}
-    assert parents["uplift_model"] == {"labelled_decisions"}  # retrained on actual uplift, from the decision log
+    # retrained on actual uplift, from the decision log, with the candidate's propensity as its input
+    assert parents["uplift_model"] == {"labelled_decisions", "model_evaluation"}
     assert parents["propensity_endpoint"] == {"registered_model", "model_evaluation", "online_features"}
     assert "online_features:online_features_fresh" in checks  # blocking: the deployment waits for it
     assert "propensity_endpoint:deployment_not_rolled_back" in checks

@@ -152,6 +152,7 @@ def test_the_offer_policy_retrains_on_the_decision_log_and_keeps_the_uplift_mode
         uplift = _metadata(retrained)["uplift_model"]
         assert uplift["promote"].value is True, uplift["reason"].value
         assert uplift["first_decisions"].value == 10_000
+        assert uplift["propensity_input"].value == "candidate"  # the score it will be served with, not the logged one
         champion = ModelRegistry().champion()
         assert champion.policy["rule"] == "uplift" and champion.policy["threshold"] is None
         assert DecisionPolicy(champion.policy).rule == "uplift"  # what the scorer loads
