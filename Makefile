@@ -22,7 +22,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 export PYSPARK_PYTHON ?= $(CURDIR)/$(VENV)/bin/python
 
 .PHONY: install data demo loop test lint dev services services-down stream replay endpoint endpoint-down bench \
-	serving-env browser lock clean
+	serving-env browser lock clean tools lint-infra
 
 install: $(VENV)/.installed
 
@@ -64,6 +64,25 @@ browser:
 lint: install
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
+
+# The linters of infra/ and .github/workflows/ (scripts/tools.sh: Go-built actionlint and tflint, checkov and
+# check-jsonschema in .venv-tools, shellcheck from Debian; terraform must be on PATH). .ci/run runs lint-infra.
+ACTIONLINT_VERSION := v1.7.12
+TFLINT_VERSION := v0.64.0
+TOOLS_BIN := $(CURDIR)/.tools/bin
+tools: install
+	@ACTIONLINT_VERSION=$(ACTIONLINT_VERSION) TFLINT_VERSION=$(TFLINT_VERSION) PYTHON=$(PYTHON) UV=$(VENV)/bin/uv \
+	  bash scripts/tools.sh
+
+# terraform fmt, tflint (its bundled Terraform ruleset) and checkov on infra/; actionlint (shellcheck on every run:
+# block) and GitHub's workflow schema on .github/workflows/. No provider is downloaded: init, validate and plan run
+# in the terraform workflow only.
+lint-infra: tools
+	@TF_CLI_CONFIG_FILE=/dev/null terraform fmt -check -recursive infra
+	@cd infra && $(TOOLS_BIN)/tflint --format=compact
+	@.venv-tools/bin/checkov -d infra --framework terraform --quiet --compact --skip-download
+	@$(TOOLS_BIN)/actionlint .github/workflows/*.yml
+	@.venv-tools/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
 test: install lint data services serving-env browser
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -125,4 +144,4 @@ lock: install
 	  cat requirements-serving.lock.new; } > requirements-serving.lock && rm requirements-serving.lock.new
 
 clean:
-	rm -rf var $(VENV) $(SERVING_VENV)
+	rm -rf var $(VENV) $(SERVING_VENV) .venv-tools .tools
