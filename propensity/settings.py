@@ -67,6 +67,7 @@ SAGEMAKER_VARIABLES = {
     "strategy": "SAGEMAKER_STRATEGY",
     "wait_timeout_s": "SAGEMAKER_WAIT_TIMEOUT_S",
     "redis_url": "SAGEMAKER_REDIS_URL",
+    "alarm_topic_arn": "SAGEMAKER_ALARM_TOPIC_ARN",
 }
 SAGEMAKER_REQUIRED = ("bucket", "image_uri", "execution_role_arn", "region")
 REGION_VARIABLES = ("SAGEMAKER_REGION", "AWS_REGION", "AWS_DEFAULT_REGION")

@@ -37,6 +37,7 @@ class SageMakerDeployerResource(dg.ConfigurableResource):
     strategy: str | None = None
     wait_timeout_s: int | None = None
     redis_url: str | None = None  # the online store as the endpoint reaches it (ElastiCache), passed as REDIS_URL
+    alarm_topic_arn: str | None = None  # the SNS topic the canary's alarms notify (infra/alarms.tf)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SageMakerDeployerResource:
@@ -50,7 +51,15 @@ class SageMakerDeployerResource(dg.ConfigurableResource):
         )
 
     def create_resource(self, context: dg.InitResourceContext) -> Deployer:
-        optional = ("prefix", "capture_prefix", "instance_type", "initial_instance_count", "strategy", "wait_timeout_s")
+        optional = (
+            "prefix",
+            "capture_prefix",
+            "instance_type",
+            "initial_instance_count",
+            "strategy",
+            "wait_timeout_s",
+            "alarm_topic_arn",
+        )
         return SageMakerDeployer(
             region=self.region,
             bucket=self.bucket,

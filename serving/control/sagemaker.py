@@ -118,6 +118,7 @@ class SageMakerDeployer:
     initial_instance_count: int = 1
     strategy: Literal["blue_green", "variant_weights"] = "blue_green"
     environment: dict[str, str] = field(default_factory=dict)  # container environment, e.g. REDIS_URL
+    alarm_topic_arn: str | None = None  # SNS topic the canary's alarms notify when they fire (infra/alarms.tf)
     call_timeout_s: int = 10
     max_attempts: int = 3  # per call, the first try included
     wait_timeout_s: int = 1800
@@ -432,6 +433,8 @@ class SageMakerDeployer:
                 "ReturnData": False,
             }
 
+        # Notify the topic too, when there is one: SageMaker rolls back on its own, people should hear of it.
+        actions = {"AlarmActions": [self.alarm_topic_arn]} if self.alarm_topic_arn else {}
         error_alarm = f"propensity-{endpoint}-{variant}-5xx-rate"
         latency_alarm = f"propensity-{endpoint}-{variant}-p99-latency"
         cloudwatch = self._client("cloudwatch")
@@ -453,6 +456,7 @@ class SageMakerDeployer:
                 Threshold=float(policy.max_error_rate),
                 EvaluationPeriods=1,
                 TreatMissingData="notBreaching",
+                **actions,
             )
             cloudwatch.put_metric_alarm(
                 AlarmName=latency_alarm,
@@ -466,6 +470,7 @@ class SageMakerDeployer:
                 Threshold=float(policy.max_p99_latency_ms) * 1000.0,
                 ComparisonOperator="GreaterThanThreshold",
                 TreatMissingData="notBreaching",
+                **actions,
             )
         return [error_alarm, latency_alarm]
 

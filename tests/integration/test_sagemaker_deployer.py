@@ -440,6 +440,10 @@ def test_blue_green_update_hands_baking_and_rollback_to_sagemaker_alarms(aws, ar
     alarms = [f"propensity-{ENDPOINT}-v0002-bbbb-5xx-rate", f"propensity-{ENDPOINT}-v0002-bbbb-p99-latency"]
     bake = routing["WaitIntervalInSeconds"]
     shifting = 2 * bake if routing["Type"] == "CANARY" else 4 * bake  # canary + final bake, or four 25% steps
+    # One case notifies the alarm topic (SAGEMAKER_ALARM_TOPIC_ARN), the other has none: no alarm actions then.
+    topic = (
+        f"arn:aws:sns:{REGION}:123456789012:propensity-staging-endpoint-alarms" if routing["Type"] == "LINEAR" else None
+    )
     deployment_config = {
         "BlueGreenUpdatePolicy": {
             "TrafficRoutingConfiguration": routing,
@@ -456,7 +460,8 @@ def test_blue_green_update_hands_baking_and_rollback_to_sagemaker_alarms(aws, ar
             {"EndpointArn": _arn("endpoint", ENDPOINT)},
             {"EndpointName": ENDPOINT, "EndpointConfigName": NEW_NAME, "DeploymentConfig": deployment_config},
         )
-        record = _deployer(sagemaker).deploy(ENDPOINT, artifacts["v0002-bbbb"], "v0002-bbbb", policy)
+        deployer = _deployer(sagemaker, alarm_topic_arn=topic) if topic else _deployer(sagemaker)
+        record = deployer.deploy(ENDPOINT, artifacts["v0002-bbbb"], "v0002-bbbb", policy)
         stubber.assert_no_pending_responses()
 
     assert record.outcome == "in_progress" and record.finished_at is None
@@ -478,6 +483,7 @@ def test_blue_green_update_hands_baking_and_rollback_to_sagemaker_alarms(aws, ar
     assert queries["errors"]["MetricStat"]["Metric"]["MetricName"] == "Invocation5XXErrors"
     assert queries["invocations"]["MetricStat"]["Metric"]["MetricName"] == "Invocations"
     assert all(queries[q]["MetricStat"]["Metric"]["Dimensions"] == dimensions for q in ("errors", "invocations"))
+    assert all(described[alarm]["AlarmActions"] == ([topic] if topic else []) for alarm in alarms)
     assert _deployer().history(ENDPOINT)[-1].observations["alarms"] == alarms
 
 
