@@ -22,7 +22,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 export PYSPARK_PYTHON ?= $(CURDIR)/$(VENV)/bin/python
 
 .PHONY: install data demo loop test lint dev services services-down stream replay endpoint endpoint-down bench \
-	serving-env browser lock clean tools lint-infra
+	serving-env browser lock clean tools lint-infra spark-cluster spark-cluster-down
 
 install: $(VENV)/.installed
 
@@ -98,6 +98,14 @@ services:
 
 services-down:
 	@VENV=$(VENV) bash scripts/services.sh down
+
+# A Spark standalone cluster on 127.0.0.1 (a master on 7077, status page on 8090, two workers), from pyspark's jars:
+# SPARK_MASTER=spark://127.0.0.1:7077 runs every Spark job there.
+spark-cluster: install
+	@$(PY) -m propensity.spark_cluster start
+
+spark-cluster-down: install
+	@$(PY) -m propensity.spark_cluster stop
 
 # The stream job (Ctrl-C stops it; restarts resume from its checkpoint). SOURCE=file reads var/streaming/inbox,
 # SOURCE=kafka the storefront.events topic (make services). Features go to the PROFILE's online store.
