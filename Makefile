@@ -16,6 +16,10 @@ endif
 export PROPENSITY_HOME
 export PROPENSITY_PROFILE := $(PROFILE)
 export DAGSTER_HOME := $(PROPENSITY_HOME)/dagster
+# The services profile keeps the Dagster instance (runs, event log, schedules) in the PostgreSQL `make services` runs.
+ifeq ($(PROFILE),redis)
+export DAGSTER_POSTGRES_URL ?= postgresql+psycopg2://propensity:propensity@127.0.0.1:5432/dagster
+endif
 # OpenMP threads spin while idle by default: beside Spark or a server on 2 cores a 0.3 s LightGBM fit took 10 s+.
 export OMP_WAIT_POLICY ?= PASSIVE
 # Spark's Python workers run this interpreter (PySpark reads only the environment for it).
@@ -88,7 +92,8 @@ test: install lint data services serving-env browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 dev: install
-	@mkdir -p $(DAGSTER_HOME)
+	@if [ "$(PROFILE)" = "redis" ]; then $(MAKE) --no-print-directory services; fi
+	@$(PY) -m propensity_assets.instance $(DAGSTER_HOME)
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 # Redis, a one-node Apache Kafka (KRaft; jars from Maven Central, fetched once) and Spark's Kafka connector jars,

@@ -103,6 +103,8 @@ class Settings:
     sagemaker: SageMakerSettings = field(default_factory=SageMakerSettings)
     # After a retrain, further failing checks wait this long before they may cause another (one cause, one retrain).
     retrain_cooldown_s: float = 6 * 3600.0
+    # The Dagster instance's storage (runs, event log, schedules): SQLite under DAGSTER_HOME when None.
+    dagster_postgres_url: str | None = None
     set_variables: frozenset[str] = frozenset()  # the variables that were set (resources pass those as dg.EnvVar)
 
     def __post_init__(self) -> None:
@@ -119,6 +121,8 @@ class Settings:
             raise SettingsError(
                 f"STOREFRONT_TOPIC={self.kafka.topic!r}: a Kafka topic name is 1-249 letters, digits, '.', '_' or '-'"
             )
+        if self.dagster_postgres_url is not None:
+            _postgres_url("DAGSTER_POSTGRES_URL", self.dagster_postgres_url)
         if not self.spark_master.strip():
             raise SettingsError(
                 "SPARK_MASTER is empty: unset it for local[*] or give a master URL such as spark://host:7077"
@@ -208,6 +212,7 @@ class Settings:
             ),
             sagemaker=SageMakerSettings(values=sagemaker_values, variables=sagemaker_variables),
             retrain_cooldown_s=retrain_cooldown_s,
+            dagster_postgres_url=get("DAGSTER_POSTGRES_URL", "") or None,
             set_variables=frozenset(name for name, value in env.items() if value.strip()) & KNOWN_VARIABLES,
         )
 
@@ -233,6 +238,7 @@ KNOWN_VARIABLES = frozenset(
         "PROPENSITY_VARIANT",
         "PROPENSITY_MODEL_VERSION",
         "PROPENSITY_RETRAIN_COOLDOWN_S",
+        "DAGSTER_POSTGRES_URL",
         *SAGEMAKER_VARIABLES.values(),
         *REGION_VARIABLES,
     }
@@ -257,6 +263,25 @@ def _redis_url(name: str, value: str) -> None:
     db = (parsed.path or "/0").lstrip("/") or "0"
     if not db.isdigit():
         raise SettingsError(f"{name}: database {db!r} is not a number in {redacted_url(value)!r}")
+
+
+POSTGRES_SCHEME = "postgresql+psycopg2"  # SQLAlchemy 2.1 reads plain postgresql:// as psycopg 3, not installed
+
+
+def _postgres_url(name: str, value: str) -> None:
+    expected = f"{POSTGRES_SCHEME}://user:password@host:port/database"
+    try:
+        parsed = urlparse(value)
+        parsed.port  # noqa: B018 - raises ValueError when the port is not a number
+    except ValueError as error:
+        raise SettingsError(f"{name}: {error}; expected {expected}") from None
+    if parsed.scheme in ("postgresql", "postgres"):
+        raise SettingsError(
+            f"{name}: write {POSTGRES_SCHEME}:// (the driver installed here; SQLAlchemy reads {parsed.scheme}:// as "
+            f"psycopg 3), got {redacted_url(value)!r}"
+        )
+    if parsed.scheme != POSTGRES_SCHEME or not parsed.hostname or not parsed.path.strip("/"):
+        raise SettingsError(f"{name} must look like {expected}, got {redacted_url(value)!r}")
 
 
 def redacted_url(url: str) -> str:

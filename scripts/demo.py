@@ -19,6 +19,7 @@ import dagster as dg
 from propensity.console import quiet_console
 from propensity.paths import logs_dir
 from propensity.settings import Settings, SettingsError, settings
+from propensity_assets.instance import write_instance_yaml
 
 
 def _metadata_value(result: dg.ExecuteInProcessResult, asset: str, key: str):
@@ -60,9 +61,8 @@ def main() -> int:
     if not os.environ.get("DAGSTER_HOME"):
         print("[demo] DAGSTER_HOME is not set: run `make demo`, or export DAGSTER_HOME=var/dagster", file=sys.stderr)
         return 2
-    dagster_home = Path(os.environ["DAGSTER_HOME"])
-    dagster_home.mkdir(parents=True, exist_ok=True)
-    (dagster_home / "dagster.yaml").touch()  # SQLite instance storage under the state directory
+    # SQLite instance storage under the state directory, or PostgreSQL with DAGSTER_POSTGRES_URL
+    write_instance_yaml(Path(os.environ["DAGSTER_HOME"]), config)
     log_path = logs_dir() / "demo.log"
     step = Step()
     with quiet_console(log_path) as say:

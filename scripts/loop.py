@@ -43,6 +43,7 @@ import requests
 from propensity.console import quiet_console
 from propensity.paths import LOOP_TIMELINE, PROJECT_ROOT, logs_dir, storefront_export_dir, table_dir
 from propensity.settings import settings
+from propensity_assets.instance import write_instance_yaml
 
 ENDPOINT = "propensity"
 USERS = 3000
@@ -93,13 +94,6 @@ def world(start: pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame]:
     # training: the drift monitor caught exactly that). The few sessions open at midnight end there.
     events["day"] = events["event_time"].dt.strftime("%Y-%m-%d")
     return events, sessions
-
-
-def dagster_yaml(dagster_home: Path) -> None:
-    """SQLite instance storage; one run at a time: a retrain's point-in-time join beside the rebuild's Feast
-    materialisation is refused by Feast (a view being materialised cannot serve), and each run is short in-process."""
-    dagster_home.mkdir(parents=True, exist_ok=True)
-    (dagster_home / "dagster.yaml").write_text("run_queue:\n  max_concurrent_runs: 1\ntelemetry:\n  enabled: false\n")
 
 
 def bootstrap(history_file: Path, say) -> None:
@@ -508,7 +502,9 @@ def run_loop(say) -> int:
     config = settings()
     started = time.time()
     dagster_home = Path(os.environ["DAGSTER_HOME"])
-    dagster_yaml(dagster_home)
+    # One run at a time: a retrain's point-in-time join beside the rebuild's Feast materialisation is refused by Feast
+    # (a view being materialised cannot serve), and each run is short in-process.
+    write_instance_yaml(dagster_home, config, max_concurrent_runs=1)
     today = pd.Timestamp.now(tz="UTC").normalize()
     start = today - pd.Timedelta(days=HISTORY_DAYS + LIVE_DAYS)
     if config.profile == "redis":  # the loop's own database: rows of an earlier run must not answer for this one

@@ -5,7 +5,9 @@
 #     its jars collected from Maven Central by Maven (scripts/kafka/pom.xml) into $STATE/kafka/lib once per version,
 #     its data in $STATE/kafka/data;
 #   - Spark's Kafka connector for the installed pyspark, with the dependencies pyspark lacks, in $STATE/spark-jars
-#     (give them to Spark as `spark.jars`).
+#     (give them to Spark as `spark.jars`);
+#   - PostgreSQL (the server binaries on PATH or Debian's, else Debian's `postgresql`) on $POSTGRES_PORT, the Dagster
+#     instance's storage (DAGSTER_POSTGRES_URL; see propensity_assets/instance.py), its data in $STATE/postgres.
 # Idempotent: `up` twice is fine; `down` stops only what `up` started (by pid file: SIGTERM, wait, then SIGKILL).
 # KAFKA_BOOTSTRAP_SERVERS set to anything but the local broker's address means "use that cluster": no local broker.
 set -euo pipefail
@@ -21,6 +23,10 @@ KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-120}"
 KAFKA_HOME="$STATE/kafka"
 SPARK_JARS_DIR="$STATE/spark-jars"
 MVN_TIMEOUT="${MVN_TIMEOUT:-1200}"
+POSTGRES_PORT="${POSTGRES_PORT:-5432}"
+POSTGRES_USER="${POSTGRES_USER:-propensity}"
+POSTGRES_PASSWORD="${POSTGRES_PASSWORD:-propensity}"  # a local server bound to 127.0.0.1, for tests and make dev
+POSTGRES_DB="${POSTGRES_DB:-dagster}"
 mkdir -p "$STATE/redis"
 
 # Is $1 a live (not zombie) process whose command line contains $2?
@@ -197,6 +203,83 @@ kafka_down() {
   stop_pidfile kafka "$KAFKA_HOME/kafka.pid" kafka.Kafka "${KAFKA_STOP_TIMEOUT:-60}"
 }
 
+# ---------------------------------------------------------------- PostgreSQL
+pg_bin() {  # the directory holding initdb and pg_ctl: PATH, else Debian's layout, else install Debian's postgresql
+  local found
+  found=$(command -v pg_ctl 2>/dev/null || true)
+  [ -n "$found" ] || found=$(ls /usr/lib/postgresql/*/bin/pg_ctl 2>/dev/null | sort -V | tail -n 1 || true)
+  if [ -z "$found" ]; then
+    apt_install /usr/lib/postgresql/15/bin/pg_ctl postgresql >&2
+    found=$(ls /usr/lib/postgresql/*/bin/pg_ctl | sort -V | tail -n 1)
+  fi
+  dirname "$(readlink -f "$found")"
+}
+
+# The server refuses to run as root: as root, it runs as the `postgres` system user (created if missing), and its
+# data lives where that user can reach (the state directory if every parent lets it through, else /var/tmp).
+pg_user() {
+  if [ "$(id -u)" -ne 0 ]; then id -un; return; fi
+  id postgres >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin postgres
+  echo postgres
+}
+
+pg_data_dir() {
+  local dir="$STATE/postgres" user=$1 path
+  if [ "$user" = "$(id -un)" ]; then echo "$dir"; return; fi
+  path=$dir
+  while [ "$path" != "/" ]; do
+    path=$(dirname "$path")
+    runuser -u "$user" -- test -x "$path" || { echo "/var/tmp/propensity-postgres-$(echo "$STATE" | sha256sum | cut -c1-12)"; return; }
+  done
+  echo "$dir"
+}
+
+pg_as() {  # pg_as USER COMMAND...: run a server binary as USER
+  local user=$1; shift
+  if [ "$user" = "$(id -un)" ]; then "$@"; else runuser -u "$user" -- "$@"; fi
+}
+
+postgres_up() {
+  local bin user dir url
+  bin=$(pg_bin); user=$(pg_user); dir=$(pg_data_dir "$user")
+  url="postgresql+psycopg2://$POSTGRES_USER:$POSTGRES_PASSWORD@127.0.0.1:$POSTGRES_PORT/$POSTGRES_DB"
+  if pg_as "$user" "$bin/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
+    echo "postgres: already up on 127.0.0.1:$POSTGRES_PORT ($dir/data)"; return
+  fi
+  if port_open "$POSTGRES_PORT"; then
+    echo "postgres: 127.0.0.1:$POSTGRES_PORT is in use by a server not started from $dir; free it or set POSTGRES_PORT"
+    exit 1
+  fi
+  mkdir -p "$dir"; [ "$user" = "$(id -un)" ] || chown "$user" "$dir"; chmod 700 "$dir"
+  echo "$dir" >"$STATE/postgres.dir"
+  if [ ! -f "$dir/data/PG_VERSION" ]; then
+    printf '%s\n' "$POSTGRES_PASSWORD" >"$dir/pwfile"; [ "$user" = "$(id -un)" ] || chown "$user" "$dir/pwfile"
+    pg_as "$user" "$bin/initdb" -D "$dir/data" -U "$POSTGRES_USER" --pwfile="$dir/pwfile" --auth-host=scram-sha-256 \
+      --auth-local=trust -E UTF8 --no-instructions >"$dir/initdb.log" 2>&1 ||
+      { tail -n 20 "$dir/initdb.log"; echo "postgres: initdb failed; see $dir/initdb.log"; exit 1; }
+    rm -f "$dir/pwfile"
+  fi
+  pg_as "$user" "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
+    -o "-c listen_addresses=127.0.0.1 -p $POSTGRES_PORT -k $dir" start >/dev/null 9>&- ||
+    { tail -n 20 "$dir/postgres.log"; echo "postgres: did not start; see $dir/postgres.log"; exit 1; }
+  if ! PGPASSWORD="$POSTGRES_PASSWORD" "$bin/psql" -h 127.0.0.1 -p "$POSTGRES_PORT" -U "$POSTGRES_USER" -d postgres -tAc \
+    "SELECT 1 FROM pg_database WHERE datname = '$POSTGRES_DB'" | grep -q 1; then
+    PGPASSWORD="$POSTGRES_PASSWORD" "$bin/createdb" -h 127.0.0.1 -p "$POSTGRES_PORT" -U "$POSTGRES_USER" "$POSTGRES_DB"
+  fi
+  echo "postgres: up on 127.0.0.1:$POSTGRES_PORT (PostgreSQL $("$bin/postgres" --version | awk '{print $3}'), data in $dir); DAGSTER_POSTGRES_URL=${url/:$POSTGRES_PASSWORD@/:***@}"
+}
+
+postgres_down() {
+  local dir bin user
+  [ -f "$STATE/postgres.dir" ] || { echo "postgres: not started by us"; return; }
+  dir=$(cat "$STATE/postgres.dir"); bin=$(pg_bin); user=$(pg_user)
+  if pg_as "$user" "$bin/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
+    pg_as "$user" "$bin/pg_ctl" -D "$dir/data" -m fast -w -t 60 stop >/dev/null && echo "postgres: stopped"
+  else
+    echo "postgres: not running"
+  fi
+}
+
 # ---------------------------------------------------------------- Spark's Kafka connector
 # The connector matching the installed pyspark (same version, or the newest patch release of the same minor that
 # Maven Central serves), with its dependencies, less every artifact pyspark/jars already has.
@@ -252,7 +335,7 @@ exec 9>"$STATE/.lock"
 flock -w 900 9 || { echo "another scripts/services.sh holds $STATE/.lock"; exit 1; }
 
 case "${1:-up}" in
-  up) redis_up; kafka_up; spark_jars ;;
-  down) kafka_down; redis_down ;;
+  up) redis_up; kafka_up; spark_jars; postgres_up ;;
+  down) postgres_down; kafka_down; redis_down ;;
   *) echo "usage: $0 up|down"; exit 2 ;;
 esac

@@ -70,6 +70,12 @@ def test_values_are_read_typed_and_the_set_ones_remembered(tmp_path):
         ),
         ({"SAGEMAKER_INSTANCE_COUNT": "two"}, "SAGEMAKER_INSTANCE_COUNT='two' is not a whole number"),
         ({"SAGEMAKER_STRATEGY": "yolo"}, "SAGEMAKER_STRATEGY='yolo' is not one of blue_green, variant_weights"),
+        (
+            {"DAGSTER_POSTGRES_URL": "mysql://u:pw@db:3306/dagster"},
+            "DAGSTER_POSTGRES_URL must look like postgresql+psycopg2://user:password@host:port/database",
+        ),
+        ({"DAGSTER_POSTGRES_URL": "postgresql+psycopg2://u:pw@db:5432/"}, "got 'postgresql+psycopg2://u:***@db:5432/'"),
+        ({"DAGSTER_POSTGRES_URL": "postgresql://u:pw@db:5432/dagster"}, "write postgresql+psycopg2://"),
     ],
 )
 def test_a_bad_value_names_the_variable_and_what_it_may_be(environ, message):
