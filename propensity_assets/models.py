@@ -5,18 +5,14 @@ import json
 from pathlib import Path
 
 import dagster as dg
-import numpy as np
 import pandas as pd
-from scipy.special import expit
 
-from propensity.features.definitions import FEATURE_SERVICE_NAME, MODEL_FEATURE_NAMES, SESSION_FEATURE_NAMES
+from propensity.features.definitions import FEATURE_SERVICE_NAME, SESSION_FEATURE_NAMES
 from propensity.models.artifact import (
     ModelRegistry,
     fingerprint_frame,
     load_artifact,
-    write_artifact,
 )
-from propensity.models.calibration import apply_calibrator
 from propensity.models.calibration_fit import choose_calibrator
 from propensity.models.dataset import (
     ENTITY_COLUMNS,
@@ -26,28 +22,20 @@ from propensity.models.dataset import (
     decision_points,
     warm_up_days,
 )
+from propensity.models.evaluation import evaluate_candidate, split_of, write_candidate
 from propensity.models.gates import (
     BASELINE_GATE,
     CALIBRATION_GATE,
-    ECE_GATE,
-    GATE_EVIDENCE,
     SKILL_GATE,
-    calibration_helps,
-    ece_within_bound,
-    not_worse_than_baseline,
     quality_gates,
-    skill_over_base_rate,
 )
-from propensity.models.metrics import calibration_error_vs_truth, evaluate
 from propensity.models.plots import gain_chart, reliability_diagram
 from propensity.models.training import (
     SEED,
     LightGBMSettings,
     fit_logistic_baseline,
-    predict_logistic_baseline,
     train_lightgbm,
 )
-from propensity.monitoring.reference import build_reference, one_per_session
 from propensity.paths import home
 from propensity_assets.ingestion import SIMULATOR_TRUTH
 from propensity_assets.metadata import png_markdown
@@ -71,11 +59,6 @@ def candidate_dir() -> Path:
 
 def load_training_dataset(lake: LakeResource) -> pd.DataFrame:
     return lake.read_frame(TRAINING_DATASET)
-
-
-def _split(dataset: pd.DataFrame, split: str) -> tuple[pd.DataFrame, np.ndarray]:
-    part = dataset[dataset["split"] == split]
-    return part[list(MODEL_FEATURE_NAMES)], part["label"].to_numpy()
 
 
 class TrainingSetConfig(dg.Config):
@@ -198,7 +181,7 @@ def training_dataset(config: TrainingSetConfig, feast: FeastResource, lake: Lake
 )
 def baseline_model(lake: LakeResource) -> dg.MaterializeResult:
     dataset = load_training_dataset(lake)
-    X, y = _split(dataset, "train")
+    X, y = split_of(dataset, "train")
     model = fit_logistic_baseline(X, y)
     (work_dir() / "baseline.json").write_text(json.dumps(model, indent=2))
     weights = sorted(zip(model["design_columns"], model["coef"]), key=lambda kv: -abs(kv[1]))[:10]
@@ -232,8 +215,8 @@ class LightGBMConfig(dg.Config):
 )
 def propensity_model(config: LightGBMConfig, lake: LakeResource) -> dg.MaterializeResult:
     dataset = load_training_dataset(lake)
-    X_train, y_train = _split(dataset, "train")
-    X_valid, y_valid = _split(dataset, "valid")
+    X_train, y_train = split_of(dataset, "train")
+    X_valid, y_valid = split_of(dataset, "valid")
     settings = config.settings()
     booster = train_lightgbm(X_train, y_train, X_valid, y_valid, settings)
     (work_dir() / "model.txt").write_text(booster.model_to_string())
@@ -265,7 +248,7 @@ def _load_booster():
 )
 def calibrated_model(lake: LakeResource) -> dg.MaterializeResult:
     dataset = load_training_dataset(lake)
-    X_valid, y_valid = _split(dataset, "valid")
+    X_valid, y_valid = split_of(dataset, "valid")
     booster = _load_booster()
     # Folds by session: a session's decision points share its label, so row folds leak it into the held-out fold.
     sessions = dataset.loc[dataset["split"] == "valid", "session_id"].to_numpy()
@@ -318,75 +301,24 @@ def _truth_for(dataset: pd.DataFrame, lake: LakeResource) -> pd.Series | None:
 )
 def model_evaluation(config: QualityGateConfig, lake: LakeResource):
     dataset = load_training_dataset(lake)
-    X_test, y_test = _split(dataset, "test")
+    _, y_test = split_of(dataset, "test")
     booster = _load_booster()
     calibrator = json.loads((work_dir() / "calibrator.json").read_text())
     baseline = json.loads((work_dir() / "baseline.json").read_text())
-    raw = booster.predict(X_test, raw_score=True)
-    predictions = {
-        "baseline": predict_logistic_baseline(baseline, X_test),
-        "lightgbm": expit(raw),
-        "calibrated": apply_calibrator(calibrator, raw),
-    }
-    metrics = {name: evaluate(y_test, p) for name, p in predictions.items()}
-    truth = _truth_for(dataset[dataset["split"] == "test"], lake)
-    if truth is not None:
-        for name, p in predictions.items():
-            metrics[name]["ece_vs_truth"] = calibration_error_vs_truth(truth.to_numpy(), p)
-
-    registry = ModelRegistry()
-    champion = registry.champion()
-    champion_metrics = None
-    if champion is not None and champion.feature_names == list(MODEL_FEATURE_NAMES):
-        champion_metrics = evaluate(y_test, champion.predict(X_test))  # the champion on the challenger's test set
-        metrics["champion"] = champion_metrics | {"version": champion.version}
-    # Skill over the base rate (the training split's rate) and calibration that helps, resampled by session.
-    test_sessions = dataset.loc[dataset["split"] == "test", "session_id"].to_numpy()
-    train_rate = float(dataset.loc[dataset["split"] == "train", "label"].mean())
-    selection = json.loads((work_dir() / "calibration_selection.json").read_text())
-    versus = not_worse_than_baseline(y_test, predictions["calibrated"], predictions["baseline"], groups=test_sessions)
-    skill = skill_over_base_rate(y_test, predictions["calibrated"], train_rate, groups=test_sessions)
-    helps = calibration_helps(raw, y_test, calibrator, selection=selection, groups=test_sessions)
-    ece = ece_within_bound(y_test, predictions["calibrated"], config.max_ece, groups=test_sessions)
-    metrics["calibrated"][GATE_EVIDENCE] = {
-        BASELINE_GATE: versus.evidence,
-        ECE_GATE: ece.evidence,
-        SKILL_GATE: skill.evidence,
-        CALIBRATION_GATE: helps.evidence,
-    }
-    gates = quality_gates(metrics, champion_metrics, config.max_ece, config.champion_tolerance)
-
-    importance = dict(zip(booster.feature_name(), (float(v) for v in booster.feature_importance("gain"))))
-    training_info = {
-        "fingerprint": fingerprint_frame(dataset),
-        "rows": {s: int((dataset["split"] == s).sum()) for s in SPLITS},
-        "positive_rate": {s: float(dataset.loc[dataset["split"] == s, "label"].mean()) for s in SPLITS},
-        "lightgbm_params": json.loads((work_dir() / "lightgbm_params.json").read_text()),
-        "trees": booster.current_iteration(),  # the saved model keeps the early-stopping best iteration only
-        "gates": [g.__dict__ for g in gates],
-    }
-    # The drift reference: the inputs the model learnt from (one decision point per session, as the drift monitor
-    # samples live traffic: a session's points are not independent, the monitor's null assumes rows that are), and
-    # the calibrated scores on validation.
-    seen = one_per_session(dataset[dataset["split"].isin(["train", "valid"])], seed=SEED % 2**31)
-    X_valid, y_valid = _split(dataset, "valid")
-    reference = build_reference(
-        seen[list(MODEL_FEATURE_NAMES)],
-        apply_calibrator(calibrator, booster.predict(X_valid, raw_score=True)),
-        y_valid,
-        importance,
-        seed=SEED % 2**31,
+    evaluation = evaluate_candidate(
+        dataset,
+        booster,
+        calibrator,
+        baseline,
+        selection=json.loads((work_dir() / "calibration_selection.json").read_text()),
+        lightgbm_params=json.loads((work_dir() / "lightgbm_params.json").read_text()),
+        max_ece=config.max_ece,
+        champion_tolerance=config.champion_tolerance,
+        champion=ModelRegistry().champion(),
+        truth=_truth_for(dataset[dataset["split"] == "test"], lake),
     )
-    write_artifact(
-        candidate_dir(),
-        booster=booster,
-        calibrator=calibrator,
-        baseline=baseline,
-        features={"feature_service": FEATURE_SERVICE_NAME, "features": list(MODEL_FEATURE_NAMES)},
-        training=training_info,
-        metrics=metrics | {"feature_importance_gain": importance},
-        reference=reference,
-    )
+    write_candidate(candidate_dir(), evaluation, booster, calibrator, baseline)
+    metrics, predictions, importance = evaluation.metrics, evaluation.predictions, evaluation.importance
     test_rows = dataset[dataset["split"] == "test"][["decision_id", "session_id", "label"]].assign(
         **{f"p_{name}": p for name, p in predictions.items()}
     )
@@ -406,7 +338,7 @@ def model_evaluation(config: QualityGateConfig, lake: LakeResource):
             ),
         }
     )
-    for gate in gates:
+    for gate in evaluation.gates:
         yield dg.AssetCheckResult(
             asset_key="model_evaluation",
             check_name=gate.name,

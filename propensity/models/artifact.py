@@ -9,9 +9,11 @@ Loading checks the manifest first and never unpickles anything.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import shutil
+import tarfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -245,3 +247,18 @@ class ModelRegistry:
         known[to_version]["status"] = "champion"
         index["champion"] = to_version
         self._save(index)
+
+
+def package_artifact(model_dir: Path, tarball: Path) -> dict[str, str]:
+    """model.tar.gz with exactly the manifest's files and the manifest, at the archive root; byte-for-byte
+    reproducible (fixed order, times and owners). Returns the verified manifest."""
+    model_dir = Path(model_dir)
+    manifest = verify_manifest(model_dir)
+    with open(tarball, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as zipped:
+        with tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as archive:
+            for name in sorted([*manifest, MANIFEST]):
+                info = archive.gettarinfo(str(model_dir / name), arcname=name)
+                info.mtime, info.mode, info.uid, info.gid, info.uname, info.gname = 0, 0o644, 0, 0, "", ""
+                with open(model_dir / name, "rb") as handle:
+                    archive.addfile(info, handle)
+    return manifest

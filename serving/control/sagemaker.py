@@ -29,12 +29,10 @@ Every AWS call has a connect and read timeout and bounded retries; waiting for a
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import math
 import re
-import tarfile
 import tempfile
 import time
 from contextlib import contextmanager
@@ -43,7 +41,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from propensity.models.artifact import MANIFEST, verify_manifest
+from propensity.models.artifact import package_artifact, verify_manifest
 from propensity.monitoring.decisions import captured_body
 from propensity.paths import home
 from propensity.settings import SAGEMAKER_STRATEGIES
@@ -87,21 +85,6 @@ def deployment_stamp() -> str:
 
 def variant_name(model_version: str) -> str:
     return sagemaker_name(model_version)
-
-
-def package_artifact(model_dir: Path, tarball: Path) -> dict[str, str]:
-    """model.tar.gz with exactly the manifest's files and the manifest, at the archive root; byte-for-byte
-    reproducible (fixed order, times and owners). Returns the verified manifest."""
-    model_dir = Path(model_dir)
-    manifest = verify_manifest(model_dir)
-    with open(tarball, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as zipped:
-        with tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as archive:
-            for name in sorted([*manifest, MANIFEST]):
-                info = archive.gettarinfo(str(model_dir / name), arcname=name)
-                info.mtime, info.mode, info.uid, info.gid, info.uname, info.gname = 0, 0o644, 0, 0, "", ""
-                with open(model_dir / name, "rb") as handle:
-                    archive.addfile(info, handle)
-    return manifest
 
 
 @dataclass
