@@ -374,9 +374,20 @@ def instance_timeline(since: float) -> dict:
 
 
 def canary_decision(timeline: dict, after: float) -> dict | None:
-    """The first promote or roll-back after `after` (a stage recorded by the canary sensor)."""
-    for stage in timeline["deployment_stages"]:
-        if stage["at"] > after and stage.get("outcome") in ("promoted", "rolled_back"):
+    """The promote or roll-back (a stage recorded by the canary sensor) of the first canary started after `after`.
+
+    A canary started before the shift (a retrain on the old regime) and decided after it is not the loop's answer to
+    the change: the last run counted one and stopped with the post-shift canary still in flight."""
+    stages = timeline["deployment_stages"]
+    started = next((s for s in stages if s.get("stage") == "start_canary" and s["at"] > after), None)
+    if started is None:
+        return None
+    for stage in stages:
+        if (
+            stage["at"] > started["at"]
+            and stage.get("model_version") == started.get("model_version")
+            and stage.get("outcome") in ("promoted", "rolled_back")
+        ):
             return stage
     return None
 
@@ -385,7 +396,7 @@ def canary_in_flight(since: float) -> bool:
     """A canary started and not yet promoted or rolled back."""
     stages = instance_timeline(since)["deployment_stages"]
     started = [s["at"] for s in stages if s.get("stage") == "start_canary"]
-    return bool(started) and canary_decision({"deployment_stages": stages}, max(started)) is None
+    return bool(started) and canary_decision({"deployment_stages": stages}, max(started) - 1e-6) is None
 
 
 def refusals(run_id: str) -> list[str]:
