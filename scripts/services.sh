@@ -239,6 +239,14 @@ pg_as() {  # pg_as USER COMMAND...: run a server binary as USER
   if [ "$user" = "$(id -un)" ]; then "$@"; else runuser -u "$user" -- "$@"; fi
 }
 
+pg_database() {  # pg_database BIN: create $POSTGRES_DB when the server lacks it
+  local bin=$1
+  if ! PGPASSWORD="$POSTGRES_PASSWORD" "$bin/psql" -h 127.0.0.1 -p "$POSTGRES_PORT" -U "$POSTGRES_USER" -d postgres -tAc \
+    "SELECT 1 FROM pg_database WHERE datname = '$POSTGRES_DB'" | grep -q 1; then
+    PGPASSWORD="$POSTGRES_PASSWORD" "$bin/createdb" -h 127.0.0.1 -p "$POSTGRES_PORT" -U "$POSTGRES_USER" "$POSTGRES_DB"
+  fi
+}
+
 postgres_up() {
   local bin user dir url
   bin=$(pg_bin); user=$(pg_user); dir=$(pg_data_dir "$user")
@@ -247,7 +255,14 @@ postgres_up() {
     echo "postgres: already up on 127.0.0.1:$POSTGRES_PORT ($dir/data)"; return
   fi
   if port_open "$POSTGRES_PORT"; then
-    echo "postgres: 127.0.0.1:$POSTGRES_PORT is in use by a server not started from $dir; free it or set POSTGRES_PORT"
+    # As for Redis and Kafka: a server another checkout started is used when it takes our role and password.
+    if PGPASSWORD="$POSTGRES_PASSWORD" PGCONNECT_TIMEOUT=5 "$bin/psql" -h 127.0.0.1 -p "$POSTGRES_PORT" \
+      -U "$POSTGRES_USER" -d postgres -tAc "SELECT 1" >/dev/null 2>&1; then
+      pg_database "$bin"
+      echo "postgres: a server not started by us answers on 127.0.0.1:$POSTGRES_PORT and takes role $POSTGRES_USER; using it"
+      return
+    fi
+    echo "postgres: 127.0.0.1:$POSTGRES_PORT is in use by a server that refuses role $POSTGRES_USER; free it or set POSTGRES_PORT"
     exit 1
   fi
   mkdir -p "$dir"; [ "$user" = "$(id -un)" ] || chown "$user" "$dir"; chmod 700 "$dir"
@@ -262,10 +277,7 @@ postgres_up() {
   pg_as "$user" "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
     -o "-c listen_addresses=127.0.0.1 -p $POSTGRES_PORT -k $dir" start >/dev/null 9>&- ||
     { tail -n 20 "$dir/postgres.log"; echo "postgres: did not start; see $dir/postgres.log"; exit 1; }
-  if ! PGPASSWORD="$POSTGRES_PASSWORD" "$bin/psql" -h 127.0.0.1 -p "$POSTGRES_PORT" -U "$POSTGRES_USER" -d postgres -tAc \
-    "SELECT 1 FROM pg_database WHERE datname = '$POSTGRES_DB'" | grep -q 1; then
-    PGPASSWORD="$POSTGRES_PASSWORD" "$bin/createdb" -h 127.0.0.1 -p "$POSTGRES_PORT" -U "$POSTGRES_USER" "$POSTGRES_DB"
-  fi
+  pg_database "$bin"
   echo "postgres: up on 127.0.0.1:$POSTGRES_PORT (PostgreSQL $("$bin/postgres" --version | awk '{print $3}'), data in $dir); DAGSTER_POSTGRES_URL=${url/:$POSTGRES_PASSWORD@/:***@}"
 }
 
