@@ -26,7 +26,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 export PYSPARK_PYTHON ?= $(CURDIR)/$(VENV)/bin/python
 
 .PHONY: install data demo loop test lint dev services services-down stream replay endpoint endpoint-down bench \
-	serving-env browser lock clean tools lint-infra spark-cluster spark-cluster-down
+	serving-env browser lock clean tools lint-infra spark-cluster spark-cluster-down aws-env test-aws pipeline-definition
 
 install: $(VENV)/.installed
 
@@ -88,8 +88,9 @@ lint-infra: tools
 	@$(TOOLS_BIN)/actionlint .github/workflows/*.yml
 	@.venv-tools/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
-test: install lint data services serving-env browser
+test: install lint data services serving-env browser aws-env
 	$(PY) -m pytest $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory test-aws
 
 dev: install
 	@if [ "$(PROFILE)" = "redis" ]; then $(MAKE) --no-print-directory services; fi
@@ -144,6 +145,33 @@ $(SERVING_VENV)/.installed: requirements-serving.lock pyproject.toml install
 	@$(VENV)/bin/uv pip install --python $(SERVING_VENV)/bin/python -q -r requirements-serving.lock
 	@touch $@
 
+# The SageMaker pipeline builder's environment (requirements-aws.lock: the sagemaker SDK v3 pins pyarrow below the
+# platform's, so it is kept apart), its tests, and the pipeline's definition. The SDK builds it without any AWS call
+# under serving/control/training_pipeline.offline_environment(): these variables.
+AWS_VENV := .venv-aws
+AWS_OFFLINE := AWS_DEFAULT_REGION=eu-west-1 SAGEMAKER_VALIDATE_ROLE=false \
+  SAGEMAKER_USER_CONFIG_OVERRIDE=$(CURDIR)/serving/control/sagemaker_sdk_config.yaml \
+  SAGEMAKER_ADMIN_CONFIG_OVERRIDE=$(CURDIR)/serving/control/sagemaker_sdk_config.yaml PYTHONPATH=$(CURDIR)
+aws-env: $(AWS_VENV)/.installed
+
+$(AWS_VENV)/.installed: requirements-aws.lock install
+	@echo "[install] $(AWS_VENV) from requirements-aws.lock (the sagemaker SDK and its tests)"
+	@$(PYTHON) -m venv $(AWS_VENV)
+	@$(VENV)/bin/uv pip install --python $(AWS_VENV)/bin/python -q -r requirements-aws.lock
+	@touch $@
+
+test-aws: aws-env
+	$(AWS_OFFLINE) $(AWS_VENV)/bin/python -m pytest tests/aws --confcutdir=tests/aws -o addopts="-ra --strict-markers" \
+	  -W ignore::pytest.PytestConfigWarning $(PYTEST_ARGS)
+
+# ENVIRONMENT=staging|production ACCOUNT=<12 digits> [IMAGE_TAG=<git sha>]: the definition the deploy workflow upserts.
+ENVIRONMENT ?= staging
+ACCOUNT ?= 123456789012
+IMAGE_TAG ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo latest)
+pipeline-definition: aws-env
+	@$(AWS_OFFLINE) $(AWS_VENV)/bin/python -m serving.control.training_pipeline --environment $(ENVIRONMENT) \
+	  --account $(ACCOUNT) --image-tag $(IMAGE_TAG) --out var/release/$(ENVIRONMENT)/pipeline.json 2>/dev/null
+
 # Both locks from pyproject.toml: the full one (platform and dev extras) and the serving one, a subset of the
 # full lock's versions. Add a dependency in pyproject.toml, then `make lock`.
 lock: install
@@ -157,4 +185,4 @@ lock: install
 	  cat requirements-serving.lock.new; } > requirements-serving.lock && rm requirements-serving.lock.new
 
 clean:
-	rm -rf var $(VENV) $(SERVING_VENV) .venv-tools .tools
+	rm -rf var $(VENV) $(SERVING_VENV) $(AWS_VENV) .venv-tools .tools
