@@ -172,8 +172,8 @@ pipeline-definition: aws-env
 	@$(AWS_OFFLINE) $(AWS_VENV)/bin/python -m serving.control.training_pipeline --environment $(ENVIRONMENT) \
 	  --account $(ACCOUNT) --image-tag $(IMAGE_TAG) --out var/release/$(ENVIRONMENT)/pipeline.json 2>/dev/null
 
-# Both locks from pyproject.toml: the full one (platform and dev extras) and the serving one, a subset of the
-# full lock's versions. Add a dependency in pyproject.toml, then `make lock`.
+# The locks: from pyproject.toml the full one (platform and dev extras) and the serving one (a subset of the full
+# lock's versions); from requirements-aws.in the pipeline builder's. Add a dependency there, then `make lock`.
 lock: install
 	$(VENV)/bin/uv pip compile -q pyproject.toml --extra platform --extra dev --python-version 3.11 --no-annotate \
 	  --constraint requirements.lock --no-header -o requirements.lock.new
@@ -183,6 +183,10 @@ lock: install
 	  -o requirements-serving.lock.new
 	{ echo "# The scoring container's pins (make lock): the serving dependencies at the full lock's versions."; \
 	  cat requirements-serving.lock.new; } > requirements-serving.lock && rm requirements-serving.lock.new
+	$(VENV)/bin/uv pip compile -q requirements-aws.in --python-version 3.11 --no-annotate --no-header \
+	  -o requirements-aws.lock.new
+	{ echo "# Pinned, resolved together from requirements-aws.in (make lock). make aws-env installs exactly these."; \
+	  cat requirements-aws.lock.new; } > requirements-aws.lock && rm requirements-aws.lock.new
 
 clean:
 	rm -rf var $(VENV) $(SERVING_VENV) $(AWS_VENV) .venv-tools .tools
