@@ -70,6 +70,9 @@ SAGEMAKER_VARIABLES = {
     "alarm_topic_arn": "SAGEMAKER_ALARM_TOPIC_ARN",
 }
 SAGEMAKER_REQUIRED = ("bucket", "image_uri", "execution_role_arn", "region")
+# Where a retrain trains: in the Dagster run's process, or in the SageMaker training pipeline (serving/control).
+TRAININGS = ("in_process", "sagemaker")
+PIPELINE_REQUIRED = ("bucket", "execution_role_arn", "region")
 REGION_VARIABLES = ("SAGEMAKER_REGION", "AWS_REGION", "AWS_DEFAULT_REGION")
 SAGEMAKER_STRATEGIES = ("blue_green", "variant_weights")
 
@@ -105,6 +108,9 @@ class Settings:
     retrain_cooldown_s: float = 6 * 3600.0
     # The Dagster instance's storage (runs, event log, schedules): SQLite under DAGSTER_HOME when None.
     dagster_postgres_url: str | None = None
+    training: str = "in_process"
+    sagemaker_pipeline_name: str | None = None  # the pipeline `make pipeline-definition` renders, as upserted
+    sagemaker_pipeline_definition: Path | None = None  # that definition's JSON file
     set_variables: frozenset[str] = frozenset()  # the variables that were set (resources pass those as dg.EnvVar)
 
     def __post_init__(self) -> None:
@@ -121,6 +127,21 @@ class Settings:
             raise SettingsError(
                 f"STOREFRONT_TOPIC={self.kafka.topic!r}: a Kafka topic name is 1-249 letters, digits, '.', '_' or '-'"
             )
+        _one_of("PROPENSITY_TRAINING", self.training, TRAININGS)
+        if self.training == "sagemaker":
+            missing = [SAGEMAKER_VARIABLES[f] for f in PIPELINE_REQUIRED if not self.sagemaker.values.get(f)]
+            missing += [] if self.sagemaker_pipeline_name else ["SAGEMAKER_PIPELINE_NAME"]
+            missing += [] if self.sagemaker_pipeline_definition else ["SAGEMAKER_PIPELINE_DEFINITION"]
+            if missing:
+                raise SettingsError(
+                    f"PROPENSITY_TRAINING=sagemaker needs {', '.join(missing)} set "
+                    "(see serving/control/pipeline_runs.py)"
+                )
+            if not self.sagemaker_pipeline_definition.is_file():
+                raise SettingsError(
+                    f"SAGEMAKER_PIPELINE_DEFINITION={self.sagemaker_pipeline_definition}: no such file "
+                    "(make pipeline-definition renders it)"
+                )
         if self.dagster_postgres_url is not None:
             _postgres_url("DAGSTER_POSTGRES_URL", self.dagster_postgres_url)
         if not self.spark_master.strip():
@@ -171,6 +192,7 @@ class Settings:
             if name.startswith(KAFKA_OPTION_PREFIX)
         }
         mirror = get("PROPENSITY_DATA_MIRROR", "")
+        definition = get("SAGEMAKER_PIPELINE_DEFINITION", "")
         model_dir = get("PROPENSITY_MODEL_DIR", "")
         cooldown = get("PROPENSITY_RETRAIN_COOLDOWN_S", "21600")
         try:
@@ -213,6 +235,9 @@ class Settings:
             sagemaker=SageMakerSettings(values=sagemaker_values, variables=sagemaker_variables),
             retrain_cooldown_s=retrain_cooldown_s,
             dagster_postgres_url=get("DAGSTER_POSTGRES_URL", "") or None,
+            training=get("PROPENSITY_TRAINING", "in_process"),
+            sagemaker_pipeline_name=get("SAGEMAKER_PIPELINE_NAME", "") or None,
+            sagemaker_pipeline_definition=path("SAGEMAKER_PIPELINE_DEFINITION", Path()) if definition else None,
             set_variables=frozenset(name for name, value in env.items() if value.strip()) & KNOWN_VARIABLES,
         )
 
@@ -239,6 +264,9 @@ KNOWN_VARIABLES = frozenset(
         "PROPENSITY_MODEL_VERSION",
         "PROPENSITY_RETRAIN_COOLDOWN_S",
         "DAGSTER_POSTGRES_URL",
+        "PROPENSITY_TRAINING",
+        "SAGEMAKER_PIPELINE_NAME",
+        "SAGEMAKER_PIPELINE_DEFINITION",
         *SAGEMAKER_VARIABLES.values(),
         *REGION_VARIABLES,
     }

@@ -16,6 +16,7 @@ from datetime import timedelta
 
 import dagster as dg
 
+from propensity.models.dataset import TRAINING_DATASET
 from propensity.settings import settings
 from propensity_assets import (
     decisions,
@@ -29,6 +30,7 @@ from propensity_assets import (
     offers,
     sessions,
     streaming,
+    training_pipeline,
 )
 from resources import build_resources
 from sensors.canary import SENSORS as CANARY_SENSORS
@@ -48,6 +50,11 @@ SPINE_AUTOMATION = (
 )
 
 
+# PROPENSITY_TRAINING=sagemaker: a retrain runs the training set, then the SageMaker pipeline in place of the
+# in-process models group (propensity_assets/training_pipeline.py).
+ON_SAGEMAKER = settings().training == "sagemaker"
+
+
 def _policies(spec: dg.AssetSpec) -> dg.AssetSpec:
     """The daily freshness policy on every table; eager automation on the spine, so new events reach the online
     store without anyone asking (training is not eager: the monitors and the schedule decide when to retrain)."""
@@ -60,7 +67,18 @@ def _policies(spec: dg.AssetSpec) -> dg.AssetSpec:
 materialisable = dg.map_asset_specs(
     _policies,
     dg.load_assets_from_modules(
-        [ingestion, sessions, features, feature_store, models, offers, deployment, decisions, monitoring]
+        [
+            ingestion,
+            sessions,
+            features,
+            feature_store,
+            models,
+            offers,
+            deployment,
+            decisions,
+            monitoring,
+            *([training_pipeline] if ON_SAGEMAKER else []),
+        ]
     ),
 )
 
@@ -81,9 +99,14 @@ monitoring_job = dg.define_asset_job(
     description="Today's decision log, outcomes and matured labels; drift, performance, KPIs, the dashboard, and "
     "the online features' freshness.",
 )
+RETRAIN_SELECTION = (
+    dg.AssetSelection.assets(TRAINING_DATASET, training_pipeline.SAGEMAKER_TRAINING)
+    if ON_SAGEMAKER
+    else dg.AssetSelection.groups("models")
+)
 retrain_job = dg.define_asset_job(
     RETRAIN_JOB,
-    selection=dg.AssetSelection.groups("models"),
+    selection=RETRAIN_SELECTION,
     description="Training set to registration: the candidate passes the same gates as ever before it is champion.",
 )
 

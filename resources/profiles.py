@@ -10,6 +10,7 @@ from resources.feast import FeastResource
 from resources.kafka import KafkaResource
 from resources.lake import LakeResource
 from resources.spark import spark_resource
+from resources.training_pipeline import SageMakerPipelineResource
 
 
 def _from_env(settings: Settings, variable: str, value: str):
@@ -23,7 +24,7 @@ def build_resources(settings: Settings) -> dict:
         if settings.deployer == "sagemaker"
         else LocalDeployerResource(profile=settings.profile)
     )
-    return {
+    resources = {
         "spark": spark_resource(settings),
         "lake": LakeResource(),
         "feast": FeastResource(
@@ -35,3 +36,6 @@ def build_resources(settings: Settings) -> dict:
             topic=_from_env(settings, "STOREFRONT_TOPIC", settings.kafka.topic),
         ),
     }
+    if settings.training == "sagemaker":
+        resources["sagemaker_pipeline"] = SageMakerPipelineResource.from_settings(settings)
+    return resources

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 DONE = ("Succeeded", "Failed", "Stopped")
@@ -149,3 +150,43 @@ class PipelineRunner:
             raise PipelineRunError(
                 f"SageMaker {operation} failed: {error}; check the network and the region"
             ) from error
+
+
+def train_on_sagemaker(
+    dataset_file: Path,
+    runner: PipelineRunner,
+    s3,
+    *,
+    bucket: str,
+    pipeline_name: str,
+    definition: dict,
+    run_id: str,
+    parameters: dict[str, Any] | None = None,
+    on_poll=None,
+) -> dict:
+    """One retrain on SageMaker: the training set to S3 (under the run's id), the pipeline upserted from the rendered
+    definition, started on that training set, and polled to the end. Returns what the Dagster asset shows."""
+    from boto3.exceptions import S3UploadFailedError
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    key = f"propensity/lake/training_dataset/{run_id}/data.parquet"
+    try:
+        s3.upload_file(str(dataset_file), bucket, key)
+    except (BotoCoreError, ClientError, S3UploadFailedError) as error:
+        raise PipelineRunError(
+            f"uploading the training set to s3://{bucket}/{key} failed: {error}; check the bucket and s3:PutObject"
+        ) from error
+    dataset_uri = f"s3://{bucket}/{key.rsplit('/', 1)[0]}/"
+    pipeline_arn = runner.upsert(pipeline_name, definition, description=f"upserted by Dagster run {run_id}")
+    execution = runner.start(
+        pipeline_name, {**(parameters or {}), "TrainingDatasetUri": dataset_uri}, display_name=f"dagster-{run_id[:8]}"
+    )
+    run = runner.wait(execution, on_poll=on_poll)
+    return {
+        "pipeline_arn": pipeline_arn,
+        "execution_arn": run.arn,
+        "status": run.status,
+        "training_dataset_uri": dataset_uri,
+        "steps": {step.name: step.status for step in run.steps},
+        "seconds": run.seconds,
+    }

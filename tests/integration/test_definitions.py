@@ -1,5 +1,6 @@
 """The code location loads, and the UI shows the spine's assets with their checks."""
 
+import os
 import subprocess
 import sys
 
@@ -95,3 +96,33 @@ def test_dagster_definitions_validate_passes():
     )
     assert validated.returncode == 0, validated.stdout[-2000:] + validated.stderr[-3000:]
     assert "Validation successful" in validated.stdout + validated.stderr
+
+
+SAGEMAKER_RETRAIN = """
+from propensity_assets.definitions import defs
+job = defs.resolve_job_def("retrain")
+print(sorted(key.to_user_string() for key in job.asset_layer.selected_asset_keys))
+print("sagemaker_pipeline" in defs.resources)
+"""
+
+
+def test_with_training_on_sagemaker_a_retrain_runs_the_pipeline_instead_of_the_models_group(tmp_path):
+    definition = tmp_path / "pipeline.json"
+    definition.write_text('{"Version": "2020-12-01", "Parameters": [], "Steps": []}')
+    env = {
+        **os.environ,
+        "PROPENSITY_TRAINING": "sagemaker",
+        "SAGEMAKER_REGION": "eu-west-1",
+        "SAGEMAKER_BUCKET": "propensity-staging-lake-123456789012",
+        "SAGEMAKER_EXECUTION_ROLE_ARN": "arn:aws:iam::123456789012:role/propensity-staging-sagemaker-execution",
+        "SAGEMAKER_PIPELINE_NAME": "propensity-staging-training",
+        "SAGEMAKER_PIPELINE_DEFINITION": str(definition),
+    }
+    loaded = subprocess.run(
+        [sys.executable, "-c", SAGEMAKER_RETRAIN], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    selected, has_resource = loaded.stdout.strip().splitlines()[-2:]
+    assert selected == "['sagemaker_training', 'training_dataset']" and has_resource == "True"
+    # and the in-process default: the whole models group, no SageMaker asset
+    assert "sagemaker_training" not in {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}

@@ -6,8 +6,9 @@ from datetime import datetime, timezone
 import boto3
 import pytest
 from botocore.stub import ANY, Stubber
+from moto import mock_aws
 
-from serving.control.pipeline_runs import PipelineRunError, PipelineRunner
+from serving.control.pipeline_runs import PipelineRunError, PipelineRunner, train_on_sagemaker
 
 REGION = "eu-west-1"
 ROLE = "arn:aws:iam::123456789012:role/propensity-staging-sagemaker-execution"
@@ -126,3 +127,57 @@ def test_a_refused_call_names_the_permission_to_check(stubbed):
         PipelineRunError, match="create_pipeline failed \\(AccessDeniedException.*sagemaker:CreatePipeline"
     ):
         runner.upsert(NAME, DEFINITION)
+
+
+@mock_aws
+def test_a_retrain_on_sagemaker_hands_over_the_training_set_and_follows_the_execution(stubbed, tmp_path):
+    runner, stubber = stubbed
+    bucket = "propensity-staging-lake-123456789012"
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    dataset = tmp_path / "data.parquet"
+    dataset.write_bytes(b"PAR1 training set")
+    stubber.add_response("describe_pipeline", {"PipelineArn": PIPELINE_ARN}, {"PipelineName": NAME})
+    stubber.add_response("update_pipeline", {"PipelineArn": PIPELINE_ARN})
+    uri = f"s3://{bucket}/propensity/lake/training_dataset/run-1234abcd/"
+    stubber.add_response(
+        "start_pipeline_execution",
+        {"PipelineExecutionArn": EXECUTION},
+        {
+            "PipelineName": NAME,
+            "PipelineParameters": [{"Name": "MaxEce", "Value": "0.02"}, {"Name": "TrainingDatasetUri", "Value": uri}],
+            "PipelineExecutionDisplayName": "dagster-run-1234",
+        },
+    )
+    _describe(stubber, "Succeeded")
+    stubber.add_response("list_pipeline_execution_steps", _steps(("QualityGate", "Succeeded", "")))
+    shown = train_on_sagemaker(
+        dataset,
+        runner,
+        s3,
+        bucket=bucket,
+        pipeline_name=NAME,
+        definition=DEFINITION,
+        run_id="run-1234abcd",
+        parameters={"MaxEce": "0.02"},
+    )
+    assert shown["execution_arn"] == EXECUTION and shown["status"] == "Succeeded"
+    assert shown["steps"] == {"QualityGate": "Succeeded"} and shown["training_dataset_uri"] == uri
+    stored = s3.get_object(Bucket=bucket, Key="propensity/lake/training_dataset/run-1234abcd/data.parquet")
+    assert stored["Body"].read() == b"PAR1 training set"
+
+
+@mock_aws
+def test_no_bucket_no_pipeline_call(stubbed, tmp_path):
+    runner, _ = stubbed
+    (tmp_path / "data.parquet").write_bytes(b"x")
+    with pytest.raises(PipelineRunError, match="uploading the training set to s3://missing/.*check the bucket"):
+        train_on_sagemaker(
+            tmp_path / "data.parquet",
+            runner,
+            boto3.client("s3", region_name=REGION),
+            bucket="missing",
+            pipeline_name=NAME,
+            definition=DEFINITION,
+            run_id="r",
+        )

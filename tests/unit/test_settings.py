@@ -76,6 +76,22 @@ def test_values_are_read_typed_and_the_set_ones_remembered(tmp_path):
         ),
         ({"DAGSTER_POSTGRES_URL": "postgresql+psycopg2://u:pw@db:5432/"}, "got 'postgresql+psycopg2://u:***@db:5432/'"),
         ({"DAGSTER_POSTGRES_URL": "postgresql://u:pw@db:5432/dagster"}, "write postgresql+psycopg2://"),
+        ({"PROPENSITY_TRAINING": "laptop"}, "PROPENSITY_TRAINING='laptop' is not one of in_process, sagemaker"),
+        (
+            {"PROPENSITY_TRAINING": "sagemaker", "AWS_REGION": "eu-west-1", "SAGEMAKER_BUCKET": "b"},
+            "needs SAGEMAKER_EXECUTION_ROLE_ARN, SAGEMAKER_PIPELINE_NAME, SAGEMAKER_PIPELINE_DEFINITION set",
+        ),
+        (
+            {
+                "PROPENSITY_TRAINING": "sagemaker",
+                "AWS_REGION": "eu-west-1",
+                "SAGEMAKER_BUCKET": "b",
+                "SAGEMAKER_EXECUTION_ROLE_ARN": "arn:aws:iam::1:role/r",
+                "SAGEMAKER_PIPELINE_NAME": "p",
+                "SAGEMAKER_PIPELINE_DEFINITION": "/nonexistent/pipeline.json",
+            },
+            "SAGEMAKER_PIPELINE_DEFINITION=/nonexistent/pipeline.json: no such file (make pipeline-definition",
+        ),
     ],
 )
 def test_a_bad_value_names_the_variable_and_what_it_may_be(environ, message):
