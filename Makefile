@@ -26,7 +26,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 export PYSPARK_PYTHON ?= $(CURDIR)/$(VENV)/bin/python
 
 .PHONY: install data demo loop test lint dev services services-down stream replay endpoint endpoint-down bench \
-	serving-env browser lock clean tools lint-infra spark-cluster spark-cluster-down aws-env test-aws pipeline-definition
+	serving-env browser lock clean tools lint-infra spark-cluster spark-cluster-down aws-env test-aws pipeline-definition training-env
 
 install: $(VENV)/.installed
 
@@ -88,7 +88,7 @@ lint-infra: tools
 	@$(TOOLS_BIN)/actionlint .github/workflows/*.yml
 	@.venv-tools/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
-test: install lint data services serving-env browser aws-env
+test: install lint data services serving-env training-env browser aws-env
 	$(PY) -m pytest $(PYTEST_ARGS)
 	@$(MAKE) --no-print-directory test-aws
 
@@ -145,6 +145,17 @@ $(SERVING_VENV)/.installed: requirements-serving.lock pyproject.toml install
 	@$(VENV)/bin/uv pip install --python $(SERVING_VENV)/bin/python -q -r requirements-serving.lock
 	@touch $@
 
+# The training container's environment (requirements-training.lock, what Dockerfile.training installs): the tests
+# run the SageMaker pipeline's jobs in it, with only the code that image copies.
+TRAINING_VENV := .venv-training
+training-env: $(TRAINING_VENV)/.installed
+
+$(TRAINING_VENV)/.installed: requirements-training.lock install
+	@echo "[install] $(TRAINING_VENV) from requirements-training.lock (what the training container installs)"
+	@$(PYTHON) -m venv $(TRAINING_VENV)
+	@$(VENV)/bin/uv pip install --python $(TRAINING_VENV)/bin/python -q -r requirements-training.lock
+	@touch $@
+
 # The SageMaker pipeline builder's environment (requirements-aws.lock: the sagemaker SDK v3 pins pyarrow below the
 # platform's, so it is kept apart), its tests, and the pipeline's definition. The SDK builds it without any AWS call
 # under serving/control/training_pipeline.offline_environment(): these variables.
@@ -183,10 +194,14 @@ lock: install
 	  -o requirements-serving.lock.new
 	{ echo "# The scoring container's pins (make lock): the serving dependencies at the full lock's versions."; \
 	  cat requirements-serving.lock.new; } > requirements-serving.lock && rm requirements-serving.lock.new
+	$(VENV)/bin/uv pip compile -q requirements-training.in --python-version 3.11 --no-annotate --no-header \
+	  --constraint requirements.lock -o requirements-training.lock.new
+	{ echo "# Pinned from requirements-training.in at requirements.lock's versions (make lock); the training container installs these."; \
+	  cat requirements-training.lock.new; } > requirements-training.lock && rm requirements-training.lock.new
 	$(VENV)/bin/uv pip compile -q requirements-aws.in --python-version 3.11 --no-annotate --no-header \
 	  -o requirements-aws.lock.new
 	{ echo "# Pinned, resolved together from requirements-aws.in (make lock). make aws-env installs exactly these."; \
 	  cat requirements-aws.lock.new; } > requirements-aws.lock && rm requirements-aws.lock.new
 
 clean:
-	rm -rf var $(VENV) $(SERVING_VENV) $(AWS_VENV) .venv-tools .tools
+	rm -rf var $(VENV) $(SERVING_VENV) $(AWS_VENV) $(TRAINING_VENV) .venv-tools .tools
