@@ -51,20 +51,5 @@ class SageMakerDeployerResource(dg.ConfigurableResource):
         )
 
     def create_resource(self, context: dg.InitResourceContext) -> Deployer:
-        optional = (
-            "prefix",
-            "capture_prefix",
-            "instance_type",
-            "initial_instance_count",
-            "strategy",
-            "wait_timeout_s",
-            "alarm_topic_arn",
-        )
-        return SageMakerDeployer(
-            region=self.region,
-            bucket=self.bucket,
-            image_uri=self.image_uri,
-            execution_role_arn=self.execution_role_arn,
-            environment={"REDIS_URL": self.redis_url} if self.redis_url else {},
-            **{name: getattr(self, name) for name in optional if getattr(self, name) is not None},
-        )
+        # Unset fields are left out: the deployer's own defaults apply (serving/control/sagemaker.py).
+        return SageMakerDeployer.from_values({name: getattr(self, name) for name in type(self).model_fields})

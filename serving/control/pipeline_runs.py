@@ -190,3 +190,42 @@ def train_on_sagemaker(
         "steps": {step.name: step.status for step in run.steps},
         "seconds": run.seconds,
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m serving.control.pipeline_runs --name N --definition F --region R --role-arn A [--parameter K=V]`:
+    upsert the rendered definition, start it, and wait (the deploy workflow's pipeline step)."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m serving.control.pipeline_runs", description=main.__doc__)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--definition", type=Path, required=True)
+    parser.add_argument("--region", required=True)
+    parser.add_argument("--role-arn", required=True)
+    parser.add_argument("--parameter", action="append", default=[], help="K=V, repeatable")
+    parser.add_argument("--timeout-s", type=float, default=4 * 3600.0)
+    args = parser.parse_args(argv)
+    bad = [p for p in args.parameter if "=" not in p]
+    if bad:
+        parser.error(f"--parameter takes K=V, got {bad}")
+    runner = PipelineRunner(args.region, args.role_arn, timeout_s=args.timeout_s)
+    try:
+        runner.upsert(args.name, json.loads(args.definition.read_text()), description="upserted by the deploy workflow")
+        arn = runner.start(args.name, dict(p.split("=", 1) for p in args.parameter))
+        print(f"[pipeline] started {arn}", flush=True)
+        run = runner.wait(
+            arn,
+            on_poll=lambda status, steps: print(
+                f"[pipeline] {status}: " + ", ".join(f"{s.name} {s.status}" for s in steps), flush=True
+            ),
+        )
+    except PipelineRunError as error:
+        print(f"[pipeline] {error}", file=sys.stderr)
+        return 1
+    print(f"[pipeline] {run.status} in {run.seconds:.0f} s: " + ", ".join(f"{s.name} {s.status}" for s in run.steps))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

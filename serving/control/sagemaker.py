@@ -35,6 +35,7 @@ import math
 import re
 import tempfile
 import time
+from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -116,6 +117,19 @@ class SageMakerDeployer:
             raise ValueError(f"strategy {self.strategy!r}: one of {', '.join(SAGEMAKER_STRATEGIES)}")
         if self.initial_instance_count < 1:
             raise ValueError(f"initial_instance_count must be at least 1, got {self.initial_instance_count}")
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> SageMakerDeployer:
+        """From the settings' SAGEMAKER_* values by field (propensity.settings.SAGEMAKER_VARIABLES); the online
+        store's URL goes to the container as REDIS_URL."""
+        numbers = {"initial_instance_count", "wait_timeout_s"}
+        given = {k: int(v) if k in numbers else v for k, v in values.items() if v is not None and k != "redis_url"}
+        redis_url = values.get("redis_url")
+        return cls(**given, environment={"REDIS_URL": redis_url} if redis_url else {})
+
+    def client(self, service: str):
+        """The deployer's own client for `service` (its timeouts and retries), for the release steps around it."""
+        return self._client(service)
 
     def with_clients(self, *, sagemaker=None, s3=None, cloudwatch=None) -> "SageMakerDeployer":
         """Use these boto3 clients (tests: moto or botocore's Stubber) instead of building them from the config."""
