@@ -26,7 +26,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 export PYSPARK_PYTHON ?= $(CURDIR)/$(VENV)/bin/python
 
 .PHONY: install data demo loop test lint dev services services-down stream replay endpoint endpoint-down bench \
-	serving-env browser lock clean tools lint-infra spark-cluster spark-cluster-down aws-env test-aws pipeline-definition training-env
+	serving-env browser lock clean tools lint-infra spark-cluster spark-cluster-down aws-env test-aws pipeline-definition training-env release-dry-run
 
 install: $(VENV)/.installed
 
@@ -139,7 +139,7 @@ bench: install data services serving-env
 # the project itself: the tests and benchmarks lay out the code as the Dockerfile copies it.
 serving-env: $(SERVING_VENV)/.installed
 
-$(SERVING_VENV)/.installed: requirements-serving.lock pyproject.toml install
+$(SERVING_VENV)/.installed: requirements-serving.lock pyproject.toml $(VENV)/.installed
 	@echo "[install] $(SERVING_VENV) from requirements-serving.lock (what the scoring container installs)"
 	@$(PYTHON) -m venv $(SERVING_VENV)
 	@$(VENV)/bin/uv pip install --python $(SERVING_VENV)/bin/python -q -r requirements-serving.lock
@@ -150,7 +150,7 @@ $(SERVING_VENV)/.installed: requirements-serving.lock pyproject.toml install
 TRAINING_VENV := .venv-training
 training-env: $(TRAINING_VENV)/.installed
 
-$(TRAINING_VENV)/.installed: requirements-training.lock install
+$(TRAINING_VENV)/.installed: requirements-training.lock $(VENV)/.installed
 	@echo "[install] $(TRAINING_VENV) from requirements-training.lock (what the training container installs)"
 	@$(PYTHON) -m venv $(TRAINING_VENV)
 	@$(VENV)/bin/uv pip install --python $(TRAINING_VENV)/bin/python -q -r requirements-training.lock
@@ -165,7 +165,7 @@ AWS_OFFLINE := AWS_DEFAULT_REGION=eu-west-1 SAGEMAKER_VALIDATE_ROLE=false \
   SAGEMAKER_ADMIN_CONFIG_OVERRIDE=$(CURDIR)/serving/control/sagemaker_sdk_config.yaml PYTHONPATH=$(CURDIR)
 aws-env: $(AWS_VENV)/.installed
 
-$(AWS_VENV)/.installed: requirements-aws.lock install
+$(AWS_VENV)/.installed: requirements-aws.lock $(VENV)/.installed
 	@echo "[install] $(AWS_VENV) from requirements-aws.lock (the sagemaker SDK and its tests)"
 	@$(PYTHON) -m venv $(AWS_VENV)
 	@$(VENV)/bin/uv pip install --python $(AWS_VENV)/bin/python -q -r requirements-aws.lock
@@ -181,7 +181,15 @@ ACCOUNT ?= 123456789012
 IMAGE_TAG ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo latest)
 pipeline-definition: aws-env
 	@$(AWS_OFFLINE) $(AWS_VENV)/bin/python -m serving.control.training_pipeline --environment $(ENVIRONMENT) \
-	  --account $(ACCOUNT) --image-tag $(IMAGE_TAG) --out var/release/$(ENVIRONMENT)/pipeline.json 2>/dev/null
+	  --account $(ACCOUNT) --image-tag $(IMAGE_TAG) --out $(PROPENSITY_HOME)/release/$(ENVIRONMENT)/pipeline.json \
+	  2>/dev/null
+
+# Every artifact of a release, rendered locally and sent nowhere (serving/control/release_plan.py): per environment
+# the pipeline definition, image tags, the champion's model package request and archive, the Terraform variables.
+release-dry-run: aws-env
+	@$(MAKE) --no-print-directory pipeline-definition ENVIRONMENT=staging
+	@$(MAKE) --no-print-directory pipeline-definition ENVIRONMENT=production
+	@$(PY) -m serving.control.release_plan --account $(ACCOUNT) --tag $(IMAGE_TAG)
 
 # The locks: from pyproject.toml the full one (platform and dev extras) and the serving one (a subset of the full
 # lock's versions); from requirements-aws.in the pipeline builder's. Add a dependency there, then `make lock`.
