@@ -12,6 +12,7 @@ import sys
 
 from bench.common import result_path
 from propensity.paths import LOOP_TIMELINE, PROJECT_ROOT
+from propensity.uplift.ab import format_figure
 
 README = PROJECT_ROOT / "README.md"
 STAGES = ("raw_events", "sessions", "user_daily_aggregates", "session_prefix_features")
@@ -312,7 +313,7 @@ def monitoring(data: dict) -> str:
 
 
 def _ci(entry: dict, digits: int = 0) -> str:
-    return f"{entry['value']:,.{digits}f} [{entry['ci'][0]:,.{digits}f}, {entry['ci'][1]:,.{digits}f}]"
+    return format_figure(entry, digits)
 
 
 def uplift(data: dict) -> str:

@@ -43,6 +43,7 @@ import requests
 from propensity.console import quiet_console
 from propensity.paths import LOOP_TIMELINE, PROJECT_ROOT, logs_dir, storefront_export_dir, table_dir
 from propensity.settings import settings
+from propensity.uplift.ab import format_figure
 from propensity_assets.instance import write_instance_yaml
 
 ENDPOINT = "propensity"
@@ -653,8 +654,8 @@ def run_loop(say) -> int:
             profit, lift = ab["incremental_profit_per_1000"], ab["relative_conversion_lift"]
             say(
                 f"[loop] {version} ({entry['rule']} rule, {entry['sessions']} decision points): conversion lift "
-                f"{lift['value']:+.3f} [{lift['ci'][0]:+.3f}, {lift['ci'][1]:+.3f}], profit per 1,000 sessions "
-                f"{profit['value']:+.0f} [{profit['ci'][0]:+.0f}, {profit['ci'][1]:+.0f}] against the holdout"
+                f"{format_figure(lift, 3, signed=True)}, profit per 1,000 sessions "
+                f"{format_figure(profit, signed=True)} against the holdout"
             )
     say(f"[loop] shift to new champion: {summary['seconds_from_shift_to_new_champion']} s; timeline in {out}")
     if decision is None:

@@ -12,6 +12,17 @@ import numpy as np
 
 PER = 1000
 RESAMPLES = 400
+UNDEFINED = {"_lift": "no conversion in the holdout", "_aov": "no order in one of the arms"}
+
+
+def format_figure(entry: dict, digits: int = 0, signed: bool = False) -> str:
+    """`value [low, high]`, or why the figure is undefined (tables and logs)."""
+    value = entry.get("value")
+    if value is None or not np.isfinite(value):  # NaN: a figure written before it said why
+        return f"undefined ({entry.get('undefined', 'no value')})"
+    spec = f"{'+' if signed else ''},.{digits}f"
+    interval = f" [{entry['ci'][0]:{spec}}, {entry['ci'][1]:{spec}}]" if entry.get("ci") else ""
+    return f"{entry['value']:{spec}}{interval}"
 
 
 def _lift(b1: np.ndarray, b0: np.ndarray) -> float:
@@ -34,7 +45,7 @@ def _interval(statistic, arm: tuple, hold: tuple, rng, resamples: int) -> list[f
         draws.append(statistic(*(a[i] for a in arm), *(h[j] for h in hold)))
     draws = np.asarray(draws, float)
     draws = draws[np.isfinite(draws)]
-    return [float(v) for v in np.quantile(draws, [0.025, 0.975])] if len(draws) else [float("nan")] * 2
+    return [float(v) for v in np.quantile(draws, [0.025, 0.975])] if len(draws) else None
 
 
 def ab_figures(purchased, revenue, profit, holdout, *, resamples: int = RESAMPLES, seed: int = 0) -> dict:
@@ -48,7 +59,10 @@ def ab_figures(purchased, revenue, profit, holdout, *, resamples: int = RESAMPLE
 
     def figure(statistic, *columns):
         a, h = tuple(c[arm] for c in columns), tuple(c[hold] for c in columns)
-        return {"value": statistic(*a, *h), "ci": _interval(statistic, a, h, rng, resamples)}
+        value = statistic(*a, *h)
+        if not np.isfinite(value):  # JSON has no NaN: say why instead
+            return {"value": None, "ci": None, "undefined": UNDEFINED[statistic.__name__]}
+        return {"value": value, "ci": _interval(statistic, a, h, rng, resamples)}
 
     return {
         "policy_arm_sessions": int(arm.sum()),

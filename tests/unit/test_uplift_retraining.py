@@ -1,12 +1,14 @@
 """Retraining the offer policy on actual uplift: the log, the champion/challenger verdict, and the uplift rule the
 scorer applies (compiled trees equal to the learner's own predictions)."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from propensity.features.definitions import MODEL_FEATURE_NAMES, PROPENSITY_INPUT, UPLIFT_FEATURE_NAMES
-from propensity.uplift.ab import ab_figures
+from propensity.uplift.ab import ab_figures, format_figure
 from propensity.uplift.learners import LEARNERS, MIN_ARM_ROWS, fit_uplift
 from propensity.uplift.policy import OfferTerms
 from propensity.uplift.training import evaluation_half, scoring_rows, train_challenger, uplift_log
@@ -138,3 +140,17 @@ def test_the_ab_figures_are_the_arms_differences_with_intervals_around_them():
     assert (ab["policy_arm_sessions"], ab["holdout_sessions"]) == (3000, 1000)
     with pytest.raises(ValueError, match="both arms"):
         ab_figures(bought, revenue, profit, np.zeros(4000, bool))
+
+
+def test_an_ab_figure_without_a_value_says_why_instead_of_nan():
+    """A version that served a few sessions: no conversion in its holdout, so no relative lift (JSON has no NaN)."""
+    purchased = np.array([1, 0, 0, 0, 0, 0])
+    revenue = purchased * 50.0
+    holdout = np.array([False, False, False, True, True, True])
+    ab = ab_figures(purchased, revenue, revenue * 0.3, holdout, resamples=50)
+    assert ab["relative_conversion_lift"] == {"value": None, "ci": None, "undefined": "no conversion in the holdout"}
+    assert ab["aov_difference"]["undefined"] == "no order in one of the arms"
+    assert ab["incremental_profit_per_1000"]["value"] == pytest.approx(1000 * 15 / 3)
+    assert json.loads(json.dumps(ab, allow_nan=False)) == ab
+    assert format_figure(ab["relative_conversion_lift"], 3) == "undefined (no conversion in the holdout)"
+    assert format_figure({"value": 0.1234, "ci": [-0.5, 0.75]}, 2, signed=True) == "+0.12 [-0.50, +0.75]"
