@@ -229,14 +229,14 @@ pg_data_dir() {
   path=$dir
   while [ "$path" != "/" ]; do
     path=$(dirname "$path")
-    runuser -u "$user" -- test -x "$path" || { echo "/var/tmp/propensity-postgres-$(echo "$STATE" | sha256sum | cut -c1-12)"; return; }
+    (cd / && runuser -u "$user" -- test -x "$path") || { echo "/var/tmp/propensity-postgres-$(echo "$STATE" | sha256sum | cut -c1-12)"; return; }
   done
   echo "$dir"
 }
 
-pg_as() {  # pg_as USER COMMAND...: run a server binary as USER
+pg_as() {  # pg_as USER COMMAND...: run a server binary as USER (from /: USER may not enter the working directory)
   local user=$1; shift
-  if [ "$user" = "$(id -un)" ]; then "$@"; else runuser -u "$user" -- "$@"; fi
+  if [ "$user" = "$(id -un)" ]; then "$@"; else (cd / && runuser -u "$user" -- "$@"); fi
 }
 
 pg_database() {  # pg_database BIN: create $POSTGRES_DB when the server lacks it
