@@ -15,6 +15,7 @@ settings come from SAGEMAKER_* (docs/ARCHITECTURE.md). Every call has a timeout;
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 import tarfile
 import tempfile
@@ -43,8 +44,10 @@ def packages(sagemaker, group: str, status: str, limit: int = 2) -> list[dict]:
 
 
 def model_version(package: dict) -> str:
-    """The version name the deployer and the endpoint's variants carry: the registry's number and group."""
-    return f"v{int(package['ModelPackageVersion']):04d}-{package['ModelPackageGroupName'][-24:]}"
+    """The version name the deployer and the endpoint's variants carry, shaped like the local registry's
+    (`v0003-1f26ef2f0b`): the package's number in its group and a digest of its ARN."""
+    digest = hashlib.sha256(package["ModelPackageArn"].encode()).hexdigest()[:10]
+    return f"v{int(package['ModelPackageVersion']):04d}-{digest}"
 
 
 def fetch_artifact(s3, model_data_url: str, directory: Path) -> Path:
