@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import parse_qsl, urlparse
 
 import yaml
 from feast import FeatureStore
@@ -22,8 +22,14 @@ FEATURE_REPO_DIR = PROJECT_ROOT / "feature_repo"
 _VARIABLE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)\}")
 
 
+# TLS options a rediss:// URL may carry in its query (redis-py's names), passed on to every Redis client: ElastiCache
+# serves TLS with Amazon's certificate (verified against the system's CAs by default); a private CA is named here.
+REDIS_TLS_OPTIONS = ("ssl_ca_certs", "ssl_cert_reqs", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname")
+
+
 def feast_redis_connection_string(redis_url: str) -> str:
-    """A redis:// URL in Feast's own connection-string form (host:port,db=N[,password=...][,ssl=true])."""
+    """A redis:// URL in Feast's own connection-string form (host:port,db=N[,password=...][,ssl=true][,ssl_...]).
+    ElastiCache with AUTH and TLS in transit: rediss://:<token>@<primary endpoint>:6379/0."""
     parsed = urlparse(redis_url)
     if parsed.scheme not in ("redis", "rediss") or not parsed.hostname:
         raise ValueError(f"a Redis URL must look like redis://host:port/db, got {redis_url!r}")
@@ -32,6 +38,12 @@ def feast_redis_connection_string(redis_url: str) -> str:
         parts.append(f"password={parsed.password}")
     if parsed.scheme == "rediss":
         parts.append("ssl=true")
+        for name, value in parse_qsl(parsed.query):
+            if name not in REDIS_TLS_OPTIONS:
+                raise ValueError(f"unknown Redis URL option {name!r}: one of {', '.join(REDIS_TLS_OPTIONS)}")
+            parts.append(f"{name}={value}")
+    elif parsed.query:
+        raise ValueError(f"options {parsed.query!r} in a redis:// URL: TLS options need rediss://")
     return ",".join(parts)
 
 
