@@ -16,6 +16,8 @@ from functools import cache
 from pathlib import Path
 from urllib.parse import urlparse
 
+from propensity import secrets
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 PROFILES = ("local", "redis")
@@ -177,7 +179,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if environ is None else environ
+        env = _with_secrets(os.environ if environ is None else environ)
 
         def get(name: str, default: str) -> str:
             value = env.get(name, "")
@@ -271,6 +273,31 @@ KNOWN_VARIABLES = frozenset(
         *REGION_VARIABLES,
     }
 )
+
+
+# Read by Dagster's instance itself (dagster.yaml names the variable), so it must hold the URL, not a reference.
+NOT_FROM_SECRETS = ("DAGSTER_POSTGRES_URL",)
+
+
+def _with_secrets(env: Mapping[str, str]) -> Mapping[str, str]:
+    """The environment with every setting that names a Secrets Manager secret replaced by its value
+    (propensity.secrets); a reference that cannot be resolved fails here, with the variable's name."""
+    references = {name for name, value in env.items() if name in KNOWN_VARIABLES and secrets.is_reference(value)}
+    if not references:
+        return env
+    refused = sorted(references & set(NOT_FROM_SECRETS))
+    if refused:
+        raise SettingsError(
+            f"{refused[0]} cannot name a secret: Dagster's instance reads it itself; inject the value into the "
+            "environment (an ECS task secret, for instance)"
+        )
+    resolved = dict(env)
+    for name in sorted(references):
+        try:
+            resolved[name] = secrets.resolve(env[name])
+        except secrets.SecretError as error:
+            raise SettingsError(f"{name}: {error}") from None
+    return resolved
 
 
 def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 from feast import FeatureStore
 
+from propensity import secrets
 from propensity.feature_store import open_feature_store
 from propensity.settings import DEFAULT_REDIS_URL
 
@@ -17,4 +18,5 @@ class FeastResource(dg.ConfigurableResource):
     redis_url: str = DEFAULT_REDIS_URL
 
     def store(self) -> FeatureStore:
-        return open_feature_store(self.profile, redis_url=self.redis_url)
+        # The variable may name a Secrets Manager secret (propensity.secrets): resolved here, never shown.
+        return open_feature_store(self.profile, redis_url=secrets.resolve(self.redis_url))

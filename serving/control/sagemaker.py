@@ -42,6 +42,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal
 
+from propensity import secrets
 from propensity.models.artifact import package_artifact, verify_manifest
 from propensity.monitoring.decisions import captured_body
 from propensity.paths import home
@@ -124,7 +125,8 @@ class SageMakerDeployer:
         store's URL goes to the container as REDIS_URL."""
         numbers = {"initial_instance_count", "wait_timeout_s"}
         given = {k: int(v) if k in numbers else v for k, v in values.items() if v is not None and k != "redis_url"}
-        redis_url = values.get("redis_url")
+        # The container has no boto3: a Secrets Manager reference is resolved here, before the endpoint starts.
+        redis_url = secrets.resolve(values.get("redis_url"))
         return cls(**given, environment={"REDIS_URL": redis_url} if redis_url else {})
 
     def client(self, service: str):
