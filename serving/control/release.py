@@ -1,11 +1,11 @@
 """A release after the training pipeline, as the deploy workflow runs it: the newest model package of the
 environment's group onto the endpoint as a canary, followed to its end; and the way back.
 
-- `canary`: the newest package (`--approve` approves a pending one first: staging approves its own; production's
-  approval is a person's, given in the Model Registry or by the workflow environment's reviewers) is fetched from
-  S3, its manifest verified, and deployed by the SageMaker deployer with a blue/green canary. SageMaker bakes it and
-  rolls it back by itself when the variant's alarms fire; this follows `describe_endpoint` until the update ends and
-  exits 0 only when the new config serves.
+- `canary`: the newest package (`--approve` approves a pending one first: the deploy workflow passes it once the
+  environment's required reviewers, if any, approved the job; without it a person approves in the Model Registry)
+  is fetched from S3, its manifest verified, and deployed by the SageMaker deployer with a blue/green canary.
+  SageMaker bakes it and rolls it back by itself when the variant's alarms fire; this follows `describe_endpoint`
+  until the update ends and exits 0 only when the new config serves.
 - `rollback`: the approved package before the newest is deployed again (the newest is marked Rejected).
 
 `python -m serving.control.release canary|rollback --endpoint propensity --package-group <group>`; the deployer's
