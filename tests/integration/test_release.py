@@ -116,3 +116,27 @@ def test_the_update_is_followed_to_its_end(answers, outcome, said):
         got, why = follow_update(client, ENDPOINT, "new", timeout_s=0 if outcome == "in_progress" else 60, poll_s=0)
         stubber.assert_no_pending_responses()
     assert got == outcome and said in why
+
+
+def test_the_canary_command_approves_and_releases_the_newest_package(registry, monkeypatch, capsys):
+    from propensity import settings as settings_module
+    from propensity.settings import Settings
+    from serving.control.release import main
+
+    configured = Settings.from_env(
+        {
+            "PROPENSITY_DEPLOYER": "sagemaker",
+            "SAGEMAKER_REGION": REGION,
+            "SAGEMAKER_BUCKET": BUCKET,
+            "SAGEMAKER_IMAGE_URI": IMAGE,
+            "SAGEMAKER_EXECUTION_ROLE_ARN": ROLE,
+            "SAGEMAKER_INSTANCE_TYPE": MOTO_INSTANCE,
+            "SAGEMAKER_WAIT_TIMEOUT_S": "5",
+        }
+    )
+    monkeypatch.setattr(settings_module, "settings", lambda: configured)
+    assert main(["canary", "--endpoint", ENDPOINT, "--package-group", GROUP, "--approve", "--poll-s", "0"]) == 0
+    said = capsys.readouterr().out
+    assert "canary v0002-" in said and ": deployed:" in said
+    sagemaker, _ = registry
+    assert packages(sagemaker, GROUP, "PendingManualApproval") == []  # approved by the command
