@@ -83,6 +83,15 @@ def follow_update(sagemaker, endpoint: str, config_name: str, timeout_s: float, 
         time.sleep(poll_s)
 
 
+def rollback_target(sagemaker, group: str) -> dict:
+    """The approved package before the newest; the newest is marked Rejected, so no release picks it again."""
+    approved = packages(sagemaker, group, "Approved", limit=2)
+    if len(approved) < 2:
+        raise ReleaseError(f"{group} has no approved package before the newest to go back to")
+    sagemaker.update_model_package(ModelPackageArn=approved[0]["ModelPackageArn"], ModelApprovalStatus="Rejected")
+    return approved[1]
+
+
 def release(deployer, sagemaker, s3, endpoint: str, package: dict, policy: CanaryPolicy, wait_s: float, poll_s: float):
     with tempfile.TemporaryDirectory(prefix="propensity-release-") as scratch:
         artifact = fetch_artifact(s3, package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"], Path(scratch))
@@ -118,12 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise ReleaseError(f"no approved package in {args.package_group}: approve one in the Model Registry")
             target = approved[0]
         else:
-            approved = packages(sagemaker, args.package_group, "Approved", limit=2)
-            if len(approved) < 2:
-                raise ReleaseError(f"{args.package_group} has no approved package before the newest to go back to")
-            newest = approved[0]["ModelPackageArn"]
-            sagemaker.update_model_package(ModelPackageArn=newest, ModelApprovalStatus="Rejected")
-            target = approved[1]
+            target = rollback_target(sagemaker, args.package_group)
         outcome, why = release(deployer, sagemaker, s3, args.endpoint, target, CanaryPolicy(), args.wait_s, args.poll_s)
     except ReleaseError as error:
         print(f"[release] {error}", file=sys.stderr)

@@ -13,7 +13,15 @@ from moto import mock_aws
 from propensity.models.artifact import ArtifactIntegrityError, package_artifact
 from serving.control import sagemaker as sagemaker_deployer
 from serving.control.deployment import CanaryPolicy
-from serving.control.release import fetch_artifact, follow_update, model_version, packages, release
+from serving.control.release import (
+    ReleaseError,
+    fetch_artifact,
+    follow_update,
+    model_version,
+    packages,
+    release,
+    rollback_target,
+)
 from serving.control.sagemaker import SageMakerDeployer
 from tests.integration.test_sagemaker_deployer import ACCOUNT, BUCKET, IMAGE, MOTO_INSTANCE, REGION, ROLE, artifacts  # noqa: F401
 
@@ -140,3 +148,15 @@ def test_the_canary_command_approves_and_releases_the_newest_package(registry, m
     assert "canary v0002-" in said and ": deployed:" in said
     sagemaker, _ = registry
     assert packages(sagemaker, GROUP, "PendingManualApproval") == []  # approved by the command
+
+
+def test_a_rollback_rejects_the_newest_approved_package_and_goes_back_to_the_one_before(registry):
+    sagemaker, _ = registry
+    with pytest.raises(ReleaseError, match="no approved package before the newest"):
+        rollback_target(sagemaker, GROUP)  # one approved package: nowhere to go back to
+    [pending] = packages(sagemaker, GROUP, "PendingManualApproval", limit=1)
+    sagemaker.update_model_package(ModelPackageArn=pending["ModelPackageArn"], ModelApprovalStatus="Approved")
+    target = rollback_target(sagemaker, GROUP)
+    assert target["ModelPackageVersion"] == 1
+    [rejected] = packages(sagemaker, GROUP, "Rejected")
+    assert rejected["ModelPackageVersion"] == 2
