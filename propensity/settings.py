@@ -35,11 +35,16 @@ class SettingsError(ValueError):
     """A setting that cannot work: the message names the variable, its value and what it may be."""
 
 
+KAFKA_AUTHS = ("none", "msk_iam")  # msk_iam: Amazon MSK's IAM authentication over TLS (propensity.streaming.kafka)
+
+
 @dataclass(frozen=True)
 class KafkaSettings:
     bootstrap_servers: str = DEFAULT_BOOTSTRAP_SERVERS
     topic: str = DEFAULT_TOPIC
     options: Mapping[str, str] = field(default_factory=dict)  # client settings by librdkafka / Java name
+    auth: str = "none"
+    region: str | None = None  # the cluster's AWS region, for msk_iam
 
     @property
     def dead_letter_topic(self) -> str:
@@ -125,6 +130,11 @@ class Settings:
                     f"KAFKA_BOOTSTRAP_SERVERS={self.kafka.bootstrap_servers!r}: {server.strip()!r} is not host:port "
                     "(use a comma-separated list such as b-1.example:9092,b-2.example:9092)"
                 )
+        _one_of("KAFKA_AUTH", self.kafka.auth, KAFKA_AUTHS)
+        if self.kafka.auth == "msk_iam" and not self.kafka.region:
+            raise SettingsError(
+                f"KAFKA_AUTH=msk_iam needs the cluster's region: set one of {', '.join(REGION_VARIABLES)}"
+            )
         if not _TOPIC.match(self.kafka.topic):
             raise SettingsError(
                 f"STOREFRONT_TOPIC={self.kafka.topic!r}: a Kafka topic name is 1-249 letters, digits, '.', '_' or '-'"
@@ -223,6 +233,8 @@ class Settings:
                 bootstrap_servers=get("KAFKA_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP_SERVERS),
                 topic=get("STOREFRONT_TOPIC", DEFAULT_TOPIC),
                 options=options,
+                auth=get("KAFKA_AUTH", "none"),
+                region=next((env[v] for v in REGION_VARIABLES if env.get(v, "").strip()), None),
             ),
             spark_master=get("SPARK_MASTER", "local[*]"),
             spark_driver_memory=get("SPARK_DRIVER_MEMORY", "4g"),
@@ -255,6 +267,7 @@ KNOWN_VARIABLES = frozenset(
         "PROPENSITY_SERVICES_HOME",
         "REDIS_URL",
         "KAFKA_BOOTSTRAP_SERVERS",
+        "KAFKA_AUTH",
         "STOREFRONT_TOPIC",
         "SPARK_MASTER",
         "SPARK_DRIVER_MEMORY",

@@ -107,7 +107,12 @@ def checkpoint_manager_jar(settings: Settings | None = None) -> Path | None:
 def streaming_config(settings: Settings | None = None) -> dict[str, str]:
     """What a session that runs the stream job needs on top of `spark_config()`: the Kafka connector and the local
     checkpoint file manager (jars at JVM start, so before the session exists)."""
+    settings = settings or current_settings()
     config = kafka_connector_config(settings)
+    if settings.kafka.auth == "msk_iam":  # AWS's login module for Spark's Kafka source (propensity.streaming.kafka)
+        from propensity.streaming.kafka import MSK_IAM_PACKAGE
+
+        config["spark.jars.packages"] = ",".join(filter(None, [config.get("spark.jars.packages"), MSK_IAM_PACKAGE]))
     manager = checkpoint_manager_jar(settings)
     if manager is not None:
         config["spark.jars"] = ",".join(filter(None, [config.get("spark.jars"), str(manager)]))

@@ -29,7 +29,7 @@ from propensity.paths import home, table_dir, write_text_atomic
 from propensity.settings import PROFILES, Settings
 from propensity.settings import settings as current_settings
 from propensity.spark import spark_config, streaming_config
-from propensity.streaming.kafka import dead_letter_producer
+from propensity.streaming.kafka import dead_letter_producer, spark_source_options
 from propensity.streaming.processor import ALLOWED_LATENESS, SessionStreamProcessor
 
 LOG = logging.getLogger("propensity.streaming")
@@ -119,8 +119,8 @@ def start_query(
             .option("startingOffsets", "earliest")
             .option("failOnDataLoss", "false")
         )
-        for key, value in kafka.options.items():
-            reader = reader.option(f"kafka.{key}", value)
+        for key, value in spark_source_options(kafka).items():
+            reader = reader.option(key, value)
         if max_per_batch:
             reader = reader.option("maxOffsetsPerTrigger", str(max_per_batch))
         frame = reader.load().selectExpr("CAST(key AS STRING) AS key", "value", "partition", "offset", "timestamp")

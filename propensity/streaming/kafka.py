@@ -14,6 +14,46 @@ import pandas as pd
 
 from propensity.settings import KafkaSettings
 
+# Amazon MSK with IAM authentication (KAFKA_AUTH=msk_iam): SASL over TLS. The Python clients sign a token with the
+# process's AWS credentials (aws-msk-iam-sasl-signer-python, no network call); Spark's Kafka source uses AWS's
+# Java login module, from the aws-msk-iam-auth package Spark fetches at start-up.
+MSK_IAM_PACKAGE = "software.amazon.msk:aws-msk-iam-auth:2.4.0"
+MSK_IAM_JAVA = {
+    "security.protocol": "SASL_SSL",
+    "sasl.mechanism": "AWS_MSK_IAM",
+    "sasl.jaas.config": "software.amazon.msk.auth.iam.IAMLoginModule required;",
+    "sasl.client.callback.handler.class": "software.amazon.msk.auth.iam.IAMClientCallbackHandler",
+}
+
+
+def msk_iam_token(region: str):
+    """librdkafka's OAUTHBEARER callback: a fresh MSK IAM token and its expiry (seconds since the epoch)."""
+
+    def token(_config: str) -> tuple[str, float]:
+        from aws_msk_iam_sasl_signer import MSKAuthTokenProvider
+
+        value, expiry_ms = MSKAuthTokenProvider.generate_auth_token(region)
+        return value, expiry_ms / 1000.0
+
+    return token
+
+
+def client_config(kafka: KafkaSettings, **extra) -> dict:
+    """A confluent-kafka client's configuration: the brokers, `extra`, the KAFKA_OPTION_* options, and the auth."""
+    config = {"bootstrap.servers": kafka.bootstrap_servers, **extra, **kafka.options}
+    if kafka.auth == "msk_iam":
+        config.update(
+            {"security.protocol": "SASL_SSL", "sasl.mechanism": "OAUTHBEARER", "oauth_cb": msk_iam_token(kafka.region)}
+        )
+    return config
+
+
+def spark_source_options(kafka: KafkaSettings) -> dict[str, str]:
+    """The Kafka client options of Spark's Kafka source (`kafka.`-prefixed), the auth included."""
+    options = {**kafka.options, **(MSK_IAM_JAVA if kafka.auth == "msk_iam" else {})}
+    return {f"kafka.{key}": value for key, value in options.items()}
+
+
 ADMIN_TIMEOUT_S = 10.0
 CREATE_TOPIC_TIMEOUT_S = 30.0
 DEAD_LETTER_TIMEOUT_S = 10.0
@@ -26,13 +66,14 @@ def end_offsets(kafka: KafkaSettings, timeout_s: float = ADMIN_TIMEOUT_S) -> dic
     from confluent_kafka import Consumer, KafkaException, TopicPartition
 
     consumer = Consumer(
-        {
-            "bootstrap.servers": kafka.bootstrap_servers,
-            "group.id": "propensity-lag-probe",
-            "enable.auto.commit": False,
-            "socket.timeout.ms": int(timeout_s * 1000),
-            **kafka.options,
-        }
+        client_config(
+            kafka,
+            **{
+                "group.id": "propensity-lag-probe",
+                "enable.auto.commit": False,
+                "socket.timeout.ms": int(timeout_s * 1000),
+            },
+        )
     )
     try:
         metadata = consumer.list_topics(kafka.topic, timeout=timeout_s)
@@ -57,7 +98,7 @@ def ensure_topic(kafka: KafkaSettings, partitions: int = TOPIC_PARTITIONS) -> No
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers, **kafka.options})
+    admin = AdminClient(client_config(kafka))
     existing = admin.list_topics(timeout=CREATE_TOPIC_TIMEOUT_S).topics
     if kafka.topic in existing:
         return
@@ -73,7 +114,7 @@ def dead_letter_producer(kafka: KafkaSettings):
     """Quarantined messages to the dead-letter topic, the reason in a header; delivery waited for (bounded)."""
     from confluent_kafka import Producer
 
-    producer = Producer({"bootstrap.servers": kafka.bootstrap_servers, "message.timeout.ms": 10000, **kafka.options})
+    producer = Producer(client_config(kafka, **{"message.timeout.ms": 10000}))
 
     def send(bad: pd.DataFrame) -> None:
         for message, reason in zip(bad["message"], bad["reason"]):

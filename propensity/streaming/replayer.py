@@ -18,7 +18,7 @@ import pandas as pd
 
 from propensity.settings import KafkaSettings
 from propensity.sources.contract_files import contract_json_lines
-from propensity.streaming.kafka import ensure_topic
+from propensity.streaming.kafka import client_config, ensure_topic
 
 Score = Callable[[str, str], object]  # (session_id, user_id): the storefront asking for a propensity
 
@@ -81,13 +81,14 @@ def replay_to_kafka(
     ensure_topic(kafka)
     topic = kafka.topic
     producer = Producer(
-        {
-            "bootstrap.servers": kafka.bootstrap_servers,
-            "linger.ms": 5,
-            "enable.idempotence": True,
-            "message.timeout.ms": 30_000,  # per message; the final flush waits DELIVERY_TIMEOUT_S for them all
-            **kafka.options,
-        }
+        client_config(
+            kafka,
+            **{
+                "linger.ms": 5,
+                "enable.idempotence": True,
+                "message.timeout.ms": 30_000,  # per message; the final flush waits DELIVERY_TIMEOUT_S for them all
+            },
+        )
     )
     failures: list[str] = []
 
