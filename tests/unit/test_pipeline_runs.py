@@ -181,3 +181,31 @@ def test_no_bucket_no_pipeline_call(stubbed, tmp_path):
             definition=DEFINITION,
             run_id="r",
         )
+
+
+def test_the_command_upserts_starts_and_waits(stubbed, tmp_path, monkeypatch, capsys):
+    """What the deploy workflow runs: `python -m serving.control.pipeline_runs --name ... --definition ...`."""
+    from serving.control import pipeline_runs
+
+    runner, stubber = stubbed
+    stubbed_client = runner.client  # the command builds its own runner: hand it the stubbed client
+    monkeypatch.setattr(pipeline_runs.PipelineRunner, "client", property(lambda self: stubbed_client))
+    monkeypatch.setattr(pipeline_runs.time, "sleep", lambda s: None)
+    definition = tmp_path / "pipeline.json"
+    definition.write_text('{"Version": "2020-12-01", "Parameters": [], "Steps": []}')
+    stubber.add_response("describe_pipeline", {"PipelineArn": PIPELINE_ARN}, {"PipelineName": NAME})
+    stubber.add_response("update_pipeline", {"PipelineArn": PIPELINE_ARN})
+    stubber.add_response(
+        "start_pipeline_execution",
+        {"PipelineExecutionArn": EXECUTION},
+        {"PipelineName": NAME, "PipelineParameters": [{"Name": "MaxEce", "Value": "0.03"}]},
+    )
+    _describe(stubber, "Succeeded")
+    stubber.add_response("list_pipeline_execution_steps", _steps(("RegisterModel", "Succeeded", "")))
+    arguments = ["--name", NAME, "--definition", str(definition), "--region", REGION, "--role-arn", ROLE]
+    assert pipeline_runs.main([*arguments, "--parameter", "MaxEce=0.03"]) == 0
+    said = capsys.readouterr().out
+    assert f"started {EXECUTION}" in said and "Succeeded in" in said and "RegisterModel Succeeded" in said
+    with pytest.raises(SystemExit):
+        pipeline_runs.main([*arguments, "--parameter", "MaxEce"])  # not K=V
+    assert "--parameter takes K=V" in capsys.readouterr().err
