@@ -51,11 +51,7 @@ resource "aws_iam_role" "deploy" {
 }
 
 data "aws_iam_policy_document" "deploy" {
-  statement {
-    sid       = "EcrToken" # GetAuthorizationToken has no resource-level permission
-    actions   = ["ecr:GetAuthorizationToken"]
-    resources = ["*"]
-  }
+  source_policy_documents = [data.aws_iam_policy_document.image_pull_and_data_key.json]
 
   statement {
     sid = "PushImages"
@@ -136,11 +132,6 @@ data "aws_iam_policy_document" "deploy" {
     resources = [aws_s3_bucket.lake.arn]
   }
 
-  statement {
-    sid       = "UseDataKey"
-    actions   = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"]
-    resources = [aws_kms_key.data.arn]
-  }
 }
 
 resource "aws_iam_role_policy" "deploy" {

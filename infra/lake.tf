@@ -25,16 +25,23 @@ resource "aws_s3_bucket_server_side_encryption_configuration" "lake" {
   }
 }
 
-resource "aws_s3_bucket_public_access_block" "lake" {
-  bucket                  = aws_s3_bucket.lake.id
+# Both buckets: no public access of any kind, and objects owned by the bucket's account (ACLs off).
+locals {
+  buckets = { lake = aws_s3_bucket.lake, access_logs = aws_s3_bucket.access_logs }
+}
+
+resource "aws_s3_bucket_public_access_block" "bucket" {
+  for_each                = local.buckets
+  bucket                  = each.value.id
   block_public_acls       = true
   block_public_policy     = true
   ignore_public_acls      = true
   restrict_public_buckets = true
 }
 
-resource "aws_s3_bucket_ownership_controls" "lake" {
-  bucket = aws_s3_bucket.lake.id
+resource "aws_s3_bucket_ownership_controls" "bucket" {
+  for_each = local.buckets
+  bucket   = each.value.id
   rule {
     object_ownership = "BucketOwnerEnforced"
   }
@@ -97,21 +104,6 @@ resource "aws_s3_bucket_server_side_encryption_configuration" "access_logs" {
   }
 }
 
-resource "aws_s3_bucket_public_access_block" "access_logs" {
-  bucket                  = aws_s3_bucket.access_logs.id
-  block_public_acls       = true
-  block_public_policy     = true
-  ignore_public_acls      = true
-  restrict_public_buckets = true
-}
-
-resource "aws_s3_bucket_ownership_controls" "access_logs" {
-  bucket = aws_s3_bucket.access_logs.id
-  rule {
-    object_ownership = "BucketOwnerEnforced"
-  }
-}
-
 resource "aws_s3_bucket_lifecycle_configuration" "access_logs" {
   bucket = aws_s3_bucket.access_logs.id
   rule {
@@ -134,7 +126,7 @@ resource "aws_s3_bucket_policy" "access_logs" {
 
 # Both buckets refuse plain HTTP.
 data "aws_iam_policy_document" "tls_only" {
-  for_each = { lake = aws_s3_bucket.lake.arn, access_logs = aws_s3_bucket.access_logs.arn }
+  for_each = { for name, bucket in local.buckets : name => bucket.arn }
 
   statement {
     sid       = "DenyPlainHttp"

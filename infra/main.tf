@@ -56,3 +56,19 @@ data "aws_iam_policy_document" "kms" {
     }
   }
 }
+
+# What every role of the platform needs (the SageMaker execution role and GitHub's deploy role): an ECR login and
+# the environment's data key.
+data "aws_iam_policy_document" "image_pull_and_data_key" {
+  statement {
+    sid       = "EcrToken" # GetAuthorizationToken has no resource-level permission
+    actions   = ["ecr:GetAuthorizationToken"]
+    resources = ["*"]
+  }
+
+  statement {
+    sid       = "UseDataKey"
+    actions   = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"]
+    resources = [aws_kms_key.data.arn]
+  }
+}

@@ -28,6 +28,8 @@ resource "aws_iam_role" "sagemaker_execution" {
 }
 
 data "aws_iam_policy_document" "sagemaker_execution" {
+  source_policy_documents = [data.aws_iam_policy_document.image_pull_and_data_key.json]
+
   statement {
     sid       = "LakeReadWrite"
     actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
@@ -44,18 +46,6 @@ data "aws_iam_policy_document" "sagemaker_execution" {
     sid       = "PullImages"
     actions   = ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]
     resources = [for repository in aws_ecr_repository.image : repository.arn]
-  }
-
-  statement {
-    sid       = "EcrToken" # GetAuthorizationToken has no resource-level permission
-    actions   = ["ecr:GetAuthorizationToken"]
-    resources = ["*"]
-  }
-
-  statement {
-    sid       = "UseDataKey"
-    actions   = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"]
-    resources = [aws_kms_key.data.arn]
   }
 
   statement {

@@ -234,7 +234,7 @@ class Settings:
                 topic=get("STOREFRONT_TOPIC", DEFAULT_TOPIC),
                 options=options,
                 auth=get("KAFKA_AUTH", "none"),
-                region=next((env[v] for v in REGION_VARIABLES if env.get(v, "").strip()), None),
+                region=sagemaker_values.get("region"),  # the first of REGION_VARIABLES set, as for SageMaker
             ),
             spark_master=get("SPARK_MASTER", "local[*]"),
             spark_driver_memory=get("SPARK_DRIVER_MEMORY", "4g"),

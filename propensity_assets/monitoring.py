@@ -17,6 +17,7 @@ import pandas as pd
 
 from propensity.features.definitions import MODEL_FEATURE_NAMES, USER_FEATURES
 from propensity.models.artifact import ModelRegistry, load_artifact, load_reference
+from propensity.models.contract import MAX_ECE
 from propensity.monitoring.checks import (
     DRIFT_ASSET,
     FEATURE_DRIFT_CHECK,
@@ -222,7 +223,7 @@ def drift_report_asset(context: dg.AssetExecutionContext, config: DriftConfig):
 class PerformanceConfig(dg.Config):
     min_labels: int = 300  # fewer matured labels: not judged
     log_loss_tolerance: float = 0.1  # relative to the model's own test log-loss
-    max_ece: float = 0.02
+    max_ece: float = MAX_ECE  # the same bound the quality gates hold a candidate to
 
 
 @dg.asset(

@@ -20,7 +20,6 @@ import pandas as pd
 from propensity.features.definitions import SESSION_GAP_MINUTES, USER_WINDOWS_DAYS
 
 TRAINING_DATASET = "training_dataset"  # the lake table and asset of decision points
-SPLITS = ("train", "valid", "test")
 ENTITY_COLUMNS = ("decision_id", "session_id", "user_id", "event_timestamp")
 
 
@@ -140,3 +139,21 @@ def decision_points(
     if not points["decision_id"].is_unique:
         raise ValueError("decision ids are not unique: session_prefix_features must have one row per decision point")
     return points, boundaries
+
+
+def purchasing_sessions(dataset: pd.DataFrame) -> dict[str, int]:
+    """Sessions with a purchase in the validation and test splits: what calibrating and judging a model rest on."""
+    bought = dataset[dataset["label"] == 1]
+    return {split: int(bought.loc[bought["split"] == split, "session_id"].nunique()) for split in ("valid", "test")}
+
+
+def outcome_shortfall(positives: dict[str, int], minimum: int) -> str | None:
+    """Why a training set cannot calibrate and judge a model, or None when every split has `minimum` purchases."""
+    if all(n >= minimum for n in positives.values()):
+        return None
+    return f"too few purchasing sessions to calibrate and judge a model: {positives} (at least {minimum} each)"
+
+
+def sessions_in_several_splits(dataset: pd.DataFrame) -> int:
+    """Sessions whose decision points fall in more than one split (each would leak its label across them)."""
+    return int((dataset.groupby("session_id")["split"].nunique() > 1).sum())

@@ -14,7 +14,7 @@ from scipy.special import expit
 from propensity.features.definitions import FEATURE_SERVICE_NAME, MODEL_FEATURE_NAMES
 from propensity.models.artifact import ModelArtifact, fingerprint_frame, write_artifact
 from propensity.models.calibration import apply_calibrator
-from propensity.models.dataset import SPLITS
+from propensity.models.contract import SPLITS
 from propensity.models.gates import (
     BASELINE_GATE,
     CALIBRATION_GATE,

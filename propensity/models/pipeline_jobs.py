@@ -29,18 +29,25 @@ import pandas as pd
 from propensity.features.definitions import MODEL_FEATURE_NAMES
 from propensity.models.artifact import package_artifact
 from propensity.models.calibration_fit import choose_calibrator
-from propensity.models.dataset import SPLITS
+from propensity.models.contract import (
+    CHAMPION_TOLERANCE,
+    EVALUATION_FILE,
+    MAX_ECE,
+    MIN_POSITIVE_SESSIONS,
+    PACKAGE_FILE,
+    PROCESSING_DIR,
+    SPLITS,
+)
+from propensity.models.dataset import outcome_shortfall, purchasing_sessions, sessions_in_several_splits
 from propensity.models.evaluation import evaluate_candidate, split_of, write_candidate
 from propensity.models.training import SEED, LightGBMSettings, fit_logistic_baseline, train_lightgbm
 
-PROCESSING = Path("/opt/ml/processing")
+PROCESSING = Path(PROCESSING_DIR)
 TRAINING_INPUT = Path("/opt/ml/input")
 MODEL_DIR = Path("/opt/ml/model")
 FAILURE_FILE = Path("/opt/ml/output/failure")
 REQUIRED_COLUMNS = ("decision_id", "session_id", "split", "label", *MODEL_FEATURE_NAMES)
 MODEL_FILES = ("model.txt", "baseline.json", "calibrator.json", "calibration_selection.json", "lightgbm_params.json")
-EVALUATION_FILE = "evaluation.json"
-PACKAGE_FILE = "model.tar.gz"
 
 
 class JobError(RuntimeError):
@@ -54,28 +61,21 @@ def read_parquet_dir(directory: Path) -> pd.DataFrame:
     return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
 
 
-def prepare(dataset: pd.DataFrame, output: Path, min_positive_sessions: int = 15) -> dict:
+def prepare(dataset: pd.DataFrame, output: Path, min_positive_sessions: int = MIN_POSITIVE_SESSIONS) -> dict:
     missing = [c for c in REQUIRED_COLUMNS if c not in dataset.columns]
     if missing:
         raise JobError(f"the training dataset lacks column(s) {missing}")
     if not dataset["decision_id"].is_unique:
         raise JobError(f"{int(dataset['decision_id'].duplicated().sum())} decision points appear twice")
-    in_several = int((dataset.groupby("session_id")["split"].nunique() > 1).sum())
+    in_several = sessions_in_several_splits(dataset)
     if in_several:
         raise JobError(f"{in_several} sessions are in two splits: the test split would leak into training")
     unknown = sorted(set(dataset["split"]) - set(SPLITS))
     if unknown:
         raise JobError(f"unknown split value(s) {unknown}: one of {SPLITS}")
-    positives = {
-        s: int(dataset.loc[(dataset["split"] == s) & (dataset["label"] == 1), "session_id"].nunique())
-        for s in ("valid", "test")
-    }
-    short = {s: n for s, n in positives.items() if n < min_positive_sessions}
-    if short:
-        raise JobError(
-            f"too few purchasing sessions to calibrate and judge a model: {positives} "
-            f"(at least {min_positive_sessions} each)"
-        )
+    shortfall = outcome_shortfall(purchasing_sessions(dataset), min_positive_sessions)
+    if shortfall:
+        raise JobError(shortfall)
     summary = {}
     for name in SPLITS:
         part = dataset[dataset["split"] == name]
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     p = jobs.add_parser("prepare")
     p.add_argument("--input", type=Path, default=PROCESSING / "input" / "dataset")
     p.add_argument("--output", type=Path, default=PROCESSING / "output")
-    p.add_argument("--min-positive-sessions", type=int, default=15)
+    p.add_argument("--min-positive-sessions", type=int, default=MIN_POSITIVE_SESSIONS)
     t = jobs.add_parser("train")
     t.add_argument("--input", type=Path, default=TRAINING_INPUT)
     t.add_argument("--model-dir", type=Path, default=MODEL_DIR)
@@ -176,8 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--model", type=Path, default=PROCESSING / "model")
     e.add_argument("--splits", type=Path, default=PROCESSING / "splits")
     e.add_argument("--output", type=Path, default=PROCESSING / "evaluation")
-    e.add_argument("--max-ece", type=float, default=0.02)
-    e.add_argument("--champion-tolerance", type=float, default=0.002)
+    e.add_argument("--max-ece", type=float, default=MAX_ECE)
+    e.add_argument("--champion-tolerance", type=float, default=CHAMPION_TOLERANCE)
     args = parser.parse_args(argv)
     try:
         if args.job == "prepare":

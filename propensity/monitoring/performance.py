@@ -22,6 +22,7 @@ from statistics import NormalDist
 import numpy as np
 from scipy.special import expit, logit
 
+from propensity.models.contract import MAX_ECE
 from propensity.models.metrics import (
     bootstrap_weights,
     clip_probability,
@@ -242,7 +243,7 @@ def performance_check(realised: dict, reference_metrics: dict, *, tolerance: flo
 
 
 def calibration_check(
-    realised: dict, *, max_ece: float = 0.02, slope_band: float = 0.2, intercept_band: float = 0.2
+    realised: dict, *, max_ece: float = MAX_ECE, slope_band: float = 0.2, intercept_band: float = 0.2
 ) -> tuple[bool, dict]:
     """Fails only on clear evidence of miscalibration, any of:
     - ECE: the interval's lower bound above `max_ece`, and above the ECE a calibrated model would reach by chance

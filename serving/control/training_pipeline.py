@@ -25,12 +25,18 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from propensity.models.contract import (
+    CHAMPION_TOLERANCE,
+    EVALUATION_FILE,
+    MAX_ECE,
+    MIN_POSITIVE_SESSIONS,
+    PACKAGE_FILE,
+    PROCESSING_DIR,
+    SPLITS,
+)
+
 SDK_CONFIG = Path(__file__).with_name("sagemaker_sdk_config.yaml")  # TelemetryOptOut: true
 JOBS = ["python", "-m", "propensity.models.pipeline_jobs"]
-PROCESSING = "/opt/ml/processing"
-SPLITS = ("train", "valid", "test")
-EVALUATION_FILE = "evaluation.json"  # propensity.models.pipeline_jobs.EVALUATION_FILE
-PACKAGE_FILE = "model.tar.gz"  # propensity.models.pipeline_jobs.PACKAGE_FILE
 SERVING_INSTANCE = "ml.c6i.large"  # SageMakerDeployer.instance_type
 
 
@@ -103,9 +109,9 @@ def build_pipeline(config: PipelineConfig):
     dataset_uri = ParameterString("TrainingDatasetUri", f"s3://{config.bucket}/propensity/lake/training_dataset/")
     processing_instance = ParameterString("ProcessingInstanceType", "ml.m5.large")
     training_instance = ParameterString("TrainingInstanceType", "ml.m5.large")
-    min_positive_sessions = ParameterInteger("MinPositiveSessions", 15)
-    max_ece = ParameterFloat("MaxEce", 0.02)
-    champion_tolerance = ParameterFloat("ChampionTolerance", 0.002)
+    min_positive_sessions = ParameterInteger("MinPositiveSessions", MIN_POSITIVE_SESSIONS)
+    max_ece = ParameterFloat("MaxEce", MAX_ECE)
+    champion_tolerance = ParameterFloat("ChampionTolerance", CHAMPION_TOLERANCE)
     approval = ParameterString("ModelApprovalStatus", ModelApprovalStatusEnum.PENDING_MANUAL_APPROVAL.value)
     run_prefix = Join(
         on="/", values=[f"s3://{config.bucket}", "propensity", "pipeline", ExecutionVariables.PIPELINE_EXECUTION_ID]
@@ -140,8 +146,8 @@ def build_pipeline(config: PipelineConfig):
     prepare = ProcessingStep(
         name="PrepareTrainingSet",
         step_args=processor("prepare").run(
-            inputs=[s3_input("dataset", dataset_uri, f"{PROCESSING}/input/dataset")],
-            outputs=[s3_output(split, f"{PROCESSING}/output/{split}") for split in SPLITS],
+            inputs=[s3_input("dataset", dataset_uri, f"{PROCESSING_DIR}/input/dataset")],
+            outputs=[s3_output(split, f"{PROCESSING_DIR}/output/{split}") for split in SPLITS],
             arguments=["--min-positive-sessions", min_positive_sessions.to_string()],
         ),
     )
@@ -171,10 +177,10 @@ def build_pipeline(config: PipelineConfig):
         name="EvaluateModel",
         step_args=processor("evaluate").run(
             inputs=[
-                s3_input("model", model_data, f"{PROCESSING}/model"),
-                *(s3_input(s, split_uri(s), f"{PROCESSING}/splits/{s}") for s in SPLITS),
+                s3_input("model", model_data, f"{PROCESSING_DIR}/model"),
+                *(s3_input(s, split_uri(s), f"{PROCESSING_DIR}/splits/{s}") for s in SPLITS),
             ],
-            outputs=[s3_output("evaluation", f"{PROCESSING}/evaluation")],
+            outputs=[s3_output("evaluation", f"{PROCESSING_DIR}/evaluation")],
             arguments=["--max-ece", max_ece.to_string(), "--champion-tolerance", champion_tolerance.to_string()],
         ),
         property_files=[report],
