@@ -20,10 +20,11 @@ import json
 import re
 from pathlib import Path
 
-from propensity.models.artifact import ModelRegistry, package_artifact, sha256_file
+from propensity.models.artifact import MANIFEST, ModelRegistry, package_artifact, sha256_file
+from propensity.models.contract import PACKAGE_FILE
 from propensity.paths import PROJECT_ROOT, home
+from serving.control.training_pipeline import ENVIRONMENTS, SERVING_INSTANCE, PipelineConfig
 
-ENVIRONMENTS = ("staging", "production")
 FROM_THE_WORKFLOW = ("github_repository", "vpc_id", "private_subnet_ids", "client_cidr_blocks")  # terraform.yml
 _ASSIGNMENT = re.compile(r'^\s*([a-z_]+)\s*=\s*("?)([^"#]*)\2\s*(#.*)?$')
 
@@ -54,28 +55,27 @@ def render(out: Path, account: str, region: str, tag: str) -> dict[str, str]:
     for environment in ENVIRONMENTS:
         directory = out / environment
         directory.mkdir(parents=True, exist_ok=True)
-        registry = f"{account}.dkr.ecr.{region}.amazonaws.com/propensity-{environment}"
-        images = {"serving": f"{registry}-serving:{tag}", "training": f"{registry}-training:{tag}"}
-        bucket = f"propensity-{environment}-lake-{account}"
-        manifest = package_artifact(champion.directory, directory / "model.tar.gz")
+        names = PipelineConfig(environment, account, region, tag)  # the pipeline's and Terraform's names
+        images = {"serving": names.image("serving"), "training": names.image("training")}
+        manifest = package_artifact(champion.directory, directory / PACKAGE_FILE)
         request = {
-            "ModelPackageGroupName": f"propensity-{environment}-propensity",
+            "ModelPackageGroupName": names.model_package_group,
             "ModelPackageDescription": f"{champion.version} (commit {tag})",
             "ModelApprovalStatus": "PendingManualApproval",
             "InferenceSpecification": {
                 "Containers": [
                     {
                         "Image": images["serving"],
-                        "ModelDataUrl": f"s3://{bucket}/propensity/models/{champion.version}/model.tar.gz",
+                        "ModelDataUrl": f"s3://{names.bucket}/propensity/models/{champion.version}/{PACKAGE_FILE}",
                     }
                 ],
                 "SupportedContentTypes": ["application/json"],
                 "SupportedResponseMIMETypes": ["application/json"],
-                "SupportedRealtimeInferenceInstanceTypes": ["ml.c6i.large"],
+                "SupportedRealtimeInferenceInstanceTypes": [SERVING_INSTANCE],
             },
             "CustomerMetadataProperties": {
                 "model_version": champion.version,
-                "manifest_sha256": sha256_file(champion.directory / "MANIFEST.json"),
+                "manifest_sha256": sha256_file(champion.directory / MANIFEST),
                 "files": str(len(manifest)),
             },
         }

@@ -38,6 +38,7 @@ from propensity.models.contract import (
 SDK_CONFIG = Path(__file__).with_name("sagemaker_sdk_config.yaml")  # TelemetryOptOut: true
 JOBS = ["python", "-m", "propensity.models.pipeline_jobs"]
 SERVING_INSTANCE = "ml.c6i.large"  # SageMakerDeployer.instance_type
+ENVIRONMENTS = ("staging", "production")  # infra/environments/
 
 
 def offline_environment(region: str) -> dict[str, str]:
@@ -247,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m serving.control.training_pipeline", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--environment", choices=["staging", "production"], required=True)
+    parser.add_argument("--environment", choices=ENVIRONMENTS, required=True)
     parser.add_argument("--account", required=True, help="the AWS account id (12 digits)")
     parser.add_argument("--region", default="eu-west-1")
     parser.add_argument("--image-tag", default="latest")
