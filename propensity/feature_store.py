@@ -54,24 +54,44 @@ def feature_store_yaml(profile: str) -> Path:
     return path
 
 
-def repo_config(profile: str, *, home: Path, redis_url: str, online_only: bool = False) -> RepoConfig:
-    """The profile's yaml with its variables filled in: PROPENSITY_HOME and FEAST_REDIS_CONNECTION_STRING.
+# Where a registry lives in the working copy: the local profiles' own registry, and on the aws profile the one its
+# offline reads use (see `open_feature_store`).
+WORKING_COPY_REGISTRY = "feast/registry.db"
+
+
+def repo_config(
+    profile: str,
+    *,
+    home: Path,
+    redis_url: str,
+    lake_uri: str | None = None,
+    online_only: bool = False,
+    working_copy_registry: bool = False,
+) -> RepoConfig:
+    """The profile's yaml with its variables filled in: PROPENSITY_HOME, FEAST_REDIS_CONNECTION_STRING and (the aws
+    profile's registry) PROPENSITY_LAKE_URI.
 
     `online_only`: for the scoring path, which reads the registry and the online store only. Its offline store
     becomes Feast's plain file store, the one Feast carries without extras, so the scoring container needs neither
-    DuckDB nor Ibis (nothing there ever reads offline)."""
+    DuckDB nor Ibis (nothing there ever reads offline).
+    `working_copy_registry`: the registry under `home` instead of the profile's (see `open_feature_store`)."""
     path = feature_store_yaml(profile)
     values = {"PROPENSITY_HOME": str(home), "FEAST_REDIS_CONNECTION_STRING": feast_redis_connection_string(redis_url)}
+    if lake_uri:
+        values["PROPENSITY_LAKE_URI"] = lake_uri.rstrip("/")
 
     def fill(match: re.Match) -> str:
         name = match.group(1)
         if name not in values:
-            raise ValueError(f"{path} uses ${{{name}}}, which the platform does not provide: {sorted(values)}")
+            hint = " (the aws profile's lake: set PROPENSITY_LAKE_URI)" if name == "PROPENSITY_LAKE_URI" else ""
+            raise ValueError(f"{path} uses ${{{name}}}, which is not set here{hint}: {sorted(values)} are")
         return values[name]
 
     raw = yaml.safe_load(_VARIABLE.sub(fill, path.read_text()))
     if online_only:
         raw["offline_store"] = {"type": "file"}
+    if working_copy_registry:
+        raw["registry"] = {**raw["registry"], "registry_type": "file", "path": str(home / WORKING_COPY_REGISTRY)}
     config = RepoConfig(**raw)
     config.repo_path = FEATURE_REPO_DIR
     return config
@@ -83,12 +103,31 @@ def open_feature_store(
     redis_url: str | None = None,
     settings: Settings | None = None,
     online_only: bool = False,
+    working_copy_registry: bool = False,
 ) -> FeatureStore:
     """The feature store of `profile` (default: the settings' profile); `redis_url` overrides the settings' URL;
-    `online_only` for the scoring path (see `repo_config`)."""
+    `online_only` for the scoring path (see `repo_config`).
+
+    `working_copy_registry` for reads of the offline sources (training sets, materialisation). Feast's DuckDB store
+    reads a file source at the path its registry holds: the working copy of whichever machine applied the registry.
+    The aws profile's registry is shared (on S3), so there its offline reads use a registry in this machine's
+    working copy instead, to which the caller applies the same feature repository first."""
     settings = settings or current_settings()
     profile = profile or settings.profile
     (settings.home / "feast").mkdir(parents=True, exist_ok=True)
     redis_url = redis_url or settings.redis_url
-    repo = repo_config(profile, home=settings.home, redis_url=redis_url, online_only=online_only)
+    repo = repo_config(
+        profile,
+        home=settings.home,
+        redis_url=redis_url,
+        lake_uri=settings.lake_uri,
+        online_only=online_only,
+        working_copy_registry=working_copy_registry,
+    )
     return FeatureStore(repo_path=str(FEATURE_REPO_DIR), config=repo)
+
+
+def registry_is_shared(profile: str) -> bool:
+    """Whether the profile's registry lives outside the working copy (the aws profile's, on S3)."""
+    registry = yaml.safe_load(feature_store_yaml(profile).read_text())["registry"]
+    return not str(registry["path"]).startswith("${PROPENSITY_HOME}/")

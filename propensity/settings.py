@@ -17,10 +17,11 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from propensity import secrets
+from propensity.lake import LakeError, LakeLocation
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-PROFILES = ("local", "redis")
+PROFILES = ("local", "redis", "aws")  # aws: the lake of record on S3 (PROPENSITY_LAKE_URI), Redis online
 DEPLOYERS = ("local", "sagemaker")
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_BOOTSTRAP_SERVERS = "127.0.0.1:9092"
@@ -100,6 +101,7 @@ class Settings:
     profile: str = "local"
     deployer: str = "local"
     home: Path = PROJECT_ROOT / "var"
+    lake_uri: str | None = None  # the aws profile's lake of record, s3://bucket/prefix (propensity.lake)
     data_dir: Path = PROJECT_ROOT / "data"
     data_mirror: Path | None = None
     data_base_url: str | None = None
@@ -122,6 +124,20 @@ class Settings:
 
     def __post_init__(self) -> None:
         _one_of("PROPENSITY_PROFILE", self.profile, PROFILES)
+        if self.profile == "aws" and not self.lake_uri:
+            raise SettingsError(
+                "PROPENSITY_PROFILE=aws needs PROPENSITY_LAKE_URI=s3://<bucket>/<prefix>: the lake on S3"
+            )
+        if self.lake_uri is not None:
+            if self.profile != "aws":
+                raise SettingsError(
+                    f"PROPENSITY_LAKE_URI is set but PROPENSITY_PROFILE={self.profile!r} keeps the lake under "
+                    "PROPENSITY_HOME: set PROPENSITY_PROFILE=aws, or unset PROPENSITY_LAKE_URI"
+                )
+            try:
+                LakeLocation.parse(self.lake_uri)
+            except LakeError as error:
+                raise SettingsError(f"PROPENSITY_LAKE_URI: {error}") from None
         _one_of("PROPENSITY_DEPLOYER", self.deployer, DEPLOYERS)
         _redis_url("REDIS_URL", self.redis_url)
         for server in self.kafka.bootstrap_servers.split(","):
@@ -187,6 +203,11 @@ class Settings:
                 f"PROPENSITY_DATA_MIRROR={self.data_mirror}: no such directory (unset it to download the datasets)"
             )
 
+    @property
+    def aws_region(self) -> str | None:
+        """The first of SAGEMAKER_REGION, AWS_REGION, AWS_DEFAULT_REGION that is set."""
+        return self.sagemaker.values.get("region")
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = _with_secrets(os.environ if environ is None else environ)
@@ -224,6 +245,7 @@ class Settings:
             profile=get("PROPENSITY_PROFILE", "local"),
             deployer=get("PROPENSITY_DEPLOYER", "local"),
             home=path("PROPENSITY_HOME", PROJECT_ROOT / "var"),
+            lake_uri=get("PROPENSITY_LAKE_URI", "") or None,
             data_dir=path("PROPENSITY_DATA", PROJECT_ROOT / "data"),
             data_mirror=Path(mirror).expanduser().resolve() if mirror else None,
             data_base_url=get("PROPENSITY_DATA_BASE_URL", "") or None,
@@ -261,6 +283,7 @@ KNOWN_VARIABLES = frozenset(
         "PROPENSITY_PROFILE",
         "PROPENSITY_DEPLOYER",
         "PROPENSITY_HOME",
+        "PROPENSITY_LAKE_URI",
         "PROPENSITY_DATA",
         "PROPENSITY_DATA_MIRROR",
         "PROPENSITY_DATA_BASE_URL",

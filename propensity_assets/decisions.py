@@ -10,10 +10,9 @@
   events that have not landed yet never count as a session having closed.
 
 Days are UTC days (the contract's time zone, and SageMaker's hour folders). Each partition is written whole to
-`<table>/date=YYYY-MM-DD/data.parquet` (replaced atomically: a re-run replaces its own day).
+`<table>/date=YYYY-MM-DD/data.parquet` (the lake replaces it atomically: a re-run replaces its own day).
 """
 
-import os
 from datetime import date, datetime, timezone
 from pathlib import Path
 
@@ -55,8 +54,12 @@ EVENT_WINDOW = (pd.Timedelta(days=-1), pd.Timedelta(days=2))
 _OUTCOME_EVENT_COLUMNS = ["session_id", "user_id", "event_time", "event_type", "price", "quantity"]
 
 
+PARTITION_FILE = "data.parquet"
+
+
 def partition_file(lake: LakeResource, table: str, day: str) -> Path:
-    return lake.table_dir(table) / f"date={day}" / "data.parquet"
+    """One day of a table as the lake holds it now (in the working copy)."""
+    return lake.pull(table, f"date={day}") / PARTITION_FILE
 
 
 _ARROW_TYPES = {"object": pa.string(), "float64": pa.float64(), "bool": pa.bool_(), "int64": pa.int64()}
@@ -74,14 +77,12 @@ def arrow_schema(columns: dict[str, object]) -> pa.Schema:
 
 
 def write_partition(lake: LakeResource, table: str, day: str, frame: pd.DataFrame, columns: dict) -> Path:
-    """Replace one day of a table: written under a hidden temporary name (readers of the table skip it), then
-    renamed, so a reader never sees half a file."""
-    path = partition_file(lake, table, day)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = path.with_name(f".{path.name}.tmp")
-    pq.write_table(pa.Table.from_pandas(frame, schema=arrow_schema(columns), preserve_index=False), scratch)
-    os.replace(scratch, path)
-    return path
+    """Replace one day of a table whole (a reader sees the old day or the new one, never half of one)."""
+    with lake.replace(table, f"date={day}") as staging:
+        pq.write_table(
+            pa.Table.from_pandas(frame, schema=arrow_schema(columns), preserve_index=False), staging / PARTITION_FILE
+        )
+    return lake.path(table, f"date={day}", PARTITION_FILE)
 
 
 def read_partition(lake: LakeResource, table: str, day: str) -> pd.DataFrame:
@@ -92,9 +93,11 @@ def read_partition(lake: LakeResource, table: str, day: str) -> pd.DataFrame:
 
 
 def _session_events_path(lake: LakeResource) -> Path:
-    path = lake.table_dir(SESSION_EVENTS)
+    path = lake.pull(SESSION_EVENTS)
     if not path.exists():
-        raise dg.Failure(f"lake table {SESSION_EVENTS} is missing at {path}: materialise it first")
+        raise dg.Failure(
+            f"lake table {SESSION_EVENTS} is missing at {lake.lake().describe(SESSION_EVENTS)}: materialise it first"
+        )
     return path
 
 

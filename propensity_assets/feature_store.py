@@ -2,6 +2,7 @@
 
 import dagster as dg
 import pandas as pd
+from feast import FeatureStore
 
 from feature_repo import FEAST_OBJECTS
 from propensity.features.definitions import (
@@ -16,6 +17,16 @@ from resources.feast import FeastResource
 from resources.lake import LakeResource
 
 PARITY_SAMPLE = 200
+
+
+def offline_store(feast: FeastResource) -> FeatureStore:
+    """The store that reads the offline sources (from the working copy, where the lake pulls them). Where the
+    profile's registry is shared (aws), this machine's own registry in its working copy, with the same feature
+    repository applied, so every source path it reads is its own."""
+    store = feast.store(working_copy_registry=True)
+    if feast.registry_is_shared():
+        store.apply(FEAST_OBJECTS)
+    return store
 
 
 @dg.asset(
@@ -58,7 +69,8 @@ def _json_safe(row: dict) -> dict:
     description="Latest user-history and in-session features materialised into the online store.",
 )
 def online_features(feast: FeastResource, lake: LakeResource):
-    store = feast.store()
+    store = offline_store(feast)
+    # Feast's offline store reads both tables from the working copy, where these pulls put them.
     users = lake.read_frame("user_daily_aggregates")
     sessions = lake.read_frame("session_prefix_features")
     start = min(users["feature_timestamp"].min(), sessions["event_timestamp"].min())

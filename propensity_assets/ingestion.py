@@ -97,19 +97,21 @@ def source_events(context: dg.AssetExecutionContext, config: SourceConfig, lake:
     validated = validate_events(batch.events)
     valid = validated.valid
 
-    landing = lake.table_dir(LANDING)
-    for stale in landing.glob(f"event_date=*/{batch_id}.parquet"):
-        stale.unlink()
+    # A batch landed again replaces its earlier landing, whichever days that covered.
+    lake.remove_matching(LANDING, f"event_date=*/{batch_id}.parquet")
     days = []
     for day_start, rows in valid.groupby(valid["event_time"].dt.floor("D"), sort=True):
         day = day_start.strftime("%Y-%m-%d")  # format the few days, not every event
         days.append(day)
-        _write_events(rows, landing / f"event_date={day}" / f"{batch_id}.parquet")
+        with lake.writing_file(LANDING, f"event_date={day}", f"{batch_id}.parquet") as path:
+            _write_events(rows, path)
     context.instance.add_dynamic_partitions(event_date_partitions.name, days)
 
-    _write_parquet(validated.quarantine, lake.table_dir(QUARANTINE) / f"{batch_id}.parquet")
+    with lake.writing_file(QUARANTINE, f"{batch_id}.parquet") as path:
+        _write_parquet(validated.quarantine, path)
     if batch.truth is not None:
-        _write_parquet(batch.truth, lake.table_dir(SIMULATOR_TRUTH) / f"{batch_id}.parquet")
+        with lake.writing_file(SIMULATOR_TRUTH, f"{batch_id}.parquet") as path:
+            _write_parquet(batch.truth, path)
 
     reasons = validated.quarantine["reason"].str.split("; ").explode().str.split(" \\(").str[0].value_counts()
     yield dg.MaterializeResult(
@@ -146,7 +148,7 @@ def source_events(context: dg.AssetExecutionContext, config: SourceConfig, lake:
 
 def read_landed_day(lake: LakeResource, day: str) -> tuple[pd.DataFrame, int]:
     """All batches landed for `day`, deduplicated by event_id (batches in name order; the first one wins)."""
-    files = sorted((lake.table_dir(LANDING) / f"event_date={day}").glob("*.parquet"))
+    files = sorted(lake.pull(LANDING, f"event_date={day}").glob("*.parquet"))
     if not files:
         raise dg.Failure(f"nothing landed for event_date={day}: materialise source_events first")
     frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
@@ -178,10 +180,8 @@ def raw_events(context: dg.AssetExecutionContext, lake: LakeResource):
             failures.append(f"{day}: {error}")
         if events["event_id"].duplicated().any():
             failures.append(f"{day}: duplicate event ids")
-        target = lake.table_dir(RAW_EVENTS) / f"event_date={day}"
-        for old in target.glob("*.parquet"):
-            old.unlink()
-        _write_events(events, target / "part-0.parquet")
+        with lake.replace(RAW_EVENTS, f"event_date={day}") as target:
+            _write_events(events, target / "part-0.parquet")
         rows += len(events)
         duplicates += dropped
         starts.append(events["event_time"].min())

@@ -40,6 +40,7 @@ from propensity.models.training import (
     train_lightgbm,
 )
 from propensity.paths import home
+from propensity_assets.feature_store import offline_store
 from propensity_assets.ingestion import SIMULATOR_TRUTH
 from propensity_assets.metadata import png_markdown
 from resources.feast import FeastResource
@@ -94,6 +95,7 @@ class TrainingSetConfig(dg.Config):
 def training_dataset(config: TrainingSetConfig, feast: FeastResource, lake: LakeResource):
     prefix = lake.read_frame("session_prefix_features")
     sessions = lake.read_frame("sessions")
+    lake.pull("user_daily_aggregates")  # Feast's offline store reads it from the working copy
     evaluate_from = pd.to_datetime(config.evaluate_from, utc=True) if config.evaluate_from else None
     points, boundaries = decision_points(
         prefix,
@@ -103,7 +105,7 @@ def training_dataset(config: TrainingSetConfig, feast: FeastResource, lake: Lake
         warm_up=config.warm_up_days,
         evaluate_from=evaluate_from,
     )
-    store = feast.store()
+    store = offline_store(feast)
     joined = store.get_historical_features(
         entity_df=points[list(ENTITY_COLUMNS)], features=store.get_feature_service(FEATURE_SERVICE_NAME)
     ).to_df()
@@ -112,9 +114,8 @@ def training_dataset(config: TrainingSetConfig, feast: FeastResource, lake: Lake
         joined.drop(columns=["session_id", "user_id", "event_timestamp"]), on="decision_id", how="left"
     )
     dataset = dataset.sort_values(["event_timestamp", "decision_id"]).reset_index(drop=True)
-    path = lake.replace_dir(TRAINING_DATASET)
-    path.mkdir(parents=True)
-    dataset.to_parquet(path / "data.parquet", index=False)
+    with lake.replace(TRAINING_DATASET) as staging:
+        dataset.to_parquet(staging / "data.parquet", index=False)
 
     splits = {}
     for split in SPLITS:
@@ -272,7 +273,7 @@ class QualityGateConfig(dg.Config):
 
 
 def _truth_for(dataset: pd.DataFrame, lake: LakeResource) -> pd.Series | None:
-    truth_dir = lake.table_dir(SIMULATOR_TRUTH)
+    truth_dir = lake.pull(SIMULATOR_TRUTH)
     if not truth_dir.exists():
         return None
     truth = pd.read_parquet(truth_dir).drop_duplicates("event_id").set_index("event_id")["true_propensity"]

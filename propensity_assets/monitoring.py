@@ -42,8 +42,9 @@ from propensity.monitoring.performance import (
     realised_performance,
 )
 from propensity.monitoring.reference import one_per_session, reference_sample_frame
-from propensity.paths import home, table_dir
+from propensity.paths import home
 from propensity_assets.metadata import png_markdown
+from resources.lake import LakeResource
 from serving.endpoint_state import EndpointFiles
 
 # The calendar moves these, not the shoppers, and a one-day window holds one weekday: the weekday itself, and the
@@ -54,9 +55,9 @@ from serving.endpoint_state import EndpointFiles
 CALENDAR_FEATURES = ("session_weekday", *(f.name for f in USER_FEATURES if f.name.endswith("_1d")))
 
 
-def read_lake(table: str) -> pd.DataFrame:
+def read_lake(lake: LakeResource, table: str) -> pd.DataFrame:
     """A partitioned lake table (`date=...` directories) as one frame, without the partition column."""
-    path = table_dir(table)
+    path = lake.pull(table)
     if not path.exists() or not any(path.rglob("*.parquet")):
         return pd.DataFrame()
     frame = pd.read_parquet(path)
@@ -136,10 +137,10 @@ class DriftConfig(dg.Config):
     "and normalised Wasserstein per numeric feature, Jensen-Shannon per categorical one, thresholds at a joint "
     "false-alarm rate calibrated for the window's size; a reference-vs-live classifier's AUC with its interval.",
 )
-def drift_report_asset(context: dg.AssetExecutionContext, config: DriftConfig):
+def drift_report_asset(context: dg.AssetExecutionContext, config: DriftConfig, lake: LakeResource):
     # Decisions of closed sessions only (the labelled ones): a window cut while sessions are still going holds
     # their early decision points only, and would look drifted against a reference of whole sessions.
-    decisions = read_lake("labelled_decisions")
+    decisions = read_lake(lake, "labelled_decisions")
     since = previous_window_end(context, DRIFT_ASSET)
     live = window(decisions, since)
     window_end = last_decision(live)
@@ -238,13 +239,13 @@ class PerformanceConfig(dg.Config):
     "an interval), and the expected log-loss and ECE of the newest decisions before their labels mature (invalid "
     "while drift is detected).",
 )
-def performance_monitor(context: dg.AssetExecutionContext, config: PerformanceConfig):
-    labelled = window(read_lake("labelled_decisions"), previous_window_end(context, PERFORMANCE_ASSET))
+def performance_monitor(context: dg.AssetExecutionContext, config: PerformanceConfig, lake: LakeResource):
+    labelled = window(read_lake(lake, "labelled_decisions"), previous_window_end(context, PERFORMANCE_ASSET))
     window_end = last_decision(labelled)
     version = serving_version(labelled)
     drift = load_report(DRIFT_ASSET) or {}
     drift_detected = bool(drift.get("report", {}).get("drifted")) or bool(drift.get("classifier", {}).get("drifted"))
-    decisions = window(read_lake("decision_log"), None)
+    decisions = window(read_lake(lake, "decision_log"), None)
     expected = None
     newest = decisions[decisions["model_version"] == drift.get("model_version")] if drift else decisions.iloc[:0]
     if len(newest):
@@ -312,8 +313,8 @@ class KpiConfig(dg.Config):
     description="Targeted sessions against the randomised holdout per model version and variant: conversion, order "
     "value, revenue per session with always-valid intervals; the holdout's sample ratio; a regression alarm.",
 )
-def kpi_monitor(config: KpiConfig):
-    labelled = read_lake("labelled_decisions")
+def kpi_monitor(config: KpiConfig, lake: LakeResource):
+    labelled = read_lake(lake, "labelled_decisions")
     champion = ModelRegistry().champion()
     holdout_share = float(champion.policy["holdout_share"]) if champion is not None else 0.0
     report = kpi_report(labelled, holdout_share, alpha=config.alpha, tolerance=config.tolerance)

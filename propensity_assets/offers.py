@@ -45,7 +45,7 @@ def uplift_model_path() -> Path:
 
 def read_labelled(lake: LakeResource) -> pd.DataFrame:
     """Every day of the labelled decision log (empty when it was never materialised)."""
-    path = lake.table_dir(LABELLED_DECISIONS)
+    path = lake.pull(LABELLED_DECISIONS)
     if not path.exists() or not any(path.glob("date=*/data.parquet")):
         return pd.DataFrame()
     return pd.read_parquet(path)

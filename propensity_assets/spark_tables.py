@@ -9,17 +9,17 @@ from resources.lake import LakeResource
 
 
 def read_table(spark: SparkSession, lake: LakeResource, table: str) -> DataFrame:
-    path = lake.table_dir(table)
+    path = lake.pull(table)
     if not path.exists():
-        raise dg.Failure(f"lake table {table} is missing at {path}: materialise it first")
+        raise dg.Failure(f"lake table {table} is missing at {lake.lake().describe(table)}: materialise it first")
     return spark.read.parquet(str(path))
 
 
 def write_table(frame: DataFrame, lake: LakeResource, table: str) -> DataFrame:
     """Replace the table and return it read back, so later steps reuse the written data instead of recomputing."""
-    path = lake.replace_dir(table)
-    frame.write.mode("overwrite").parquet(str(path))
-    return frame.sparkSession.read.parquet(str(path))
+    with lake.replace(table) as staging:
+        frame.write.mode("overwrite").parquet(str(staging))
+    return frame.sparkSession.read.parquet(str(lake.path(table)))
 
 
 def table_metadata(frame: DataFrame, time_column: str) -> dict:

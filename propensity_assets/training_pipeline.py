@@ -36,7 +36,7 @@ def sagemaker_training(
         context.log.info(f"{status}: " + ", ".join(f"{s.name} {s.status}" for s in steps))
 
     result = train_on_sagemaker(
-        lake.table_dir(TRAINING_DATASET) / "data.parquet",
+        lake.pull(TRAINING_DATASET) / "data.parquet",
         sagemaker_pipeline.runner(),
         sagemaker_pipeline.s3(),
         bucket=sagemaker_pipeline.bucket,

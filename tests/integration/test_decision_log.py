@@ -130,9 +130,8 @@ def test_decision_assets_from_a_real_servers_log_and_sessions_in_the_lake(served
             for i, (s, t, kind, price) in enumerate(rows)
         ]
     )
-    table = lake.replace_dir("session_events")
-    table.mkdir()
-    events.to_parquet(table / "part-0.parquet", index=False)
+    with lake.replace("session_events") as table:
+        events.to_parquet(table / "part-0.parquet", index=False)
 
     labelled_run = dg.materialize(
         [decision_assets.labelled_decisions],
@@ -271,6 +270,6 @@ def test_the_decision_log_asset_reads_data_capture_when_sagemaker_deploys(captur
         run_config={"ops": {"decision_log": {"config": {"endpoint": "propensity-prod"}}}},
         raise_on_error=True,
     )
-    both = pd.read_parquet(lake.table_dir("decision_log"))
+    both = pd.read_parquet(lake.pull("decision_log"))
     assert both.groupby("date", observed=True).size().to_dict() == {"2026-03-02": 5, "2026-03-03": 2}
     assert both["offer"].dropna().eq("discount").sum() == 1

@@ -159,7 +159,7 @@ def test_the_offer_policy_retrains_on_the_decision_log_and_keeps_the_uplift_mode
 
         # More of the same world: a challenger that learns what the champion knows is no better, and the
         # champion's uplift model stays.
-        shutil.rmtree(lake.table_dir(LABELLED_DECISIONS))
+        shutil.rmtree(lake.path(LABELLED_DECISIONS))
         write_partition(lake, LABELLED_DECISIONS, "2026-06-03", labelled_log(8000, lift=0.3, seed=13), LABELLED_COLUMNS)
         refused = _materialize(spine, ["uplift_model", "offer_policy"])
         assert refused.success
@@ -167,7 +167,7 @@ def test_the_offer_policy_retrains_on_the_decision_log_and_keeps_the_uplift_mode
         assert _metadata(refused)["offer_policy"]["rule"].value == "uplift"
         assert "the champion's uplift model stays" in _metadata(refused)["offer_policy"]["rule_reason"].value
     finally:
-        shutil.rmtree(lake.table_dir(LABELLED_DECISIONS), ignore_errors=True)
+        shutil.rmtree(lake.path(LABELLED_DECISIONS), ignore_errors=True)
 
 
 def _metadata(result) -> dict[str, dict]:

@@ -28,6 +28,7 @@ from propensity.monitoring.reference import build_reference
 from propensity.paths import home, table_dir
 from propensity_assets import freshness, monitoring
 from resources.kafka import KafkaResource
+from resources.lake import LakeResource
 from sensors.retraining import RetrainCursor, retrain_decision
 
 SHIFTED = "session_cart_value"
@@ -142,11 +143,12 @@ def land_window(
         frame.to_parquet(path / "data.parquet", index=False)
 
 
+LAKE = {"lake": LakeResource()}
 MONITORS = [monitoring.drift_report_asset, monitoring.performance_monitor, monitoring.kpi_monitor]
 
 
 def run_monitors(instance) -> dict[str, bool]:
-    result = dg.materialize([*MONITORS, monitoring.merchandising_dashboard], instance=instance)
+    result = dg.materialize([*MONITORS, monitoring.merchandising_dashboard], instance=instance, resources=LAKE)
     assert result.success
     return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
 
@@ -222,7 +224,7 @@ def test_too_few_decisions_are_not_judged(propensity_home):
         land_window(rng, version, pd.Timestamp("2026-11-30 00:00", tz="UTC"), 100, shift_sd=2.0)
         checks = run_monitors(instance)
         assert checks[FEATURE_DRIFT_CHECK] and checks[PERFORMANCE_CHECK]  # 100 sessions: too few to judge
-        result = dg.materialize([monitoring.drift_report_asset], instance=instance)
+        result = dg.materialize([monitoring.drift_report_asset], instance=instance, resources=LAKE)
         evaluation = result.get_asset_check_evaluations()[0]
         assert "not judged" in evaluation.description
 

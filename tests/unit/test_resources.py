@@ -34,3 +34,20 @@ def test_the_local_deployer_resource_hands_over_the_control_planes_object():
 
     with dg.build_resources({"deployer": LocalDeployerResource(profile="redis", launch_server=False)}) as built:
         assert built.deployer == LocalEndpointDeployer(profile="redis", launch_server=False)
+
+
+def test_the_aws_profile_reads_and_writes_its_lake_on_s3_through_dagster_aws():
+    from dagster_aws.s3 import S3Resource
+
+    from propensity.lake import Lake, S3Lake
+    from resources.lake import LakeResource, S3LakeResource
+
+    environ = {"PROPENSITY_PROFILE": "aws", "PROPENSITY_LAKE_URI": "s3://lake-bucket/p", "AWS_REGION": "eu-west-1"}
+    lake = build_resources(Settings.from_env({**environ, **SPARK_WORKERS}))["lake"]
+    assert isinstance(lake, S3LakeResource) and isinstance(lake.s3, S3Resource) and lake.s3.region_name == "eu-west-1"
+    assert isinstance(lake.uri, dg.EnvVar) and lake.uri.env_var_name == "PROPENSITY_LAKE_URI"
+    built = S3LakeResource(uri="s3://lake-bucket/p", s3=S3Resource(region_name="eu-west-1")).lake()
+    assert isinstance(built, S3Lake) and built.describe("sessions") == "s3://lake-bucket/p/sessions"
+
+    local = build_resources(Settings.from_env(SPARK_WORKERS))["lake"]
+    assert type(local) is LakeResource and type(local.lake()) is Lake

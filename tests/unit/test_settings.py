@@ -50,10 +50,28 @@ def test_values_are_read_typed_and_the_set_ones_remembered(tmp_path):
     assert redacted_url(config.redis_url) == "rediss://:***@cache.example:6380/2"
 
 
+def test_the_aws_profile_keeps_its_lake_on_s3():
+    config = Settings.from_env(
+        {"PROPENSITY_PROFILE": "aws", "PROPENSITY_LAKE_URI": "s3://lake-bucket/propensity/", "AWS_REGION": "eu-west-1"}
+    )
+    assert (config.profile, config.lake_uri, config.aws_region) == ("aws", "s3://lake-bucket/propensity/", "eu-west-1")
+    assert "PROPENSITY_LAKE_URI" in config.set_variables
+
+
 @pytest.mark.parametrize(
     ("environ", "message"),
     [
-        ({"PROPENSITY_PROFILE": "prod"}, "PROPENSITY_PROFILE='prod' is not one of local, redis"),
+        ({"PROPENSITY_PROFILE": "prod"}, "PROPENSITY_PROFILE='prod' is not one of local, redis, aws"),
+        ({"PROPENSITY_PROFILE": "aws"}, "PROPENSITY_PROFILE=aws needs PROPENSITY_LAKE_URI=s3://"),
+        ({"PROPENSITY_LAKE_URI": "s3://lake-bucket/x"}, "PROPENSITY_LAKE_URI is set but PROPENSITY_PROFILE='local'"),
+        (
+            {"PROPENSITY_PROFILE": "aws", "PROPENSITY_LAKE_URI": "s3://Lake_Bucket/x"},
+            "PROPENSITY_LAKE_URI: 'Lake_Bucket' in 's3://Lake_Bucket/x' is not an S3 bucket name",
+        ),
+        (
+            {"PROPENSITY_PROFILE": "aws", "PROPENSITY_LAKE_URI": "/data/lake"},
+            "PROPENSITY_LAKE_URI: a lake URI looks like s3://bucket/prefix",
+        ),
         ({"PROPENSITY_DEPLOYER": "k8s"}, "PROPENSITY_DEPLOYER='k8s' is not one of local, sagemaker"),
         ({"REDIS_URL": "localhost:6379"}, "REDIS_URL must look like redis://host:port/db"),
         ({"REDIS_URL": "redis://:pw@host:port/0"}, "REDIS_URL: Port could not be cast"),
