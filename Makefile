@@ -26,7 +26,8 @@ export OMP_WAIT_POLICY ?= PASSIVE
 export PYSPARK_PYTHON ?= $(CURDIR)/$(VENV)/bin/python
 
 .PHONY: install data demo loop test lint dev services services-down stream replay endpoint endpoint-down bench \
-	serving-env browser lock clean tools lint-infra spark-cluster spark-cluster-down aws-env test-aws pipeline-definition training-env release-dry-run
+	serving-env browser lock clean tools lint-infra spark-cluster spark-cluster-down aws-env test-aws pipeline-definition training-env release-dry-run \
+	feast-plan feast-apply
 
 install: $(VENV)/.installed
 
@@ -96,6 +97,11 @@ dev: install
 	@if [ "$(PROFILE)" = "redis" ]; then $(MAKE) --no-print-directory services; fi
 	@$(PY) -m propensity_assets.instance $(DAGSTER_HOME)
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+# `feast plan` / `feast apply` of feature_repo/ against the PROFILE's registry (the aws profile's on S3, beside
+# PROPENSITY_LAKE_URI), as the feature-store workflow runs them.
+feast-plan feast-apply: install
+	@$(PY) scripts/feast_repo.py $(subst feast-,,$@)
 
 # Redis, a one-node Apache Kafka (KRaft; jars from Maven Central, fetched once) and Spark's Kafka connector jars,
 # all under var/services. KAFKA_VERSION, KAFKA_PORT, REDIS_PORT etc. are read from the environment (scripts/services.sh).

@@ -1,10 +1,13 @@
-"""Offline sources are the lake tables the Spark jobs write; paths follow PROPENSITY_HOME at import."""
+"""Offline sources are the lake tables the Spark jobs write, named where the lake of record keeps them (the working
+copy under PROPENSITY_HOME, or S3 on the aws profile), as the settings say at import."""
+
+import copy
 
 from feast import FileSource, PushSource
 from feast.data_format import ParquetFormat
 
 from propensity.features.definitions import SESSION_PUSH_SOURCE
-from propensity.paths import table_glob
+from propensity.paths import table_glob, working_copy_glob
 
 user_daily_aggregates_source = FileSource(
     name="user_daily_aggregates",
@@ -24,3 +27,15 @@ session_prefix_features_source = FileSource(
 
 # The streaming job pushes fresh in-session features here; offline, the same view reads the batch table.
 session_activity_push = PushSource(name=SESSION_PUSH_SOURCE, batch_source=session_prefix_features_source)
+
+
+def reading_working_copy(objects: list) -> list:
+    """Copies of the Feast objects whose file sources read this machine's working copy of the lake (the views and
+    the push source refer to the copied sources). On the aws profile the sources name S3, which Feast's DuckDB store
+    here cannot read; the platform's offline reads apply these to a registry of their own (propensity.feature_store).
+    """
+    copies = copy.deepcopy(objects)
+    for item in copies:
+        if isinstance(item, FileSource):
+            item.file_options.uri = working_copy_glob(item.name)
+    return copies

@@ -1,8 +1,9 @@
 # GitHub Actions reach AWS through OIDC: no long-lived keys. Three roles per environment, each trusting one GitHub
 # environment of this repository only (production's environment requires an approval):
-# - deploy (environment "<env>"): images to ECR, the SageMaker pipeline, the endpoint and its canary alarms;
+# - deploy (environment "<env>"): images to ECR, the SageMaker pipeline, the endpoint and its canary alarms, and
+#   `feast apply` of the feature repository's registry;
 # - infra (environment "<env>"): terraform apply of this configuration;
-# - plan (environment "<env>-plan", no approval): read-only, for terraform plan on pull requests.
+# - plan (environment "<env>-plan", no approval): read-only, for terraform plan and feast plan on pull requests.
 # The first apply, which creates these roles, is run once by an administrator.
 
 locals {
@@ -165,6 +166,28 @@ resource "aws_iam_role" "plan" {
 resource "aws_iam_role_policy_attachment" "plan_read_only" {
   role       = aws_iam_role.plan.name
   policy_arn = "arn:${local.partition}:iam::aws:policy/ReadOnlyAccess"
+}
+
+# `feast plan` (the feature-store workflow) reads the registry, which the data key encrypts (ReadOnlyAccess cannot
+# decrypt). The deploy role, which applies it, reads and writes it through its Artifacts statement.
+data "aws_iam_policy_document" "plan_feature_registry" {
+  statement {
+    sid       = "ReadFeatureRegistry"
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.lake.arn}/${local.registry_path}"]
+  }
+
+  statement {
+    sid       = "DecryptWithDataKey"
+    actions   = ["kms:Decrypt"]
+    resources = [aws_kms_key.data.arn]
+  }
+}
+
+resource "aws_iam_role_policy" "plan_feature_registry" {
+  name   = "propensity-plan-feature-registry"
+  role   = aws_iam_role.plan.id
+  policy = data.aws_iam_policy_document.plan_feature_registry.json
 }
 
 resource "aws_iam_role" "infra" {

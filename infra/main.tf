@@ -17,6 +17,9 @@ locals {
   # Where SageMaker Data Capture writes (serving/control/data_capture.py: CAPTURE_PREFIX); every object the
   # platform writes is under propensity/.
   capture_prefix = "propensity/data-capture"
+  # The aws profile's lake of record (PROPENSITY_LAKE_URI) and, beside its tables, Feast's registry.
+  lake_prefix   = "propensity/lake"
+  registry_path = "${local.lake_prefix}/_feast/registry.pb"
 }
 
 # One customer-managed key for the environment's data at rest: lake, images, online store, event bus, secrets.

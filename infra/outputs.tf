@@ -5,6 +5,11 @@ output "lake_bucket" {
   value       = aws_s3_bucket.lake.bucket
 }
 
+output "lake_uri" {
+  description = "PROPENSITY_LAKE_URI: the aws profile's lake of record (Feast's registry is <lake_uri>/_feast/registry.pb)"
+  value       = "s3://${aws_s3_bucket.lake.bucket}/${local.lake_prefix}"
+}
+
 output "image_repositories" {
   description = "ECR repository URLs: serving (SAGEMAKER_IMAGE_URI without its tag) and training"
   value       = { for key, repository in aws_ecr_repository.image : key => repository.repository_url }

@@ -110,8 +110,9 @@ def open_feature_store(
 
     `working_copy_registry` for reads of the offline sources (training sets, materialisation). Feast's DuckDB store
     reads a file source at the path its registry holds: the working copy of whichever machine applied the registry.
-    The aws profile's registry is shared (on S3), so there its offline reads use a registry in this machine's
-    working copy instead, to which the caller applies the same feature repository first."""
+    The aws profile's registry is shared (on S3) and its sources name S3, so there its offline reads use a registry
+    in this machine's working copy instead, to which the caller applies the same objects with their sources reading
+    the working copy (`feature_repo.data_sources.reading_working_copy`)."""
     settings = settings or current_settings()
     profile = profile or settings.profile
     (settings.home / "feast").mkdir(parents=True, exist_ok=True)

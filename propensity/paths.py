@@ -15,6 +15,7 @@ __all__ = [
     "table_dir",
     "storefront_export_dir",
     "table_glob",
+    "working_copy_glob",
     "write_text_atomic",
     "LOOP_TIMELINE",
 ]
@@ -50,9 +51,18 @@ def table_dir(table: str, using: Settings | None = None) -> Path:
     return lake_dir(using) / table
 
 
-def table_glob(table: str) -> str:
-    """The glob Feast's DuckDB offline store reads a lake table with."""
-    return str(table_dir(table) / "*.parquet")
+def table_glob(table: str, using: Settings | None = None) -> str:
+    """The glob a Feast file source names for a lake table: where the lake of record keeps it (s3://... on the aws
+    profile, whose offline reads go through `working_copy_glob`; see propensity.feature_store)."""
+    config = using or settings()
+    if config.lake_uri:
+        return f"{config.lake_uri.rstrip('/')}/{table}/*.parquet"
+    return working_copy_glob(table, config)
+
+
+def working_copy_glob(table: str, using: Settings | None = None) -> str:
+    """The glob of a lake table in this machine's working copy: what Feast's DuckDB offline store reads."""
+    return str(table_dir(table, using) / "*.parquet")
 
 
 def storefront_export_dir(using: Settings | None = None) -> Path:

@@ -5,6 +5,7 @@ import pandas as pd
 from feast import FeatureStore
 
 from feature_repo import FEAST_OBJECTS
+from feature_repo.data_sources import reading_working_copy
 from propensity.features.definitions import (
     FEATURE_SERVICE_NAME,
     SESSION_ENTITY_KEY,
@@ -20,12 +21,12 @@ PARITY_SAMPLE = 200
 
 
 def offline_store(feast: FeastResource) -> FeatureStore:
-    """The store that reads the offline sources (from the working copy, where the lake pulls them). Where the
-    profile's registry is shared (aws), this machine's own registry in its working copy, with the same feature
-    repository applied, so every source path it reads is its own."""
+    """The store that reads the offline sources, from the working copy where the lake pulls them. Where the
+    profile's registry is shared (aws: its sources name S3), a registry in this machine's working copy with the same
+    objects, their sources reading the working copy."""
     store = feast.store(working_copy_registry=True)
     if feast.registry_is_shared():
-        store.apply(FEAST_OBJECTS)
+        store.apply(reading_working_copy(FEAST_OBJECTS))
     return store
 
 

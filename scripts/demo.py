@@ -325,6 +325,16 @@ QUALITY_GATES = {
 
 
 def _model_summary(models: dg.ExecuteInProcessResult) -> dict:
+    evaluated = any(
+        e.event_specific_data.materialization.asset_key.to_user_string() == "model_evaluation"
+        for e in models.get_asset_materialization_events()
+    )
+    if not evaluated:  # a blocking check before the evaluation stopped the models (too few outcomes, most often)
+        failed = [name for name, passed in _checks(models).items() if not passed]
+        raise RuntimeError(
+            f"no model was evaluated: {', '.join(failed) or 'a model step'} failed before it; with the simulator, "
+            "give it more --users or --days"
+        )
     metrics = _metadata_value(models, "model_evaluation", "metrics")
     headline = ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "ece_vs_truth", "top_decile_lift")
     failed_gates = [

@@ -11,3 +11,7 @@ MIN_POSITIVE_SESSIONS = 15  # purchasing sessions needed in validation and in te
 PROCESSING_DIR = "/opt/ml/processing"  # a SageMaker Processing job's inputs and outputs live under it
 EVALUATION_FILE = "evaluation.json"  # the evaluation job's report; the pipeline's condition reads `gates.passed`
 PACKAGE_FILE = "model.tar.gz"  # the evaluated candidate, packed as the serving container loads it
+# Each SageMaker pipeline execution's own copy of its training set, `<prefix>/<Dagster run id>/`, in the lake's
+# bucket but apart from the aws profile's lake (PROPENSITY_LAKE_URI, s3://<bucket>/propensity/lake), whose
+# training_dataset table is replaced by every run while an execution may still read its input.
+TRAINING_RUNS_PREFIX = "propensity/training-runs"

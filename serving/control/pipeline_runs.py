@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from propensity.models.contract import TRAINING_RUNS_PREFIX
+
 DONE = ("Succeeded", "Failed", "Stopped")
 
 
@@ -169,7 +171,7 @@ def train_on_sagemaker(
     from boto3.exceptions import S3UploadFailedError
     from botocore.exceptions import BotoCoreError, ClientError
 
-    key = f"propensity/lake/training_dataset/{run_id}/data.parquet"
+    key = f"{TRAINING_RUNS_PREFIX}/{run_id}/data.parquet"
     try:
         s3.upload_file(str(dataset_file), bucket, key)
     except (BotoCoreError, ClientError, S3UploadFailedError) as error:

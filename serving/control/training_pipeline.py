@@ -33,6 +33,7 @@ from propensity.models.contract import (
     PACKAGE_FILE,
     PROCESSING_DIR,
     SPLITS,
+    TRAINING_RUNS_PREFIX,
 )
 
 SDK_CONFIG = Path(__file__).with_name("sagemaker_sdk_config.yaml")  # TelemetryOptOut: true
@@ -107,7 +108,7 @@ def build_pipeline(config: PipelineConfig):
     session = PipelineSession(boto_session=boto3.Session(region_name=config.region), default_bucket=config.bucket)
     training_image = ParameterString("TrainingImageUri", config.image("training"))
     serving_image = ParameterString("ServingImageUri", config.image("serving"))
-    dataset_uri = ParameterString("TrainingDatasetUri", f"s3://{config.bucket}/propensity/lake/training_dataset/")
+    dataset_uri = ParameterString("TrainingDatasetUri", f"s3://{config.bucket}/{TRAINING_RUNS_PREFIX}/")
     processing_instance = ParameterString("ProcessingInstanceType", "ml.m5.large")
     training_instance = ParameterString("TrainingInstanceType", "ml.m5.large")
     min_positive_sessions = ParameterInteger("MinPositiveSessions", MIN_POSITIVE_SESSIONS)

@@ -139,7 +139,7 @@ def test_a_retrain_on_sagemaker_hands_over_the_training_set_and_follows_the_exec
     dataset.write_bytes(b"PAR1 training set")
     stubber.add_response("describe_pipeline", {"PipelineArn": PIPELINE_ARN}, {"PipelineName": NAME})
     stubber.add_response("update_pipeline", {"PipelineArn": PIPELINE_ARN})
-    uri = f"s3://{bucket}/propensity/lake/training_dataset/run-1234abcd/"
+    uri = f"s3://{bucket}/propensity/training-runs/run-1234abcd/"
     stubber.add_response(
         "start_pipeline_execution",
         {"PipelineExecutionArn": EXECUTION},
@@ -163,7 +163,7 @@ def test_a_retrain_on_sagemaker_hands_over_the_training_set_and_follows_the_exec
     )
     assert shown["execution_arn"] == EXECUTION and shown["status"] == "Succeeded"
     assert shown["steps"] == {"QualityGate": "Succeeded"} and shown["training_dataset_uri"] == uri
-    stored = s3.get_object(Bucket=bucket, Key="propensity/lake/training_dataset/run-1234abcd/data.parquet")
+    stored = s3.get_object(Bucket=bucket, Key="propensity/training-runs/run-1234abcd/data.parquet")
     assert stored["Body"].read() == b"PAR1 training set"
 
 

@@ -58,7 +58,7 @@ def test_resources_and_the_deployer_resolve_what_they_take_by_variable(secretsma
     reference = "secretsmanager:propensity/staging/redis-url"
     seen = {}
     monkeypatch.setattr(
-        "resources.feast.open_feature_store", lambda profile, redis_url: seen.setdefault("url", redis_url)
+        "resources.feast.open_feature_store", lambda profile, redis_url, **_: seen.setdefault("url", redis_url)
     )
     FeastResource(profile="redis", redis_url=reference).store()
     assert seen["url"] == URL
