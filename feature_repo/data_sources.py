@@ -6,7 +6,7 @@ import copy
 from feast import FileSource, PushSource
 from feast.data_format import ParquetFormat
 
-from propensity.features.definitions import SESSION_PUSH_SOURCE
+from propensity.features.definitions import SESSION_FOLD_STATE_PUSH_SOURCE, SESSION_FOLD_STATE_VIEW, SESSION_PUSH_SOURCE
 from propensity.paths import table_glob, working_copy_glob
 
 user_daily_aggregates_source = FileSource(
@@ -25,8 +25,17 @@ session_prefix_features_source = FileSource(
     description="Spark batch: in-session features at every decision point",
 )
 
-# The streaming job pushes fresh in-session features here; offline, the same view reads the batch table.
+session_fold_state_source = FileSource(
+    name=SESSION_FOLD_STATE_VIEW,
+    path=table_glob(SESSION_FOLD_STATE_VIEW),
+    file_format=ParquetFormat(),
+    timestamp_field="event_timestamp",
+    description="Spark batch: what each session's newest decision point has folded (products, categories, events)",
+)
+
+# The streaming job pushes fresh in-session features and fold states here; offline, the views read the batch tables.
 session_activity_push = PushSource(name=SESSION_PUSH_SOURCE, batch_source=session_prefix_features_source)
+session_fold_state_push = PushSource(name=SESSION_FOLD_STATE_PUSH_SOURCE, batch_source=session_fold_state_source)
 
 
 def reading_working_copy(objects: list) -> list:

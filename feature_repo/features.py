@@ -1,13 +1,15 @@
 from datetime import timedelta
 
 from feast import FeatureView, Field
-from feast.types import Float64, Int64
+from feast.types import Array, Float64, Int64, String
 
-from feature_repo.data_sources import session_activity_push, user_daily_aggregates_source
+from feature_repo.data_sources import session_activity_push, session_fold_state_push, user_daily_aggregates_source
 from feature_repo.entities import session, user
 from propensity.features.definitions import (
+    FOLD_STATE_FIELDS,
     SESSION_FEATURE_VIEW,
     SESSION_FEATURES,
+    SESSION_FOLD_STATE_VIEW,
     USER_FEATURE_VIEW,
     USER_FEATURES,
     Feature,
@@ -38,4 +40,16 @@ session_activity = FeatureView(
     source=session_activity_push,
     online=True,
     description="in-session activity as of the decision point",
+)
+
+# Not a model input (the feature service leaves it out): what the scorer needs to fold a request's own events onto
+# the session's row exactly (propensity.features.request_fold). Written with the session's row, same timestamp.
+session_fold_state = FeatureView(
+    name=SESSION_FOLD_STATE_VIEW,
+    entities=[session],
+    ttl=timedelta(hours=12),
+    schema=[Field(name=name, dtype=Array(String)) for name in FOLD_STATE_FIELDS],
+    source=session_fold_state_push,
+    online=True,
+    description="what the session's newest decision point has folded: its products, categories and events",
 )

@@ -13,31 +13,8 @@ import pandas as pd
 import pandera.pandas as pa
 import pyarrow as pa_arrow
 
-CONTRACT_VERSION = "v1"
-
-EVENT_TYPES = (
-    "page_view",
-    "product_view",
-    "search",
-    "add_to_cart",
-    "remove_from_cart",
-    "favourite",
-    "checkout_start",
-    "purchase",
-)
-
-EVENT_COLUMNS = (
-    "event_id",
-    "event_time",
-    "user_id",
-    "session_id",
-    "event_type",
-    "product_id",
-    "category_id",
-    "price",
-    "quantity",
-    "source",
-)
+# The fields and event types are defined once, with the same rules for one event at a time (the scoring request).
+from propensity.event_record import CONTRACT_VERSION, EVENT_COLUMNS, EVENT_TYPES
 
 # The lake's physical schema for contract events: explicit, so an all-null column (Taobao has no session ids)
 # is still a string column to Spark and DuckDB.

@@ -10,6 +10,7 @@ from propensity.features.definitions import (
     FEATURE_SERVICE_NAME,
     SESSION_ENTITY_KEY,
     SESSION_FEATURE_VIEW,
+    SESSION_FOLD_STATE_VIEW,
     USER_ENTITY_KEY,
     USER_FEATURE_VIEW,
 )
@@ -31,7 +32,7 @@ def offline_store(feast: FeastResource) -> FeatureStore:
 
 
 @dg.asset(
-    deps=["user_daily_aggregates", "session_prefix_features"],
+    deps=["user_daily_aggregates", "session_prefix_features", SESSION_FOLD_STATE_VIEW],
     group_name="feature_store",
     kinds={"feast"},
     description="`feast apply` of feature_repo/: entities, sources, views and the versioned feature service.",
@@ -71,9 +72,10 @@ def _json_safe(row: dict) -> dict:
 )
 def online_features(feast: FeastResource, lake: LakeResource):
     store = offline_store(feast)
-    # Feast's offline store reads both tables from the working copy, where these pulls put them.
+    # Feast's offline store reads the tables from the working copy, where these pulls put them.
     users = lake.read_frame("user_daily_aggregates")
     sessions = lake.read_frame("session_prefix_features")
+    lake.pull(SESSION_FOLD_STATE_VIEW)
     start = min(users["feature_timestamp"].min(), sessions["event_timestamp"].min())
     end = max(users["feature_timestamp"].max(), sessions["event_timestamp"].max()) + pd.Timedelta(seconds=1)
     store.materialize(start_date=start.to_pydatetime(), end_date=end.to_pydatetime())

@@ -5,8 +5,10 @@ import pandas as pd
 from dagster_pyspark import LazyPySparkResource
 from pyspark.sql import functions as F
 
+from propensity.features.batch import session_fold_states
 from propensity.features.batch import session_prefix_features as compute_session_prefix_features
 from propensity.features.batch import user_daily_aggregates as compute_user_daily_aggregates
+from propensity.features.definitions import SESSION_FOLD_STATE_VIEW
 from propensity.features.schemas import session_prefix_features_schema, user_daily_aggregates_schema
 from propensity_assets.spark_tables import read_table, table_metadata, write_table
 from resources.lake import LakeResource
@@ -74,3 +76,19 @@ def session_prefix_features(spark: LazyPySparkResource, lake: LakeResource):
     yield _schema_check(
         written, session_prefix_features_schema(), ["session_id", "event_timestamp"], "session_features_schema"
     )
+
+
+@dg.asset(
+    name=SESSION_FOLD_STATE_VIEW,
+    deps=["session_events"],
+    group_name="features",
+    kinds={"spark", "parquet"},
+    description="What each session's newest decision point has folded (its products, categories and events): the "
+    "state the scorer folds a request's own events onto. Not a model input.",
+)
+def session_fold_state(spark: LazyPySparkResource, lake: LakeResource):
+    session = spark.spark_session
+    written = write_table(
+        session_fold_states(read_table(session, lake, "session_events")), lake, SESSION_FOLD_STATE_VIEW
+    )
+    return dg.MaterializeResult(metadata=table_metadata(written, "event_timestamp"))

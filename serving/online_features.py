@@ -17,6 +17,10 @@ readers value for value).
 
 Like `get_online_features`, the reader applies no view ttl: it reports each view's row timestamp (freshness) and
 leaves the staleness policy to the caller. Any store failure raises `OnlineStoreUnavailable`.
+
+`read_many(..., with_fold_state=True)` also reads the session's `session_fold_state` row (what its newest decision
+point has folded, for a request's own events: `propensity.features.request_fold`) in the same round trip; it is
+returned only when its timestamp is the session row's, so features and state always describe the same point.
 """
 
 from __future__ import annotations
@@ -40,8 +44,11 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from propensity.features.definitions import (
     FEATURE_SERVICE_NAME,
+    FOLD_STATE_FIELDS,
     MODEL_FEATURE_NAMES,
     SESSION_ENTITY_KEY,
+    SESSION_FEATURE_VIEW,
+    SESSION_FOLD_STATE_VIEW,
     USER_ENTITY_KEY,
 )
 
@@ -55,12 +62,22 @@ class OnlineStoreUnavailable(RuntimeError):
 
 
 @dataclass(frozen=True, slots=True)
+class FoldState:
+    """What the session row's decision point has folded (the `session_fold_state` view, FOLD_STATE_FIELDS)."""
+
+    product_ids: frozenset[str]
+    category_ids: frozenset[str]
+    last_event_ids: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
 class OnlineFeatures:
     """One (user_id, session_id) pair's features as the model reads them."""
 
     values: np.ndarray  # float64, MODEL_FEATURE_NAMES order; NaN where missing
     event_timestamps: dict[str, datetime | None]  # per view: the served row's event timestamp (UTC), None if missing
     missing_views: tuple[str, ...]  # views with no row for this pair's entity
+    fold_state: FoldState | None = None  # asked for, and stamped as the session row is; else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +103,12 @@ def _decode_value(blob: bytes | None) -> float:
     return float(getattr(value, kind))
 
 
+def _decode_ids(blob: bytes | None) -> frozenset[str]:
+    if not blob:
+        return frozenset()
+    return frozenset(ValueProto.FromString(blob).string_list_val.val)
+
+
 class OnlineFeatureReader:
     """Built once at start-up from a FeatureStore; `read` / `read_many` then cost one online-store round trip."""
 
@@ -109,6 +132,10 @@ class OnlineFeatureReader:
         self._key_version: int = config.entity_key_serialization_version
         self._views = self._resolve_views(store, feature_service_name)
         self.view_names: tuple[str, ...] = tuple(v.name for v in self._views)
+        # The fold state is read as one more view, after the model's (None when the registry has none).
+        self._state_view = self._resolve_state_view(store)
+        self._session_view = next((i for i, v in enumerate(self._views) if v.name == SESSION_FEATURE_VIEW), None)
+        self._all_views = self._views + ((self._state_view,) if self._state_view else ())
 
         if self.store_type == "redis":
             self._init_redis(config)
@@ -157,6 +184,24 @@ class OnlineFeatureReader:
         )
         return tuple(views)
 
+    def _resolve_state_view(self, store: FeatureStore) -> _View | None:
+        from feast.errors import FeatureViewNotFoundException
+
+        try:
+            view = store.get_feature_view(SESSION_FOLD_STATE_VIEW)
+        except FeatureViewNotFoundException:
+            return None  # a registry applied before the view existed: requests' events are not folded
+        versioning = store.config.registry.enable_online_feature_view_versioning
+        self._table_ids += (compute_table_id(self.project, view, versioning),)
+        return _View(
+            name=view.name,
+            stored_name=compute_versioned_name(view, versioning),
+            join_key=SESSION_ENTITY_KEY,
+            pair_index=_PAIR_INDEX[SESSION_ENTITY_KEY],
+            features=FOLD_STATE_FIELDS,
+            columns=(),
+        )
+
     def _init_redis(self, config) -> None:
         import redis
         from feast.infra.online_stores.redis import RedisOnlineStore, RedisType
@@ -179,7 +224,8 @@ class OnlineFeatureReader:
         self._where = f"redis at {kwargs['host']}:{kwargs['port']} db {kwargs.get('db', 0)}"
         # HMGET fields per view: the features in order, then the view's timestamp field (Feast's layout).
         self._fields = tuple(
-            [_mmh3(f"{v.stored_name}:{f}") for f in v.features] + [f"_ts:{v.stored_name}".encode()] for v in self._views
+            [_mmh3(f"{v.stored_name}:{f}") for f in v.features] + [f"_ts:{v.stored_name}".encode()]
+            for v in self._all_views
         )
         self._read_rows = self._read_redis
 
@@ -191,7 +237,7 @@ class OnlineFeatureReader:
         self._convert_ts = convert_timestamp  # Feast's reading of its own event_ts column
         self._sqlite: sqlite3.Connection | None = None
         self._sqlite_lock = threading.Lock()
-        self._feature_slot = tuple({f: i for i, f in enumerate(v.features)} for v in self._views)
+        self._feature_slot = tuple({f: i for i, f in enumerate(v.features)} for v in self._all_views)
         self._quote = _quote_id
         self._sql_cache: dict[tuple[int, ...], str] = {}
         self._read_rows = self._read_sqlite
@@ -202,16 +248,18 @@ class OnlineFeatureReader:
         """Features of one pair: one round trip."""
         return self.read_many([(user_id, session_id)])[0]
 
-    def read_many(self, pairs: Sequence[tuple[str, str]]) -> list[OnlineFeatures]:
-        """Features of many (user_id, session_id) pairs: one round trip for the whole batch."""
+    def read_many(self, pairs: Sequence[tuple[str, str]], *, with_fold_state: bool = False) -> list[OnlineFeatures]:
+        """Features of many (user_id, session_id) pairs: one round trip for the whole batch (fold states too, when
+        asked for and the registry has the view)."""
         pairs = list(pairs)
         if not pairs:
             return []
         n_views = len(self._views)
+        views = self._all_views if with_fold_state else self._views
         # One entity key per distinct id per view.
         keys: list[list[bytes]] = []
         key_index: list[list[int]] = []
-        for view in self._views:
+        for view in views:
             seen: dict[str, int] = {}
             view_keys, index = [], []
             for pair in pairs:
@@ -242,7 +290,12 @@ class OnlineFeatureReader:
                 values, stamp = row
                 matrix[i, view.columns] = values
                 stamps[view.name] = stamp
-            results.append(OnlineFeatures(matrix[i], stamps, tuple(missing)))
+            state = None
+            if len(views) > n_views and self._session_view is not None:
+                row = rows[n_views][key_index[n_views][i]]
+                if row is not None and row[1] == stamps.get(self._views[self._session_view].name):
+                    state = FoldState(*(_decode_ids(blob) for blob in row[0]))
+            results.append(OnlineFeatures(matrix[i], stamps, tuple(missing), state))
         return results
 
     def _entity_key(self, join_key: str, entity_id: str) -> EntityKeyProto:
@@ -267,7 +320,7 @@ class OnlineFeatureReader:
                 f"online store {self._where} unreadable: {type(error).__name__}: {error}. "
                 "Check that Redis runs and REDIS_URL points at it; scoring falls back meanwhile."
             ) from error
-        rows, offset = [], 0
+        rows, offset, n_model = [], 0, len(self._views)
         for v, view_keys in enumerate(redis_keys):
             view_rows = []
             for reply in replies[offset : offset + len(view_keys)]:
@@ -276,7 +329,8 @@ class OnlineFeatureReader:
                     view_rows.append(None)
                     continue
                 stamp = Timestamp.FromString(ts_blob).ToDatetime(tzinfo=timezone.utc)
-                view_rows.append((tuple(_decode_value(b) for b in reply[:-1]), stamp))
+                blobs = reply[:-1]
+                view_rows.append((tuple(_decode_value(b) for b in blobs) if v < n_model else tuple(blobs), stamp))
             rows.append(view_rows)
             offset += len(view_keys)
         return rows
@@ -310,6 +364,7 @@ class OnlineFeatureReader:
         ]
         params = [k for view_keys in encoded for k in view_keys]
         sql = self._sqlite_sql(tuple(map(len, encoded)))
+        n_model = len(self._views)
         try:
             with self._sqlite_lock:
                 fetched = self._sqlite_connection().execute(sql, params).fetchall()
@@ -328,8 +383,8 @@ class OnlineFeatureReader:
             i = slots[v][entity_key]
             row = values[v][i]
             if row is None:
-                row = values[v][i] = [_NAN] * len(self._views[v].features)
-            row[feature_slot] = _decode_value(blob)
+                row = values[v][i] = [_NAN if v < n_model else None] * len(self._all_views[v].features)
+            row[feature_slot] = _decode_value(blob) if v < n_model else blob
             if event_ts is not None:
                 stamps[v][i] = self._convert_ts(event_ts).replace(tzinfo=timezone.utc)
         return [

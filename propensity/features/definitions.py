@@ -14,6 +14,15 @@ SESSION_ENTITY_KEY = "session_id"
 USER_FEATURE_VIEW = "user_history"
 SESSION_FEATURE_VIEW = "session_activity"
 SESSION_PUSH_SOURCE = "session_activity_push"
+# What the newest decision point of a session has folded, beyond its features: the scorer folds a request's own events
+# onto the online row with it (propensity.features.request_fold). Not a model input; not in the feature service.
+SESSION_FOLD_STATE_VIEW = "session_fold_state"
+SESSION_FOLD_STATE_PUSH_SOURCE = "session_fold_state_push"
+FOLD_STATE_FIELDS = (
+    "session_product_ids",  # distinct products of the session so far
+    "session_category_ids",  # distinct categories of the session so far
+    "session_last_event_ids",  # the events at the decision point's timestamp
+)
 
 SESSION_GAP_MINUTES = 30  # inactivity gap that ends a session where the source has no session id
 USER_WINDOWS_DAYS = (1, 7, 30)

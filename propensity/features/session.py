@@ -32,7 +32,7 @@ _COUNTERS = (
     "session_checkout_starts",
     "purchases",
 )
-_EVENT_TYPE_COUNTERS = {
+EVENT_TYPE_COUNTERS = {
     "session_product_views": "product_view",
     "session_searches": "search",
     "session_favourites": "favourite",
@@ -59,6 +59,7 @@ class SessionState:
     cart_value: float = 0.0
     products: frozenset[str] = frozenset()
     categories: frozenset[str] = frozenset()
+    last_event_ids: frozenset[str] = frozenset()  # the events at last_time: folded into the newest decision point
 
 
 def empty_feature_rows() -> pd.DataFrame:
@@ -111,7 +112,7 @@ def fold_session_events(
     event_type = events["event_type"].to_numpy()
     increments = pd.DataFrame({"session_id": events["session_id"], "event_timestamp": events["event_time"]})
     increments["session_events"] = 1
-    for name, type_name in _EVENT_TYPE_COUNTERS.items():
+    for name, type_name in EVENT_TYPE_COUNTERS.items():
         increments[name] = (event_type == type_name).astype(np.int64)
     signed = increments["session_cart_adds"] - increments["session_cart_removes"]
     price = events["price"].astype("float64").fillna(0.0).to_numpy()
@@ -200,11 +201,14 @@ def _next_states(
         last = last[last["session_id"].isin(keep_state_for)]
     if last.empty:
         return {}
-    wanted = set(last["session_id"])
+    wanted = dict(zip(last["session_id"], last["event_timestamp"]))
     products: dict[str, set] = {}
     categories: dict[str, set] = {}
-    for sid, product, has_product, category, has_category in zip(
+    at_last: dict[str, set] = {}
+    for sid, event_id, event_time, product, has_product, category, has_category in zip(
         events["session_id"],
+        events["event_id"],
+        events["event_time"],
         events["product_id"],
         events["product_id"].notna(),
         events["category_id"],
@@ -215,6 +219,8 @@ def _next_states(
                 products.setdefault(sid, set()).add(product)
             if has_category:
                 categories.setdefault(sid, set()).add(category)
+            if event_time == wanted[sid]:
+                at_last.setdefault(sid, set()).add(event_id)
     counts = {name: last[name].tolist() for name in _COUNTERS if name != "purchases"} | {
         "purchases": last["purchases_so_far"].tolist()
     }
@@ -230,6 +236,8 @@ def _next_states(
         )
     ):
         before = states.get(sid)
+        # Events of an instant split over two batches belong to one decision point: the carried ones count too.
+        continued = before.last_event_ids if before is not None and before.last_time == last_time else frozenset()
         out[sid] = SessionState(
             user_id=user,
             first_time=first,
@@ -239,6 +247,7 @@ def _next_states(
             cart_value=float(cart_value),
             products=(before.products if before else frozenset()) | products.get(sid, set()),
             categories=(before.categories if before else frozenset()) | categories.get(sid, set()),
+            last_event_ids=continued | at_last.get(sid, set()),
         )
     return out
 

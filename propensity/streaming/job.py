@@ -65,19 +65,28 @@ def spark_session(app_name: str = "propensity-stream", settings: Settings | None
 
 
 def online_writer(profile: str, settings: Settings | None = None):
-    """Each session's newest feature row into the online store, through the session push source: on Redis with
-    `RedisPushWriter` (Feast's layout and bytes, without its per-row conversion), elsewhere with `FeatureStore.push`."""
+    """Each session's newest feature row and fold state into the online store, through their push sources: on Redis
+    with `RedisPushWriter` (Feast's layout and bytes, without its per-row conversion; both in one HSET per session),
+    elsewhere with `FeatureStore.push`."""
     from feast.data_source import PushMode
 
-    from propensity.features.definitions import SESSION_PUSH_SOURCE
+    from propensity.features.definitions import (
+        FOLD_STATE_FIELDS,
+        SESSION_FEATURE_NAMES,
+        SESSION_FOLD_STATE_PUSH_SOURCE,
+        SESSION_PUSH_SOURCE,
+    )
     from propensity.streaming.redis_writer import RedisPushWriter
 
     store = open_feature_store(profile, settings=settings)
     if store.config.online_store.type == "redis":
-        return RedisPushWriter(store, SESSION_PUSH_SOURCE).write
+        return RedisPushWriter(store, [SESSION_PUSH_SOURCE, SESSION_FOLD_STATE_PUSH_SOURCE]).write
+
+    keys = ["session_id", "user_id", "event_timestamp"]
 
     def write(rows: pd.DataFrame) -> None:
-        store.push(SESSION_PUSH_SOURCE, rows, to=PushMode.ONLINE)
+        store.push(SESSION_PUSH_SOURCE, rows[[*keys, *SESSION_FEATURE_NAMES]], to=PushMode.ONLINE)
+        store.push(SESSION_FOLD_STATE_PUSH_SOURCE, rows[[*keys, *FOLD_STATE_FIELDS]], to=PushMode.ONLINE)
 
     return write
 

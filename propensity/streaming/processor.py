@@ -37,14 +37,14 @@ from pathlib import Path
 import pandas as pd
 
 from propensity.contract import EVENT_COLUMNS, EVENT_TIME_DTYPE, events_to_arrow, validate_events
-from propensity.features.definitions import SESSION_FEATURE_NAMES, SESSION_GAP_MINUTES
+from propensity.features.definitions import FOLD_STATE_FIELDS, SESSION_FEATURE_NAMES, SESSION_GAP_MINUTES
 from propensity.features.session import SessionState, fold_session_events, held
 from propensity.paths import write_text_atomic
 from propensity.sources.contract_files import contract_json_lines
 
 ALLOWED_LATENESS = pd.Timedelta(minutes=10)
 
-OnlineWriter = Callable[[pd.DataFrame], None]  # newest feature row per session -> the online store
+OnlineWriter = Callable[[pd.DataFrame], None]  # newest feature row and fold state per session -> the online store
 DeadLetter = Callable[[pd.DataFrame], None]  # quarantined messages -> a dead-letter topic
 
 
@@ -103,6 +103,7 @@ class StreamState:
             "cart_value": s.cart_value,
             "products": sorted(s.products),
             "categories": sorted(s.categories),
+            "last_event_ids": sorted(s.last_event_ids),
             "seen": sorted(self.seen.get(sid, ())),
         }
 
@@ -130,6 +131,7 @@ class StreamState:
                 cart_value=s["cart_value"],
                 products=frozenset(s["products"]),
                 categories=frozenset(s["categories"]),
+                last_event_ids=frozenset(s.get("last_event_ids", ())),  # absent in snapshots of earlier versions
             )
             self.seen[sid] = set(s["seen"])
         for sid in payload.get("expired", []):
@@ -217,6 +219,17 @@ def parse_messages(messages: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return raw, malformed
 
 
+def online_rows(newest: pd.DataFrame, states: dict[str, SessionState]) -> pd.DataFrame:
+    """Each session's newest feature row with its fold state (sorted lists, as the batch table holds them)."""
+    rows = newest[["session_id", "user_id", "event_timestamp", *SESSION_FEATURE_NAMES]].reset_index(drop=True)
+    folded = [states[sid] for sid in rows["session_id"]]
+    product_ids, category_ids, last_event_ids = FOLD_STATE_FIELDS
+    rows[product_ids] = [sorted(s.products) for s in folded]
+    rows[category_ids] = [sorted(s.categories) for s in folded]
+    rows[last_event_ids] = [sorted(s.last_event_ids) for s in folded]
+    return rows
+
+
 class SessionStreamProcessor:
     def __init__(
         self,
@@ -302,9 +315,7 @@ class SessionStreamProcessor:
             events = events.sort_values(["session_id", "event_time", "event_id"], kind="stable").reset_index(drop=True)
             rows, new_states = fold_session_events(events, state.sessions)
             newest = rows.groupby("session_id", sort=False).tail(1)
-            self.write_online(
-                newest[["session_id", "user_id", "event_timestamp", *SESSION_FEATURE_NAMES]].reset_index(drop=True)
-            )
+            self.write_online(online_rows(newest, new_states))
             state.sessions.update(new_states)
             for sid, event_id in zip(events["session_id"], events["event_id"]):
                 state.seen.setdefault(sid, set()).add(event_id)

@@ -10,6 +10,10 @@ The layout is Feast's, never a copy of it (as in `serving/online_features.py`, t
 `compute_versioned_name`, values as `ValueProto` and timestamps as protobuf `Timestamp`. A test compares what this
 writes with what `push` writes, byte for byte.
 
+The views of every push source it is given (the session's features and its fold state) share the session's key: one
+HSET per session writes them together, so a reader never sees the features of one decision point with the fold state
+of another.
+
 One difference, on purpose: Feast skips a row whose timestamp equals the stored one; the stream's newest row of a
 session can share its timestamp with the row written by the previous batch (events of one instant split across two
 micro-batches) and then carries more events, so it is written. A stored row that is strictly newer is kept, as in
@@ -23,17 +27,29 @@ import pandas as pd
 from feast import FeatureStore
 from feast.infra.online_stores.helpers import _mmh3, _redis_key, compute_versioned_name
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+from feast.protos.feast.types.Value_pb2 import StringList
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
-from feast.types import Float32, Float64, Int32, Int64, String
+from feast.types import Array, Float32, Float64, Int32, Int64, String
 from google.protobuf.timestamp_pb2 import Timestamp
 
 SOCKET_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 2.0
-_VALUE_KIND = {Int64: "int64_val", Int32: "int32_val", Float64: "double_val", Float32: "float_val"}
+_VALUE_KIND = {
+    Int64: "int64_val",
+    Int32: "int32_val",
+    Float64: "double_val",
+    Float32: "float_val",
+    Array(String): "string_list_val",
+}
 _EMPTY = ValueProto().SerializeToString()  # Feast's encoding of a null (NaN) value
 
 
 def _encode_column(values: pd.Series, kind: str) -> list[bytes]:
+    if kind == "string_list_val":
+        return [
+            _EMPTY if v is None else ValueProto(string_list_val=StringList(val=list(v))).SerializeToString()
+            for v in values.tolist()
+        ]
     if kind in ("double_val", "float_val"):
         return [
             _EMPTY if v != v else ValueProto(**{kind: v}).SerializeToString() for v in values.astype("float64").tolist()
@@ -67,10 +83,10 @@ class _View:
 
 
 class RedisPushWriter:
-    """`write(rows)`: rows with the join key, `event_timestamp` and the features of every view the push source
-    feeds; one row per entity (the stream sends each session's newest)."""
+    """`write(rows)`: rows with the join key, `event_timestamp` and the features of every view the push sources
+    feed; one row per entity (the stream sends each session's newest)."""
 
-    def __init__(self, store: FeatureStore, push_source_name: str) -> None:
+    def __init__(self, store: FeatureStore, push_source_names: str | list[str]) -> None:
         import redis
         from feast.infra.online_stores.redis import RedisOnlineStore, RedisType
 
@@ -78,13 +94,13 @@ class RedisPushWriter:
         online = config.online_store
         if online.type != "redis" or online.redis_type != RedisType.redis:
             raise NotImplementedError("RedisPushWriter writes to a single Redis online store")
+        names = [push_source_names] if isinstance(push_source_names, str) else list(push_source_names)
         views = [
-            fv
-            for fv in store.list_feature_views()
-            if fv.stream_source is not None and fv.stream_source.name == push_source_name
+            fv for fv in store.list_feature_views() if fv.stream_source is not None and fv.stream_source.name in names
         ]
-        if not views:
-            raise ValueError(f"no feature view is fed by push source {push_source_name!r}")
+        fed = {fv.stream_source.name for fv in views}
+        if fed != set(names):
+            raise ValueError(f"no feature view is fed by push source(s) {sorted(set(names) - fed)}")
         precomputed = [s.name for s in store.list_feature_services() if getattr(s, "precompute_online", False)]
         if precomputed:  # push would refresh their precomputed vectors; this writer does not
             raise NotImplementedError(
@@ -94,6 +110,9 @@ class RedisPushWriter:
         self.key_version = config.entity_key_serialization_version
         self.ttl_s = online.key_ttl_seconds
         self.views = [_View(store, fv) for fv in views]
+        if len({v.join_key for v in self.views}) != 1:
+            raise NotImplementedError("the push sources' views must share one join key (one HSET per entity)")
+        self.join_key = self.views[0].join_key
         nodes, kwargs = RedisOnlineStore._parse_connection_string(online.connection_string)
         kwargs.update(
             host=nodes[0]["host"],
@@ -116,34 +135,38 @@ class RedisPushWriter:
     def write(self, rows: pd.DataFrame) -> None:
         if rows.empty:
             return
-        for view in self.views:
-            if rows[view.join_key].duplicated().any():  # which of two rows Feast keeps depends on its batch order
-                raise ValueError(
-                    f"one row per {view.join_key} expected; duplicates: "
-                    f"{rows.loc[rows[view.join_key].duplicated(), view.join_key].unique()[:5].tolist()}"
-                )
+        if rows[self.join_key].duplicated().any():  # which of two rows Feast keeps depends on its batch order
+            raise ValueError(
+                f"one row per {self.join_key} expected; duplicates: "
+                f"{rows.loc[rows[self.join_key].duplicated(), self.join_key].unique()[:5].tolist()}"
+            )
         # Feast goes through datetime (µs); counted in ns whatever unit the column has (the fold's is µs)
         times = pd.to_datetime(rows["event_timestamp"], utc=True).dt.floor("us").dt.as_unit("ns")
         nanos = times.astype("int64").to_numpy()
         stamps = [
             Timestamp(seconds=int(n // 1_000_000_000), nanos=int(n % 1_000_000_000)).SerializeToString() for n in nanos
         ]
-        for view in self.views:
-            keys = self._keys(view.join_key, rows[view.join_key].astype(str).tolist())
-            with self.redis.pipeline(transaction=False) as pipe:
-                for key in keys:
-                    pipe.hget(key, view.ts_field)
-                stored = np.array([_timestamp_nanos(blob) for blob in pipe.execute()], dtype=np.int64)
-            write = nanos >= stored  # a stored row that is strictly newer stays
-            if not write.any():
-                continue
-            encoded = [(field, _encode_column(rows[name], kind)) for name, field, kind in view.features]
-            with self.redis.pipeline(transaction=False) as pipe:
-                for i in np.flatnonzero(write):
-                    mapping = {view.ts_field: stamps[i]}
-                    for field, values in encoded:
-                        mapping[field] = values[i]
-                    pipe.hset(keys[i], mapping=mapping)
-                    if self.ttl_s:
-                        pipe.expire(keys[i], self.ttl_s)
-                pipe.execute()
+        keys = self._keys(self.join_key, rows[self.join_key].astype(str).tolist())
+        ts_fields = [view.ts_field for view in self.views]
+        with self.redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hmget(key, ts_fields)
+            stored = np.array([[_timestamp_nanos(b) for b in reply] for reply in pipe.execute()], dtype=np.int64)
+        write = nanos[:, None] >= stored  # per view: a stored row that is strictly newer stays
+        if not write.any():
+            return
+        encoded = [
+            [(field, _encode_column(rows[name], kind)) for name, field, kind in view.features] for view in self.views
+        ]
+        with self.redis.pipeline(transaction=False) as pipe:
+            for i in np.flatnonzero(write.any(axis=1)):
+                mapping = {}
+                for v, view in enumerate(self.views):
+                    if write[i, v]:
+                        mapping[view.ts_field] = stamps[i]
+                        for field, values in encoded[v]:
+                            mapping[field] = values[i]
+                pipe.hset(keys[i], mapping=mapping)
+                if self.ttl_s:
+                    pipe.expire(keys[i], self.ttl_s)
+            pipe.execute()

@@ -12,11 +12,12 @@ import redis
 from feature_repo import FEAST_OBJECTS
 from propensity.contract import validate_events
 from propensity.feature_store import FEATURE_REPO_DIR, open_feature_store
-from propensity.features.batch import session_prefix_features, user_daily_aggregates
+from propensity.features.batch import session_fold_states, session_prefix_features, user_daily_aggregates
 from propensity.features.definitions import (
     FEATURE_SERVICE_NAME,
     SESSION_FEATURE_NAMES,
     SESSION_FEATURE_VIEW,
+    SESSION_FOLD_STATE_VIEW,
     USER_FEATURE_NAMES,
     USER_FEATURE_VIEW,
 )
@@ -44,13 +45,15 @@ def feature_lake(spark, propensity_home):
 
 
 def build_feature_lake(spark) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Write user_daily_aggregates and session_prefix_features for simulated traffic; return them as pandas."""
+    """Write user_daily_aggregates, session_prefix_features and session_fold_state for simulated traffic; return the
+    first two as pandas."""
     events = validate_events(simulate_traffic(n_users=120, days=4, seed=3).events).valid
     session_events = to_spark(spark, events)
     users = user_daily_aggregates(session_events, summarise_sessions(session_events))
     sessions = session_prefix_features(session_events)
     users.write.mode("overwrite").parquet(str(table_dir("user_daily_aggregates")))
     sessions.write.mode("overwrite").parquet(str(table_dir("session_prefix_features")))
+    session_fold_states(session_events).write.mode("overwrite").parquet(str(table_dir(SESSION_FOLD_STATE_VIEW)))
     users_pd = _naive_to_utc(pd.read_parquet(table_dir("user_daily_aggregates")), "feature_timestamp")
     sessions_pd = _naive_to_utc(pd.read_parquet(table_dir("session_prefix_features")), "event_timestamp")
     return users_pd, sessions_pd

@@ -143,3 +143,30 @@ def test_redis_down_raises_online_store_unavailable(materialised):
         reader.read("u1", "s1")
     with pytest.raises(OnlineStoreUnavailable):
         reader.read_many([("u1", "s1"), ("u2", "s2")])
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_fold_states_read_with_the_features_are_the_folds_own(materialised, profile):
+    """The Spark table of fold states, materialised into the store, read in the same round trip: each session's is
+    the state the pandas fold ends the session with (SessionState), stamped as the session's newest row."""
+    from propensity.contract import validate_events
+    from propensity.features.session import fold_session_events
+    from propensity.sources.simulator import simulate_traffic
+
+    users, sessions = materialised
+    events = validate_events(simulate_traffic(n_users=120, days=4, seed=3).events).valid
+    _, states = fold_session_events(events.sort_values(["session_id", "event_time", "event_id"], kind="stable"))
+    _, reader = _open(profile)
+    known = sessions[["user_id", "session_id"]].drop_duplicates()
+    pairs = list(known.itertuples(index=False, name=None)) + [("no-such-user", "no-such-session")]
+    read = reader.read_many(pairs, with_fold_state=True)
+    assert len(states) == len(known) > 100
+    for (_, session_id), row in zip(pairs[:-1], read):
+        state = states[session_id]
+        assert row.fold_state is not None, session_id
+        assert row.fold_state.product_ids == state.products
+        assert row.fold_state.category_ids == state.categories
+        assert row.fold_state.last_event_ids == state.last_event_ids and state.last_event_ids
+    assert read[-1].fold_state is None
+    assert all(row.fold_state is None for row in reader.read_many(pairs))  # only when asked for
+    reader.close()

@@ -8,9 +8,12 @@ from feature_repo import FEAST_OBJECTS
 from propensity.contract import EVENT_TIME_DTYPE
 from propensity.feature_store import open_feature_store
 from propensity.features.definitions import (
+    FOLD_STATE_FIELDS,
     SESSION_FEATURE_NAMES,
     SESSION_FEATURE_VIEW,
     SESSION_FEATURES,
+    SESSION_FOLD_STATE_PUSH_SOURCE,
+    SESSION_FOLD_STATE_VIEW,
     SESSION_PUSH_SOURCE,
 )
 from propensity.streaming.redis_writer import RedisPushWriter
@@ -79,6 +82,32 @@ def test_writes_the_bytes_feast_push_writes(store):
     assert read["session_events"].tolist() == rows["session_events"].tolist()
     assert np.allclose(read["session_duration_s"], rows["session_duration_s"])
     assert np.isnan(read.loc[3, "session_cart_value"])
+
+
+def test_features_and_fold_state_in_one_write_are_the_bytes_of_two_feast_pushes(store):
+    import redis
+    from feast.data_source import PushMode
+
+    client = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
+    rows = _rows(50, seed=4)
+    rows["event_timestamp"] = rows["event_timestamp"].astype(EVENT_TIME_DTYPE)
+    for i, name in enumerate(FOLD_STATE_FIELDS):
+        rows[name] = [sorted({f"{name[8]}{(j * 7 + k) % 13}" for k in range(j % 4 + i)}) for j in range(len(rows))]
+    keys = ["session_id", "user_id", "event_timestamp"]
+    store.push(SESSION_PUSH_SOURCE, rows[[*keys, *SESSION_FEATURE_NAMES]], to=PushMode.ONLINE)
+    store.push(SESSION_FOLD_STATE_PUSH_SOURCE, rows[[*keys, *FOLD_STATE_FIELDS]], to=PushMode.ONLINE)
+    by_feast = _dump(client)
+    for key in by_feast:
+        client.delete(key)
+
+    RedisPushWriter(store, [SESSION_PUSH_SOURCE, SESSION_FOLD_STATE_PUSH_SOURCE]).write(rows)
+    assert _dump(client) == by_feast
+    read = store.get_online_features(
+        features=[f"{SESSION_FOLD_STATE_VIEW}:{name}" for name in FOLD_STATE_FIELDS],
+        entity_rows=[{"session_id": s} for s in rows["session_id"]],
+    ).to_df()
+    for name in FOLD_STATE_FIELDS:
+        assert [list(v) if v is not None else [] for v in read[name]] == rows[name].tolist()
 
 
 def test_a_stored_newer_row_stays_and_an_equal_instant_is_overwritten(store):

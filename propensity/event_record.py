@@ -1,0 +1,151 @@
+"""Event contract v1, one event at a time, in plain Python: the fields and their rules, and a validator for a single
+JSON event as the scoring request carries it (`serving.contract`).
+
+`propensity.contract` holds the same rules as a pandera schema for frames (the lake's gate, the stream's micro-batches)
+and takes its field list and event types from here, so there is one list of each. The rules agree value for value:
+`tests/unit/test_event_record.py` runs both validators over the same records and compares their verdicts. No pandas
+here: the scoring container validates a request's events in microseconds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+CONTRACT_VERSION = "v1"
+
+EVENT_TYPES = (
+    "page_view",
+    "product_view",
+    "search",
+    "add_to_cart",
+    "remove_from_cart",
+    "favourite",
+    "checkout_start",
+    "purchase",
+)
+
+EVENT_COLUMNS = (
+    "event_id",
+    "event_time",
+    "user_id",
+    "session_id",
+    "event_type",
+    "product_id",
+    "category_id",
+    "price",
+    "quantity",
+    "source",
+)
+REQUIRED_FIELDS = ("event_id", "event_time", "user_id", "event_type", "source")  # the rest may be null or absent
+ID_FIELDS = ("event_id", "user_id", "session_id", "product_id", "category_id")
+_EVENT_TYPE_SET = frozenset(EVENT_TYPES)
+_COLUMN_SET = frozenset(EVENT_COLUMNS)
+
+
+class InvalidEvent(ValueError):
+    """An event that breaks the contract; the message names the field and the rule."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """One valid contract-v1 event (`event_time` in UTC, microseconds; `quantity` defaults to 1)."""
+
+    event_id: str
+    event_time: datetime
+    user_id: str
+    session_id: str | None
+    event_type: str
+    product_id: str | None
+    category_id: str | None
+    price: float | None
+    quantity: int
+    source: str
+
+
+def _identifier(value, field: str) -> str | None:
+    """Ids are strings in the contract; numbers become strings as the frame validator makes them (1.0 -> "1").
+    A boolean, array or object is refused (the frame validator would store its text)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float) and math.isfinite(value):
+        return str(int(value)) if value.is_integer() else str(value)
+    raise InvalidEvent(f"{field}: not an id ({_short(value)})")
+
+
+def _short(value) -> str:
+    return f"a {type(value).__name__}" if isinstance(value, (dict, list, tuple)) else repr(value)[:40]
+
+
+def _event_time(value) -> datetime:
+    if not isinstance(value, str):
+        raise InvalidEvent(f"event_time: unparseable timestamp ({value!r}); send ISO 8601, e.g. 2026-12-08T10:15:02Z")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidEvent(f"event_time: unparseable timestamp ({value[:40]!r})") from None
+    # A time without an offset is UTC, as the frame validator reads it.
+    return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
+
+
+def _number(value, field: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise InvalidEvent(f"{field}: not a number ({_short(value)})")
+    try:
+        number = float(value)
+    except ValueError:
+        raise InvalidEvent(f"{field}: not a number ({value[:40]!r})") from None
+    if math.isnan(number):
+        return None  # the frame validator reads NaN as missing
+    if math.isinf(number):
+        raise InvalidEvent(f"{field}: not a finite number ({value!r})")
+    return number
+
+
+def validate_event(record) -> EventRecord:
+    """One JSON event -> `EventRecord`, or `InvalidEvent` with the first rule it breaks."""
+    if not isinstance(record, dict):
+        raise InvalidEvent(f"an event is an object with the contract's fields, got a {type(record).__name__}")
+    unknown = sorted(set(record) - _COLUMN_SET)
+    if unknown:
+        raise InvalidEvent(f"unknown field(s) {unknown}: contract {CONTRACT_VERSION} has {list(EVENT_COLUMNS)}")
+    for field in REQUIRED_FIELDS:
+        if record.get(field) is None:
+            raise InvalidEvent(f"{field}: missing value")
+    ids = {field: _identifier(record.get(field), field) for field in ID_FIELDS}
+    for field in ("event_id", "user_id"):
+        if not ids[field]:
+            raise InvalidEvent(f"{field}: must be a non-empty string")
+    source = _identifier(record["source"], "source")
+    if not source:
+        raise InvalidEvent("source: must be a non-empty string")
+    event_type = record["event_type"]
+    if event_type not in _EVENT_TYPE_SET:
+        raise InvalidEvent(f"event_type: not one of the contract's values {list(EVENT_TYPES)} ({_short(event_type)})")
+    price = _number(record.get("price"), "price")
+    if price is not None and price < 0:
+        raise InvalidEvent(f"price: must be >= 0 ({price!r})")
+    quantity = _number(record.get("quantity"), "quantity")
+    if quantity is None:
+        quantity = 1.0
+    if not quantity.is_integer():
+        raise InvalidEvent(f"quantity: not a whole number ({record.get('quantity')!r})")
+    if quantity < 1:
+        raise InvalidEvent(f"quantity: must be >= 1 ({int(quantity)})")
+    return EventRecord(
+        event_id=ids["event_id"],
+        event_time=_event_time(record["event_time"]),
+        user_id=ids["user_id"],
+        session_id=ids["session_id"],
+        event_type=event_type,
+        product_id=ids["product_id"],
+        category_id=ids["category_id"],
+        price=price,
+        quantity=int(quantity),
+        source=source,
+    )
