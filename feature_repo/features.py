@@ -6,7 +6,8 @@ from feast.types import Array, Float64, Int64, String
 from feature_repo.data_sources import session_activity_push, session_fold_state_push, user_daily_aggregates_source
 from feature_repo.entities import session, user
 from propensity.features.definitions import (
-    FOLD_STATE_FIELDS,
+    FOLD_STATE_ID_FIELDS,
+    FOLD_STATE_TIME_FIELD,
     SESSION_FEATURE_VIEW,
     SESSION_FEATURES,
     SESSION_FOLD_STATE_VIEW,
@@ -48,7 +49,8 @@ session_fold_state = FeatureView(
     name=SESSION_FOLD_STATE_VIEW,
     entities=[session],
     ttl=timedelta(hours=12),
-    schema=[Field(name=name, dtype=Array(String)) for name in FOLD_STATE_FIELDS],
+    schema=[Field(name=name, dtype=Array(String)) for name in FOLD_STATE_ID_FIELDS]
+    + [Field(name=FOLD_STATE_TIME_FIELD, dtype=Int64)],
     source=session_fold_state_push,
     online=True,
     description="what the session's newest decision point has folded: its products, categories and events",

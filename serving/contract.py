@@ -2,12 +2,18 @@
 
 Request: one object or a batch
     {"session_id": "s1", "user_id": "u1"}
+    {"session_id": "s1", "user_id": "u1", "events": [{contract-v1 event}, ...]}
     {"instances": [{"session_id": "s1", "user_id": "u1"}, ...]}
+  `events` (optional): the session's latest events as the storefront has them; each must pass event contract v1
+  (`propensity.event_record`) and belong to the instance's user and session. The scorer folds those the online row
+  does not reflect yet (`propensity.features.request_fold`).
 Response: {"predictions": [{"session_id", "user_id", "propensity", "model_version", "variant",
            "feature_age_s": {view: seconds or null}, "fallback": bool, "fallback_reason": str or null,
            "features": {feature: value or null, in MODEL_FEATURE_NAMES order},
            "decision": {"treated": bool, "holdout": bool, "offer": str or null,
-                        "treatment_probability": float}}, ...]}
+                        "treatment_probability": float},
+           "request_events": {"folded": [event_id, ...], "ignored": [{"event_id", "reason"}, ...],
+                              "not_folded_reason": str or null}  (only when the instance sent `events`)}, ...]}
           (a single request gets the one prediction object; `serving.decision` explains the decision)
 
 Validation is by hand, in one pass over the parsed body: a schema library per request would cost more than the
@@ -19,12 +25,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from propensity.event_record import EventRecord, InvalidEvent, validate_event
+
 MAX_BATCH = 100
 MAX_BODY_BYTES = 256 * 1024
 MAX_ID_LENGTH = 256
+MAX_REQUEST_EVENTS = 20  # per instance: "the last few" events of the session
 ID_FIELDS = ("session_id", "user_id")
+EVENTS_FIELD = "events"
 BATCH_FIELD = "instances"
-INSTANCE_FIELDS = frozenset(ID_FIELDS)
+INSTANCE_FIELDS = frozenset((*ID_FIELDS, EVENTS_FIELD))
 REQUEST_FIELDS = frozenset({BATCH_FIELD})
 # SageMaker's header that sends a request to one production variant (the local runtime's router honours it too).
 TARGET_VARIANT_HEADER = "X-Amzn-SageMaker-Target-Variant"
@@ -43,6 +53,7 @@ class BadRequest(ValueError):
 class ScoringRequest:
     session_id: str
     user_id: str
+    events: tuple[EventRecord, ...] | None = None  # None: the request sent no `events` field
 
 
 def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
@@ -101,17 +112,54 @@ def _instance(value, where: str) -> ScoringRequest:
             raise BadRequest(422, f"{where}.{field} must be a non-empty string, got {_describe(item)}")
         if len(item) > MAX_ID_LENGTH:
             raise BadRequest(422, f"{where}.{field} is longer than {MAX_ID_LENGTH} characters")
-        if not item.isascii():
-            # JSON's \ud800 escape yields a lone surrogate, which the online store's key encoding cannot write.
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError as error:
+        # JSON's \ud800 escape yields a lone surrogate, which the online store's key encoding cannot write.
+        _whole_characters(item, f"{where}.{field}")
+    if EVENTS_FIELD not in value:
+        return ScoringRequest(session_id=value["session_id"], user_id=value["user_id"])
+    return ScoringRequest(
+        session_id=value["session_id"],
+        user_id=value["user_id"],
+        events=_events(value[EVENTS_FIELD], value["session_id"], value["user_id"], f"{where}.{EVENTS_FIELD}"),
+    )
+
+
+def _whole_characters(text: str, where: str) -> None:
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise BadRequest(
+            422,
+            f"{where} cannot be encoded as UTF-8: it holds a lone surrogate "
+            f"(\\u{ord(text[error.start]):04x} at character {error.start}); send whole characters",
+        ) from None
+
+
+def _events(value, session_id: str, user_id: str, where: str) -> tuple[EventRecord, ...]:
+    if not isinstance(value, list):
+        raise BadRequest(422, f"{where} must be an array of contract-v1 events, got {_describe(value)}")
+    if len(value) > MAX_REQUEST_EVENTS:
+        raise BadRequest(
+            413, f"{where} holds {len(value)} events: send at most the session's last {MAX_REQUEST_EVENTS}"
+        )
+    events = []
+    for j, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise BadRequest(422, f"{where}[{j}] must be an object (a contract-v1 event), got {_describe(item)}")
+        # An event of the instance's session: its user and session are the instance's, given or not.
+        for field, own in (("user_id", user_id), ("session_id", session_id)):
+            if item.get(field) not in (None, own):
                 raise BadRequest(
-                    422,
-                    f"{where}.{field} cannot be encoded as UTF-8: it holds a lone surrogate "
-                    f"(\\u{ord(item[error.start]):04x} at character {error.start}); send whole characters",
-                ) from None
-    return ScoringRequest(session_id=value["session_id"], user_id=value["user_id"])
+                    422, f"{where}[{j}].{field} {_describe(item[field])} is not the instance's {field} {own!r}"
+                )
+        try:
+            event = validate_event({**item, "user_id": user_id, "session_id": session_id})
+        except InvalidEvent as error:
+            raise BadRequest(422, f"{where}[{j}]: {error}") from None
+        _whole_characters(event.event_id, f"{where}[{j}].event_id")  # it is echoed in the response
+        events.append(event)
+    return tuple(events)
 
 
 def _parse_json(body: bytes):

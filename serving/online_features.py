@@ -29,7 +29,7 @@ import math
 import sqlite3
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Sequence
 
@@ -68,6 +68,7 @@ class FoldState:
     product_ids: frozenset[str]
     category_ids: frozenset[str]
     last_event_ids: frozenset[str]
+    decision_time: datetime  # exact (the store's own row timestamp may keep seconds only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +108,17 @@ def _decode_ids(blob: bytes | None) -> frozenset[str]:
     if not blob:
         return frozenset()
     return frozenset(ValueProto.FromString(blob).string_list_val.val)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _decode_fold_state(blobs: tuple) -> FoldState | None:
+    *ids, time_blob = blobs
+    if not time_blob:
+        return None
+    micros = ValueProto.FromString(time_blob).int64_val
+    return FoldState(*(_decode_ids(b) for b in ids), decision_time=_EPOCH + timedelta(microseconds=micros))
 
 
 class OnlineFeatureReader:
@@ -294,7 +306,7 @@ class OnlineFeatureReader:
             if len(views) > n_views and self._session_view is not None:
                 row = rows[n_views][key_index[n_views][i]]
                 if row is not None and row[1] == stamps.get(self._views[self._session_view].name):
-                    state = FoldState(*(_decode_ids(blob) for blob in row[0]))
+                    state = _decode_fold_state(row[0])
             results.append(OnlineFeatures(matrix[i], stamps, tuple(missing), state))
         return results
 

@@ -11,13 +11,17 @@ from __future__ import annotations
 import functools
 import json
 
+from propensity.event_record import EVENT_TYPES
 from propensity.features.definitions import MODEL_FEATURE_NAMES
+from propensity.features.request_fold import ALREADY_ONLINE, NOT_NEWER, REPEATED
 from serving.contract import (
     BATCH_FIELD,
+    EVENTS_FIELD,
     ID_FIELDS,
     MAX_BATCH,
     MAX_BODY_BYTES,
     MAX_ID_LENGTH,
+    MAX_REQUEST_EVENTS,
     TARGET_VARIANT_HEADER,
 )
 
@@ -48,7 +52,40 @@ def openapi_document() -> dict:
             "type": "object",
             "description": "One decision point to score.",
             "required": list(ID_FIELDS),
-            "properties": ids,
+            "properties": {
+                **ids,
+                EVENTS_FIELD: {
+                    "type": "array",
+                    "maxItems": MAX_REQUEST_EVENTS,
+                    "items": {"$ref": "#/components/schemas/Event"},
+                    "description": f"Optional: the session's latest events (at most {MAX_REQUEST_EVENTS}), as the "
+                    "storefront has them. Those the online store does not reflect yet are folded onto the session's "
+                    "online row before scoring, with the stream's own feature semantics; the others are ignored. "
+                    "`request_events` in the answer says which is which.",
+                },
+            },
+            "additionalProperties": False,
+        },
+        "Event": {
+            "type": "object",
+            "description": "A storefront event of the instance's session, event contract v1 "
+            "(`propensity.event_record`). Its `user_id` and `session_id` are the instance's: they may be left out, "
+            "and when given must equal them. Ids may also be sent as whole numbers.",
+            "required": ["event_id", "event_time", "event_type", "source"],
+            "properties": {
+                "event_id": {"type": "string", "minLength": 1, "description": "Unique per event (idempotency key)."},
+                "event_time": {
+                    "type": "string",
+                    "format": "date-time",
+                    "description": "ISO 8601; UTC when it has no offset.",
+                },
+                "event_type": {"type": "string", "enum": list(EVENT_TYPES)},
+                "product_id": {"type": "string", "nullable": True},
+                "category_id": {"type": "string", "nullable": True},
+                "price": {"type": "number", "minimum": 0, "nullable": True},
+                "quantity": {"type": "integer", "minimum": 1, "nullable": True, "description": "1 when null."},
+                "source": {"type": "string", "minLength": 1, "description": "Which client produced it."},
+            },
             "additionalProperties": False,
         },
         "Batch": {
@@ -109,6 +146,39 @@ def openapi_document() -> dict:
                     "additionalProperties": False,
                 },
                 "decision": {"$ref": "#/components/schemas/Decision"},
+                "request_events": {"$ref": "#/components/schemas/RequestEvents"},
+            },
+            "additionalProperties": False,
+        },
+        "RequestEvents": {
+            "type": "object",
+            "description": "Present when the instance sent `events`: what became of them.",
+            "required": ["folded", "ignored", "not_folded_reason"],
+            "properties": {
+                "folded": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "Event ids folded onto the online row before scoring, in fold order.",
+                },
+                "ignored": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["event_id", "reason"],
+                        "properties": {
+                            "event_id": {"type": "string"},
+                            "reason": {"type": "string", "enum": [ALREADY_ONLINE, NOT_NEWER, REPEATED]},
+                        },
+                        "additionalProperties": False,
+                    },
+                    "description": "Events the online row already reflects, or repeated in the request.",
+                },
+                "not_folded_reason": {
+                    "type": "string",
+                    "nullable": True,
+                    "description": "Why no event could be folded (the online store unavailable, or its row without "
+                    "a fold state); null otherwise.",
+                },
             },
             "additionalProperties": False,
         },
@@ -166,13 +236,14 @@ def openapi_document() -> dict:
         "PayloadTooLarge": _error_response(
             f"The body is over {MAX_BODY_BYTES} bytes (refused on its Content-Length before it is read, or as soon "
             f"as a chunked body passes the limit; the connection is then closed) or the batch has more than "
-            f"{MAX_BATCH} instances."
+            f"{MAX_BATCH} instances, or an instance more than {MAX_REQUEST_EVENTS} events."
         ),
         "UnsupportedMediaType": _error_response("The Content-Type is not application/json."),
         "UnprocessableEntity": _error_response(
             "Valid JSON of the wrong shape: not an object, a missing or unknown field, an id that is not a "
-            f"non-empty string of at most {MAX_ID_LENGTH} characters or not encodable as UTF-8, or "
-            f"`{BATCH_FIELD}` not a non-empty list of objects."
+            f"non-empty string of at most {MAX_ID_LENGTH} characters or not encodable as UTF-8, "
+            f"`{BATCH_FIELD}` not a non-empty list of objects, or an event that breaks event contract v1 or belongs "
+            "to another user or session."
         ),
         "ServerError": _error_response("Scoring failed unexpectedly; the server stays up."),
         "Unavailable": _error_response("The endpoint runtime's router has no variant deployed."),
@@ -208,6 +279,24 @@ def openapi_document() -> dict:
                         },
                         "examples": {
                             "single": {"value": {"session_id": "s1", "user_id": "u1"}},
+                            "with_events": {
+                                "value": {
+                                    "session_id": "s1",
+                                    "user_id": "u1",
+                                    EVENTS_FIELD: [
+                                        {
+                                            "event_id": "e41",
+                                            "event_time": "2026-12-08T10:15:02.250Z",
+                                            "event_type": "add_to_cart",
+                                            "product_id": "p7",
+                                            "category_id": "c2",
+                                            "price": 19.9,
+                                            "quantity": 1,
+                                            "source": "storefront",
+                                        }
+                                    ],
+                                }
+                            },
                             "batch": {
                                 "value": {
                                     BATCH_FIELD: [

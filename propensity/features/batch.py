@@ -8,7 +8,13 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from propensity.contract import EVENT_COLUMNS, EVENT_TIME_DTYPE
-from propensity.features.definitions import FOLD_STATE_FIELDS, SESSION_FEATURES, USER_FEATURES, USER_WINDOWS_DAYS
+from propensity.features.definitions import (
+    FOLD_STATE_ID_FIELDS,
+    FOLD_STATE_TIME_FIELD,
+    SESSION_FEATURES,
+    USER_FEATURES,
+    USER_WINDOWS_DAYS,
+)
 from propensity.features.session import FEATURE_ROW_KEYS, fold_sorted_batches
 
 USER_AGGREGATE_KEYS = ("user_id", "as_of_date", "feature_timestamp")
@@ -140,10 +146,10 @@ def session_prefix_features(session_events: DataFrame, partitions: int | None = 
 def session_fold_states(session_events: DataFrame) -> DataFrame:
     """Each session's fold state after its newest decision point, for the `session_fold_state` view: the distinct
     products and categories, and the events at that point's timestamp (`SessionState.products`, `.categories`,
-    `.last_event_ids`), as sorted arrays, stamped with that point's time as its features are."""
+    `.last_event_ids`), as sorted arrays, and that point's time in microseconds; stamped with it as its features are."""
     newest = session_events.groupBy("session_id").agg(F.max("event_time").alias("event_timestamp"))
     at_newest = F.when(F.col("event_time") == F.col("event_timestamp"), F.col("event_id"))
-    product_ids, category_ids, last_event_ids = FOLD_STATE_FIELDS
+    product_ids, category_ids, last_event_ids = FOLD_STATE_ID_FIELDS
     return (
         session_events.join(newest, "session_id")
         .groupBy("session_id", "event_timestamp")
@@ -152,4 +158,5 @@ def session_fold_states(session_events: DataFrame) -> DataFrame:
             F.array_sort(F.collect_set("category_id")).alias(category_ids),
             F.array_sort(F.collect_set(at_newest)).alias(last_event_ids),
         )
+        .withColumn(FOLD_STATE_TIME_FIELD, F.unix_micros("event_timestamp"))
     )

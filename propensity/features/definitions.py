@@ -18,11 +18,14 @@ SESSION_PUSH_SOURCE = "session_activity_push"
 # onto the online row with it (propensity.features.request_fold). Not a model input; not in the feature service.
 SESSION_FOLD_STATE_VIEW = "session_fold_state"
 SESSION_FOLD_STATE_PUSH_SOURCE = "session_fold_state_push"
-FOLD_STATE_FIELDS = (
+FOLD_STATE_ID_FIELDS = (
     "session_product_ids",  # distinct products of the session so far
     "session_category_ids",  # distinct categories of the session so far
     "session_last_event_ids",  # the events at the decision point's timestamp
 )
+# The decision point's time in microseconds since the epoch: exact where the online store keeps only seconds (SQLite).
+FOLD_STATE_TIME_FIELD = "session_decision_time_us"
+FOLD_STATE_FIELDS = (*FOLD_STATE_ID_FIELDS, FOLD_STATE_TIME_FIELD)
 
 SESSION_GAP_MINUTES = 30  # inactivity gap that ends a session where the source has no session id
 USER_WINDOWS_DAYS = (1, 7, 30)
@@ -54,6 +57,18 @@ SESSION_FEATURES: tuple[Feature, ...] = (
     Feature("session_hour_utc", "int64", "hour of day of the decision point (UTC)"),
     Feature("session_weekday", "int64", "weekday of the decision point (Monday=0, UTC)"),
 )
+
+
+# The in-session counters that count one event type each (the fold's; "purchases" labels, it is not a feature).
+EVENT_TYPE_COUNTERS = {
+    "session_product_views": "product_view",
+    "session_searches": "search",
+    "session_favourites": "favourite",
+    "session_cart_adds": "add_to_cart",
+    "session_cart_removes": "remove_from_cart",
+    "session_checkout_starts": "checkout_start",
+    "purchases": "purchase",
+}
 
 
 # No user feature grows with the calendar. A shopper's tenure grows a day a day, and recency over all history is

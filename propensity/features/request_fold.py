@@ -20,13 +20,13 @@ on real Taobao and Diginetica sessions and on the simulator, cut at every kind o
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from propensity.event_record import EventRecord
-from propensity.features.definitions import SESSION_FEATURE_NAMES
-from propensity.features.session import EVENT_TYPE_COUNTERS
+from propensity.features.definitions import EVENT_TYPE_COUNTERS, SESSION_FEATURE_NAMES
 
 _INDEX = {name: i for i, name in enumerate(SESSION_FEATURE_NAMES)}
 _COUNTED = {event_type: _INDEX[name] for name, event_type in EVENT_TYPE_COUNTERS.items() if name in _INDEX}
@@ -75,8 +75,9 @@ def _kahan_sum(values: list[float]) -> float:
 
 
 def _round6(value: float) -> float:
-    """numpy's round(value, 6): scale, round half to even, unscale."""
-    return round(value * 1e6) / 1e6
+    """numpy's round(value, 6): scale, round half to even, unscale (what overflows is infinite, as in numpy)."""
+    scaled = value * 1e6
+    return round(scaled) / 1e6 if math.isfinite(scaled) else scaled
 
 
 def fold_request_events(online: OnlineSession | None, events: Sequence[EventRecord]) -> RequestFold:

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from propensity.contract import EVENT_TIME_DTYPE
-from propensity.features.definitions import SESSION_FEATURE_NAMES, SESSION_FEATURES
+from propensity.features.definitions import EVENT_TYPE_COUNTERS, SESSION_FEATURE_NAMES, SESSION_FEATURES
 
 # Counters kept in the state, each the running sum of one per-event increment.
 _COUNTERS = (
@@ -32,15 +32,6 @@ _COUNTERS = (
     "session_checkout_starts",
     "purchases",
 )
-EVENT_TYPE_COUNTERS = {
-    "session_product_views": "product_view",
-    "session_searches": "search",
-    "session_favourites": "favourite",
-    "session_cart_adds": "add_to_cart",
-    "session_cart_removes": "remove_from_cart",
-    "session_checkout_starts": "checkout_start",
-    "purchases": "purchase",
-}
 
 # Columns of a feature row besides the features: keys, timestamp, and what issue-3 labelling needs.
 FEATURE_ROW_KEYS = ("session_id", "user_id", "event_timestamp", "decision_event_id", "purchases_so_far")

@@ -37,7 +37,12 @@ from pathlib import Path
 import pandas as pd
 
 from propensity.contract import EVENT_COLUMNS, EVENT_TIME_DTYPE, events_to_arrow, validate_events
-from propensity.features.definitions import FOLD_STATE_FIELDS, SESSION_FEATURE_NAMES, SESSION_GAP_MINUTES
+from propensity.features.definitions import (
+    FOLD_STATE_ID_FIELDS,
+    FOLD_STATE_TIME_FIELD,
+    SESSION_FEATURE_NAMES,
+    SESSION_GAP_MINUTES,
+)
 from propensity.features.session import SessionState, fold_session_events, held
 from propensity.paths import write_text_atomic
 from propensity.sources.contract_files import contract_json_lines
@@ -223,10 +228,11 @@ def online_rows(newest: pd.DataFrame, states: dict[str, SessionState]) -> pd.Dat
     """Each session's newest feature row with its fold state (sorted lists, as the batch table holds them)."""
     rows = newest[["session_id", "user_id", "event_timestamp", *SESSION_FEATURE_NAMES]].reset_index(drop=True)
     folded = [states[sid] for sid in rows["session_id"]]
-    product_ids, category_ids, last_event_ids = FOLD_STATE_FIELDS
+    product_ids, category_ids, last_event_ids = FOLD_STATE_ID_FIELDS
     rows[product_ids] = [sorted(s.products) for s in folded]
     rows[category_ids] = [sorted(s.categories) for s in folded]
     rows[last_event_ids] = [sorted(s.last_event_ids) for s in folded]
+    rows[FOLD_STATE_TIME_FIELD] = rows["event_timestamp"].astype(EVENT_TIME_DTYPE).astype("int64")
     return rows
 
 

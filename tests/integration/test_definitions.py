@@ -61,7 +61,8 @@ def test_asset_graph_names_the_spine_assets_and_checks():
     }
     assert parents["raw_events"] == {"source_events"}
     assert parents["session_prefix_features"] == {"session_events"}
-    assert parents["feast_registry"] == {"user_daily_aggregates", "session_prefix_features"}
+    assert parents["session_fold_state"] == {"session_events"}
+    assert parents["feast_registry"] == {"user_daily_aggregates", "session_prefix_features", "session_fold_state"}
     assert parents["online_features"] == {"feast_registry"}
     assert parents["training_dataset"] == {"session_prefix_features", "sessions", "feast_registry"}
     assert parents["registered_model"] == {"model_evaluation", "offer_policy"}

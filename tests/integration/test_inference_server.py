@@ -280,3 +280,85 @@ def test_online_store_down_degrades_to_a_fallback_not_an_error(served):
         assert 0 < body["propensity"] < 1
     finally:
         server.should_exit = True
+
+
+def _event_json(row) -> dict:
+    return {
+        "event_id": row.event_id,
+        "event_time": row.event_time.isoformat(),
+        "event_type": row.event_type,
+        "product_id": None if pd.isna(row.product_id) else row.product_id,
+        "category_id": None if pd.isna(row.category_id) else row.category_id,
+        "price": None if pd.isna(row.price) else float(row.price),
+        "quantity": None if pd.isna(row.quantity) else int(row.quantity),
+        "source": row.source,
+    }
+
+
+def test_a_requests_own_events_are_folded_onto_the_online_row(served):
+    """A materialised session (the online row is its last decision point), asked with its last events again plus
+    three new ones: the new ones are folded, the others ignored, and the score is the model's on the pandas fold of
+    the whole session with the new events. A session the store has never seen is scored from its events alone."""
+    from propensity.contract import validate_events
+    from propensity.features.definitions import SESSION_FEATURE_NAMES
+    from propensity.features.session import fold_session_events
+    from propensity.sources.simulator import simulate_traffic
+
+    url, artifact, store, sessions, _ = served
+    events = validate_events(simulate_traffic(n_users=120, days=4, seed=3).events).valid
+    sizes = events.groupby("session_id").size()
+    session_id = sizes[sizes >= 4].index[0]
+    mine = events[events["session_id"] == session_id].sort_values(["event_time", "event_id"])
+    user_id = mine["user_id"].iloc[0]
+    last = mine.iloc[-1]
+    new = pd.DataFrame(
+        [
+            {**last.to_dict(), "event_id": f"new-{i}", "event_type": kind, "event_time": last["event_time"] + gap}
+            for i, (kind, gap) in enumerate(
+                [
+                    ("add_to_cart", pd.Timedelta(0)),
+                    ("product_view", pd.Timedelta(seconds=7)),
+                    ("search", pd.Timedelta(seconds=7)),
+                ]
+            )
+        ]
+    )
+    new.loc[1, "product_id"] = "a-product-never-seen"
+    sent = [_event_json(r) for r in pd.concat([mine.iloc[-3:], new]).itertuples(index=False)]
+    answer = requests.post(
+        f"{url}/invocations", json={"session_id": session_id, "user_id": user_id, "events": sent}, timeout=5
+    ).json()
+
+    assert answer["request_events"]["folded"] == ["new-0", "new-1", "new-2"]
+    assert [i["event_id"] for i in answer["request_events"]["ignored"]] == list(mine["event_id"].iloc[-3:])
+    assert answer["request_events"]["not_folded_reason"] is None and answer["fallback"] is False
+    everything = pd.concat([mine, new]).sort_values(["event_time", "event_id"], kind="stable").reset_index(drop=True)
+    rows, _ = fold_session_events(everything)
+    expected = rows.iloc[-1]
+    for name in SESSION_FEATURE_NAMES:
+        assert answer["features"][name] == pytest.approx(float(expected[name]), abs=1e-9), name
+    online = online_feature_frame(store, pd.DataFrame([{"user_id": user_id, "session_id": session_id}]))
+    for name in SESSION_FEATURE_NAMES:
+        online[name] = float(expected[name])
+    assert answer["propensity"] == pytest.approx(artifact.predict(online)[0], abs=1e-9)
+    assert answer["feature_age_s"]["session_activity"] == pytest.approx(
+        (pd.Timestamp.now(tz="UTC") - new["event_time"].max()).total_seconds(), abs=5
+    )
+
+    # Nothing new: the online row as it is.
+    same = requests.post(
+        f"{url}/invocations", json={"session_id": session_id, "user_id": user_id, "events": sent[:3]}, timeout=5
+    ).json()
+    plain = requests.post(f"{url}/invocations", json={"session_id": session_id, "user_id": user_id}, timeout=5).json()
+    assert same["request_events"]["folded"] == [] and same["propensity"] == plain["propensity"]
+    assert "request_events" not in plain
+
+    # A session the online store has never seen: its events are all there is.
+    fresh = [{**e, "event_id": f"f{i}"} for i, e in enumerate(sent)]
+    unseen = requests.post(
+        f"{url}/invocations", json={"session_id": "a-new-session", "user_id": user_id, "events": fresh}, timeout=5
+    ).json()
+    assert unseen["request_events"]["folded"] == sorted(
+        (e["event_id"] for e in fresh), key=lambda i: (fresh[int(i[1:])]["event_time"], i)
+    )
+    assert unseen["fallback"] is False and unseen["features"]["session_events"] == len(fresh)

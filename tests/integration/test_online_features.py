@@ -167,6 +167,7 @@ def test_fold_states_read_with_the_features_are_the_folds_own(materialised, prof
         assert row.fold_state.product_ids == state.products
         assert row.fold_state.category_ids == state.categories
         assert row.fold_state.last_event_ids == state.last_event_ids and state.last_event_ids
+        assert row.fold_state.decision_time == state.last_time.to_pydatetime()
     assert read[-1].fold_state is None
     assert all(row.fold_state is None for row in reader.read_many(pairs))  # only when asked for
     reader.close()

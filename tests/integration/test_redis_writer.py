@@ -9,6 +9,8 @@ from propensity.contract import EVENT_TIME_DTYPE
 from propensity.feature_store import open_feature_store
 from propensity.features.definitions import (
     FOLD_STATE_FIELDS,
+    FOLD_STATE_ID_FIELDS,
+    FOLD_STATE_TIME_FIELD,
     SESSION_FEATURE_NAMES,
     SESSION_FEATURE_VIEW,
     SESSION_FEATURES,
@@ -91,8 +93,9 @@ def test_features_and_fold_state_in_one_write_are_the_bytes_of_two_feast_pushes(
     client = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
     rows = _rows(50, seed=4)
     rows["event_timestamp"] = rows["event_timestamp"].astype(EVENT_TIME_DTYPE)
-    for i, name in enumerate(FOLD_STATE_FIELDS):
+    for i, name in enumerate(FOLD_STATE_ID_FIELDS):
         rows[name] = [sorted({f"{name[8]}{(j * 7 + k) % 13}" for k in range(j % 4 + i)}) for j in range(len(rows))]
+    rows[FOLD_STATE_TIME_FIELD] = rows["event_timestamp"].astype("int64")
     keys = ["session_id", "user_id", "event_timestamp"]
     store.push(SESSION_PUSH_SOURCE, rows[[*keys, *SESSION_FEATURE_NAMES]], to=PushMode.ONLINE)
     store.push(SESSION_FOLD_STATE_PUSH_SOURCE, rows[[*keys, *FOLD_STATE_FIELDS]], to=PushMode.ONLINE)
@@ -106,8 +109,9 @@ def test_features_and_fold_state_in_one_write_are_the_bytes_of_two_feast_pushes(
         features=[f"{SESSION_FOLD_STATE_VIEW}:{name}" for name in FOLD_STATE_FIELDS],
         entity_rows=[{"session_id": s} for s in rows["session_id"]],
     ).to_df()
-    for name in FOLD_STATE_FIELDS:
+    for name in FOLD_STATE_ID_FIELDS:
         assert [list(v) if v is not None else [] for v in read[name]] == rows[name].tolist()
+    assert read[FOLD_STATE_TIME_FIELD].tolist() == rows[FOLD_STATE_TIME_FIELD].tolist()
 
 
 def test_a_stored_newer_row_stays_and_an_equal_instant_is_overwritten(store):

@@ -10,6 +10,7 @@ from serving.contract import (
     MAX_BATCH,
     MAX_BODY_BYTES,
     MAX_ID_LENGTH,
+    MAX_REQUEST_EVENTS,
     BadRequest,
     ScoringRequest,
     check_content_length,
@@ -26,6 +27,39 @@ def test_single_and_batch_requests_parse():
     body = json.dumps({"instances": [{"session_id": f"s{i}", "user_id": "u"} for i in range(3)]}).encode()
     batch, is_batch = parse_request(body, "application/json; charset=utf-8")
     assert [r.session_id for r in batch] == ["s0", "s1", "s2"] and is_batch
+
+
+EVENT = {"event_id": "e1", "event_time": "2026-12-08T10:15:02Z", "event_type": "add_to_cart", "source": "web"}
+
+
+def test_events_parse_into_the_instances_session():
+    body = {"session_id": "s1", "user_id": "u1", "events": [EVENT, {**EVENT, "event_id": "e2", "user_id": "u1"}]}
+    [request], _ = parse_request(json.dumps(body).encode(), None)
+    assert [e.event_id for e in request.events] == ["e1", "e2"]
+    assert {(e.user_id, e.session_id) for e in request.events} == {("u1", "s1")}
+    [no_events], _ = parse_request(b'{"session_id": "s1", "user_id": "u1"}', None)
+    [empty], _ = parse_request(b'{"session_id": "s1", "user_id": "u1", "events": []}', None)
+    assert no_events.events is None and empty.events == ()
+
+
+@pytest.mark.parametrize(
+    ("events", "status", "says"),
+    [
+        ("e1", 422, "request.events must be an array of contract-v1 events"),
+        ([1], 422, "request.events[0] must be an object"),
+        ([{**EVENT, "event_type": "view"}], 422, "request.events[0]: event_type: not one of the contract's values"),
+        ([EVENT, {**EVENT, "price": -2}], 422, "request.events[1]: price: must be >= 0"),
+        ([{**EVENT, "user_id": "u2"}], 422, "request.events[0].user_id \"u2\" is not the instance's user_id 'u1'"),
+        ([{**EVENT, "session_id": "s9"}], 422, 'request.events[0].session_id "s9" is not the instance\'s'),
+        ([{**EVENT, "event_id": "\ud800"}], 422, "request.events[0].event_id cannot be encoded as UTF-8"),
+        ([EVENT] * (MAX_REQUEST_EVENTS + 1), 413, f"send at most the session's last {MAX_REQUEST_EVENTS}"),
+    ],
+)
+def test_a_bad_event_is_a_client_error_naming_it(events, status, says):
+    body = json.dumps({"session_id": "s1", "user_id": "u1", "events": events}).encode()
+    with pytest.raises(BadRequest) as refused:
+        parse_request(body, None)
+    assert refused.value.status == status and says in refused.value.message, refused.value.message
 
 
 @pytest.mark.parametrize(
