@@ -17,8 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
+import sqlite3
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -30,7 +33,12 @@ from propensity.settings import PROFILES, Settings
 from propensity.settings import settings as current_settings
 from propensity.spark import spark_config, streaming_config
 from propensity.streaming.kafka import dead_letter_producer, spark_source_options
-from propensity.streaming.processor import ALLOWED_LATENESS, SessionStreamProcessor
+from propensity.streaming.processor import (
+    ALLOWED_LATENESS,
+    Abandoned,
+    OnlineStoreUnreachable,
+    SessionStreamProcessor,
+)
 
 LOG = logging.getLogger("propensity.streaming")
 ARCHIVE_TABLE = "stream_events"
@@ -85,14 +93,21 @@ def online_writer(profile: str, settings: Settings | None = None):
     keys = ["session_id", "user_id", "event_timestamp"]
 
     def write(rows: pd.DataFrame) -> None:
-        store.push(SESSION_PUSH_SOURCE, rows[[*keys, *SESSION_FEATURE_NAMES]], to=PushMode.ONLINE)
-        store.push(SESSION_FOLD_STATE_PUSH_SOURCE, rows[[*keys, *FOLD_STATE_FIELDS]], to=PushMode.ONLINE)
+        try:
+            store.push(SESSION_PUSH_SOURCE, rows[[*keys, *SESSION_FEATURE_NAMES]], to=PushMode.ONLINE)
+            store.push(SESSION_FOLD_STATE_PUSH_SOURCE, rows[[*keys, *FOLD_STATE_FIELDS]], to=PushMode.ONLINE)
+        except sqlite3.OperationalError as error:  # locked by another writer, or its disk gone: worth retrying
+            raise OnlineStoreUnreachable(f"the SQLite online store: {error}") from error
 
     return write
 
 
 def build_processor(
-    source: str, profile: str, settings: Settings | None = None, allowed_lateness: pd.Timedelta = ALLOWED_LATENESS
+    source: str,
+    profile: str,
+    settings: Settings | None = None,
+    allowed_lateness: pd.Timedelta = ALLOWED_LATENESS,
+    stopping: threading.Event | None = None,
 ) -> SessionStreamProcessor:
     settings = settings or current_settings()
     return SessionStreamProcessor(
@@ -102,6 +117,7 @@ def build_processor(
         write_online=online_writer(profile, settings),
         dead_letter=dead_letter_producer(settings.kafka) if source == "kafka" else None,
         allowed_lateness=allowed_lateness,
+        stopping=stopping,
     )
 
 
@@ -112,13 +128,17 @@ def start_query(
     max_per_batch: int | None = None,
     settings: Settings | None = None,
     allowed_lateness: pd.Timedelta = ALLOWED_LATENESS,
+    stopping: threading.Event | None = None,
+    on_abandon=None,
 ):
-    """Start the streaming query; returns it (the caller awaits or stops it)."""
+    """Start the streaming query; returns it (the caller awaits or stops it). `stopping`, once set, makes a batch that
+    waits for the online store give up (it is run again on the next start): `on_abandon(error)` is called then, in
+    the batch's thread; without it the batch fails the query."""
     settings = settings or current_settings()
     kafka = settings.kafka
     directory = stream_dir(source, settings)
     directory.mkdir(parents=True, exist_ok=True)
-    processor = build_processor(source, profile or settings.profile, settings, allowed_lateness)
+    processor = build_processor(source, profile or settings.profile, settings, allowed_lateness, stopping)
 
     if source == "kafka":
         reader = (
@@ -159,7 +179,13 @@ def start_query(
 
     def each_batch(batch, batch_id: int) -> None:
         messages = batch.toPandas()
-        report = processor.process(batch_id, messages)
+        try:
+            report = processor.process(batch_id, messages)
+        except Abandoned as error:
+            if on_abandon is None:
+                raise
+            on_abandon(error)
+            raise
         if source == "kafka" and len(messages):
             offsets_done.update({str(p): int(o) for p, o in messages.groupby("partition")["offset"].max().items()})
         write_text_atomic(
@@ -194,6 +220,53 @@ def start_query(
     )
 
 
+RESTART_FIRST_S = 1.0
+RESTART_MAX_S = 60.0
+
+
+def supervise(start, stopping: threading.Event, deadline: float | None = None) -> int:
+    """Run the query `start()` returns until a stop is requested or the deadline passes; a query that fails (the
+    broker unreachable past Spark's own retries, say) is started again from its checkpoint, with backoff (1 s
+    doubling to 60 s). The main thread only polls: a signal handler that called into Py4J while the main thread
+    waited in it would make a reentrant call."""
+    from pyspark.errors import StreamingQueryException
+
+    delay = RESTART_FIRST_S
+    while True:
+        started = time.monotonic()
+        query = start()
+        while query.isActive and not stopping.is_set() and (deadline is None or time.monotonic() < deadline):
+            try:
+                query.awaitTermination(0.5)
+            except StreamingQueryException:
+                break  # failed: query.exception() below says why
+        if stopping.is_set() or (deadline is not None and time.monotonic() >= deadline):
+            query.stop()
+            return 0
+        error = query.exception()
+        if error is None:
+            return 0  # stopped by someone else
+        if time.monotonic() - started > RESTART_MAX_S:
+            delay = RESTART_FIRST_S  # it had been running: this is a new failure, not the same one again
+        reason = str(error).strip().splitlines()[0][:300]
+        LOG.warning("the stream query failed (%s); starting it again from its checkpoint in %.0f s", reason, delay)
+        if stopping.wait(delay):
+            return 0
+        delay = min(delay * 2, RESTART_MAX_S)
+
+
+def exit_uncommitted(error: Abandoned) -> None:
+    """A stop requested while a batch waits for the online store: leave at once, the batch uncommitted (Spark's
+    offsets log holds it, so the next start runs it again, from the state before it). The JVM exits with us: PySpark's
+    gateway ends when its parent's stdin closes. Returning or raising instead would make Spark log the batch as a
+    failed query."""
+    LOG.warning("%s: exiting without committing it; the next start runs it again", error)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m propensity.streaming.job", description=__doc__.split("\n\n")[0])
     parser.add_argument("--source", choices=["kafka", "file"], default="file")
@@ -209,28 +282,40 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    stopping = threading.Event()
+
+    def request_stop(signum, _frame) -> None:
+        if not stopping.is_set():
+            LOG.info(
+                "%s: stopping (a batch in flight finishes, or is abandoned while it waits)", signal.Signals(signum).name
+            )
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
     spark = spark_session()
     spark.sparkContext.setLogLevel("WARN")
-    query = start_query(
-        spark,
-        args.source,
-        args.profile,
-        args.max_per_batch,
-        allowed_lateness=pd.Timedelta(seconds=args.allowed_lateness_s),
-    )
-    signal.signal(signal.SIGTERM, lambda *_: query.stop())
     print(
         f"streaming from {args.source} into the {args.profile} online store; state in {stream_dir(args.source)}",
         flush=True,
     )
+    deadline = None if args.run_seconds is None else time.monotonic() + args.run_seconds
     try:
-        query.awaitTermination(args.run_seconds)
-    except KeyboardInterrupt:
-        pass
+        return supervise(
+            lambda: start_query(
+                spark,
+                args.source,
+                args.profile,
+                args.max_per_batch,
+                allowed_lateness=pd.Timedelta(seconds=args.allowed_lateness_s),
+                stopping=stopping,
+                on_abandon=exit_uncommitted,
+            ),
+            stopping,
+            deadline,
+        )
     finally:
-        query.stop()
         spark.stop()
-    return 0
 
 
 if __name__ == "__main__":

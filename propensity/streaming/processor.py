@@ -19,6 +19,11 @@ pandas so it is tested without Spark. Per batch:
    oldest of those (partitions run at their own pace, and a session lives on one partition, keyed by session id),
    so a session is never expired because another partition is ahead.
 
+An online store that cannot be reached (`OnlineStoreUnreachable`) does not fail the batch: its write is retried with
+backoff (0.2 s doubling to 5 s) until the store answers, so the job rides out an outage and resumes by itself; the
+batch's report counts the retries. A stop requested meanwhile (`stopping`) abandons the batch instead (`Abandoned`):
+Spark has not committed it, so the next start runs it again.
+
 Exactly once, with Spark's checkpoint: Spark replays a batch whose commit it did not record, with the same batch id
 and the same messages. Batch N always starts from the snapshot of the batch before it, and every write is keyed by
 the batch id (archive and quarantine files are replaced, online rows are upserts of the same values), so a replayed
@@ -28,7 +33,9 @@ batch has the same effect as one run: no loss, no double count.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,6 +55,18 @@ from propensity.paths import write_text_atomic
 from propensity.sources.contract_files import contract_json_lines
 
 ALLOWED_LATENESS = pd.Timedelta(minutes=10)
+RETRY_FIRST_S = 0.2
+RETRY_MAX_S = 5.0
+LOG = logging.getLogger("propensity.streaming")
+
+
+class OnlineStoreUnreachable(RuntimeError):
+    """The online store did not answer (connection refused or lost, timed out): worth retrying."""
+
+
+class Abandoned(RuntimeError):
+    """A stop was requested while the batch waited for the online store: it was not committed."""
+
 
 OnlineWriter = Callable[[pd.DataFrame], None]  # newest feature row and fold state per session -> the online store
 DeadLetter = Callable[[pd.DataFrame], None]  # quarantined messages -> a dead-letter topic
@@ -62,6 +81,7 @@ class BatchReport:
     quarantined: int = 0
     replays_dropped: int = 0
     late: int = 0
+    online_retries: int = 0  # writes to the online store retried while it was unreachable
     active_sessions: int = 0
     max_event_time: str | None = None
     seconds: float = 0.0
@@ -245,12 +265,14 @@ class SessionStreamProcessor:
         write_online: OnlineWriter,
         dead_letter: DeadLetter | None = None,
         allowed_lateness: pd.Timedelta = ALLOWED_LATENESS,
+        stopping: threading.Event | None = None,
     ):
         self.snapshots = SnapshotStore(state_dir)
         self.archive_dir = Path(archive_dir)
         self.quarantine_dir = Path(quarantine_dir)
         self.write_online = write_online
         self.dead_letter = dead_letter
+        self.stopping = stopping or threading.Event()
         self.expiry = pd.Timedelta(minutes=SESSION_GAP_MINUTES) + allowed_lateness
         self._state: StreamState | None = None  # the state after `_state_batch`, kept between batches
         self._state_batch: int | None = None
@@ -321,7 +343,7 @@ class SessionStreamProcessor:
             events = events.sort_values(["session_id", "event_time", "event_id"], kind="stable").reset_index(drop=True)
             rows, new_states = fold_session_events(events, state.sessions)
             newest = rows.groupby("session_id", sort=False).tail(1)
-            self.write_online(online_rows(newest, new_states))
+            report.online_retries = self._write_online(online_rows(newest, new_states), batch_id)
             state.sessions.update(new_states)
             for sid, event_id in zip(events["session_id"], events["event_id"]):
                 state.seen.setdefault(sid, set()).add(event_id)
@@ -352,6 +374,24 @@ class SessionStreamProcessor:
         report.max_event_time = None if state.max_event_time is None else state.max_event_time.isoformat()
         report.seconds = round(time.perf_counter() - started, 4)
         return report
+
+    def _write_online(self, rows: pd.DataFrame, batch_id: int) -> int:
+        """The write, retried with backoff while the online store is unreachable; returns the retries it took."""
+        delay, retries = RETRY_FIRST_S, 0
+        while True:
+            try:
+                self.write_online(rows)
+                if retries:
+                    LOG.warning("batch %s: the online store answers again after %s retries", batch_id, retries)
+                return retries
+            except OnlineStoreUnreachable as error:
+                if self.stopping.is_set():
+                    raise Abandoned(f"batch {batch_id} abandoned while the online store was unreachable") from error
+                LOG.warning("batch %s waits for the online store (%s); retrying in %.1f s", batch_id, error, delay)
+                retries += 1
+                if self.stopping.wait(delay):
+                    raise Abandoned(f"batch {batch_id} abandoned while the online store was unreachable") from error
+                delay = min(delay * 2, RETRY_MAX_S)
 
     @staticmethod
     def _advance_clocks(state: StreamState, raw: pd.DataFrame, messages: pd.DataFrame) -> None:

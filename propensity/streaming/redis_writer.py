@@ -32,6 +32,8 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.types import Array, Float32, Float64, Int32, Int64, String
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from propensity.streaming.processor import OnlineStoreUnreachable
+
 SOCKET_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 2.0
 _VALUE_KIND = {
@@ -89,6 +91,8 @@ class RedisPushWriter:
     def __init__(self, store: FeatureStore, push_source_names: str | list[str]) -> None:
         import redis
         from feast.infra.online_stores.redis import RedisOnlineStore, RedisType
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
         config = store.config
         online = config.online_store
@@ -114,13 +118,18 @@ class RedisPushWriter:
             raise NotImplementedError("the push sources' views must share one join key (one HSET per entity)")
         self.join_key = self.views[0].join_key
         nodes, kwargs = RedisOnlineStore._parse_connection_string(online.connection_string)
+        # redis-py's own retries are off (they held a failing batch ~8 s, then failed the job): the stream's retries,
+        # with backoff and for as long as the store is away, are `SessionStreamProcessor`'s.
         kwargs.update(
             host=nodes[0]["host"],
             port=int(nodes[0]["port"]),
             socket_timeout=SOCKET_TIMEOUT_S,
             socket_connect_timeout=CONNECT_TIMEOUT_S,
+            retry=Retry(NoBackoff(), 0),
         )
         self.redis = redis.Redis(**kwargs)
+        self._where = f"redis at {kwargs['host']}:{kwargs['port']} db {kwargs.get('db', 0)}"
+        self._unreachable = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
     def _keys(self, join_key: str, ids: list[str]) -> list[bytes]:
         return [
@@ -133,8 +142,15 @@ class RedisPushWriter:
         ]
 
     def write(self, rows: pd.DataFrame) -> None:
+        """Write the rows; `OnlineStoreUnreachable` when Redis does not answer (the stream retries the batch)."""
         if rows.empty:
             return
+        try:
+            self._write(rows)
+        except self._unreachable as error:
+            raise OnlineStoreUnreachable(f"{self._where}: {type(error).__name__}: {error}") from error
+
+    def _write(self, rows: pd.DataFrame) -> None:
         if rows[self.join_key].duplicated().any():  # which of two rows Feast keeps depends on its batch order
             raise ValueError(
                 f"one row per {self.join_key} expected; duplicates: "
