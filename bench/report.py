@@ -118,6 +118,12 @@ def serving_latency(data: dict) -> str:
             cells = [http(data.get(kind, {}).get(s, {}).get(c)) for s in stores]
             lines.append(f"| {label}, concurrency {c[1:]} | " + " | ".join(cells) + " |")
         if kind == "endpoint":
+            for n in (1, 10):
+                cells = [http(data.get(kind, {}).get(s, {}).get(f"c1_events{n}")) for s in stores]
+                if any(cells):
+                    lines.append(
+                        f"| {label}, concurrency 1, {n} request-time event{'s' * (n > 1)} | " + " | ".join(cells) + " |"
+                    )
             cells = [
                 f"{data['endpoint'][s]['batch100_rows_per_s']:,.0f} rows/s" if s in data["endpoint"] else ""
                 for s in stores
@@ -220,6 +226,33 @@ def streaming_freshness(data: dict) -> str:
                 f"every 50th batch) cost {scaling['state_snapshot_us_per_active_session']:.0f} µs per active session "
                 "and batch."
             )
+    kafka = data.get("kafka", {})
+    if len(kafka.get("runs", [])) > 1:
+        runs = kafka["runs"]
+        lines.append(
+            f"- Kafka, {len(runs)} consecutive runs (the table shows the one with the highest p95): sustained "
+            + ", ".join(f"{r['max_events_per_s']:,.0f}" for r in runs)
+            + " events/s; freshness p95 at half that rate "
+            + ", ".join(f"{r['freshness_ms']['p95']:,.0f}" for r in runs)
+            + " ms."
+        )
+    fixed = kafka.get("fixed_5000", {}).get("freshness_ms")
+    if fixed:
+        lines.append(
+            f"- Kafka at a fixed 5,000 events/s: freshness p50 / p95 / p99 {fixed['p50']:,.0f} / {fixed['p95']:,.0f} / "
+            f"{fixed['p99']:,.0f} ms."
+        )
+    startup = details.get("kafka", {}).get("startup")
+    if startup:
+        order = ("imports_done", "processor_ready", "spark_session", "query_started", "first_batch_started")
+        last = startup["restarts"][-1]
+        lines.append(
+            f"- Restart to the first batch done (`python -O -m propensity.streaming.job`, {len(startup['restarts'])} "
+            f"restarts over the run's state): median {startup['first_batch_done_s']['median']:.1f} s, max "
+            f"{startup['first_batch_done_s']['max']:.1f} s; the last one's marks: "
+            + ", ".join(f"{k.replace('_', ' ')} {last[k]:.1f} s" for k in order if k in last)
+            + f", first batch done {last['first_batch_done']:.1f} s."
+        )
     budgets = meta.get("budgets", {})
     if budgets:
         verdicts = ", ".join(

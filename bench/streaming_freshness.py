@@ -73,6 +73,8 @@ EVENTS_PER_USER_DAY = 2.06  # the simulator's density (measured): users to simul
 
 # (full, quick)
 SIZES = {
+    "runs": (5, 2),  # consecutive (throughput, half-rate freshness) runs on Kafka; the file source runs once
+    "restarts": (3, 1),  # the job started as a process over the bench's state, to its first batch
     "warmup_events": (20_000, 5_000),
     "preload": (200_000, 30_000),
     "warmup_s": (5.0, 3.0),
@@ -83,13 +85,24 @@ BUDGET_EVENTS_PER_S = 5_000
 BUDGET_P95_MS = 1_000
 
 CATCH_UP_TIMEOUT_S = 240
+STARTUP_TIMEOUT_S = 180
 DRAIN_TIMEOUT_S = 60  # after the producer stops: samples not readable by then are counted at this bound
 CHILD_EXTRA_TIMEOUT_S = 120
 PROGRESS_TIMEOUT_S = 30
 QUERY_STOP_TIMEOUT_MS = 60_000
 TOPIC_TIMEOUT_S = 30
 
-PHASES = ("state_read", "parse", "validate", "fold", "online_write", "parquet_write", "state_write")
+# parse_and_validate: the common batch's one pass (parse_valid_events); parse, validate: the frame path's two
+PHASES = (
+    "state_read",
+    "parse_and_validate",
+    "parse",
+    "validate",
+    "fold",
+    "online_write",
+    "parquet_write",
+    "state_write",
+)
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -202,6 +215,7 @@ class Instrument:
             return report
 
         self._patch(P, "process", process)
+        self._patch(processor, "parse_valid_events", self._timed("parse_and_validate", processor.parse_valid_events))
         self._patch(processor, "parse_messages", self._timed("parse", processor.parse_messages))
         self._patch(processor, "validate_events", self._timed("validate", processor.validate_events))
         self._patch(processor, "fold_session_events", self._timed("fold", processor.fold_session_events))
@@ -616,26 +630,32 @@ def verify_counts(events, keys: SessionKeys, sample_for_reader: int = 200) -> di
     }
 
 
+def _day(offset: int) -> str:
+    """The simulator's start date of a phase: each phase its own day, later than every phase before it (the processor
+    expires sessions by event time, so an earlier day would arrive expired)."""
+    import pandas as pd
+
+    return (pd.Timestamp("2026-11-02") + pd.Timedelta(days=offset)).strftime("%Y-%m-%d")
+
+
 def measure_source(
     spark,
     source: str,
     sizes: dict[str, Any],
     scratch: Path,
     keys: SessionKeys,
-    seeds: tuple[int, int],
+    seeds: tuple[int, int, int],
     instrument: Instrument,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    from bench.serving_latency import CpuWatch, tree_cpu_s
-    from propensity.settings import settings
-    from propensity.sources.contract_files import contract_json_lines
-    from propensity.streaming.job import inbox_dir, start_query
+    """The warm-up, then `runs` consecutive runs of (throughput, freshness at half that rate); on Kafka also the
+    freshness at a fixed BUDGET_EVENTS_PER_S. Figures: the worst run (by freshness p95) at the top, every run in
+    `runs`."""
+    from propensity.streaming.job import start_query
 
-    kafka = settings().kafka
     details: dict[str, Any] = {}
     # ---- warm-up: the query's first run (cold JVM code paths, Kafka consumer, Python worker), then stopped
     nw = sizes["warmup_events"]
-    warm = simulate(nw, seeds[2], "2026-11-01")
-    _preload(source, warm)
+    _preload(source, simulate(nw, seeds[2], "2026-11-01"))
     mark = len(instrument.snapshot())
     query = start_query(spark, source, "redis")
     try:
@@ -657,110 +677,146 @@ def measure_source(
         flush=True,
     )
 
-    # ---- phase 1: pre-load, then the job (restarted from its checkpoint) from its first batch to catch-up
+    runs: list[dict[str, Any]] = []
+    details["runs"] = []
+    for k in range(sizes["runs"] if source == "kafka" else 1):
+        query = start_query(spark, source, "redis")  # from the checkpoint of the run before
+        try:
+            max_rate, throughput = _throughput(query, source, sizes, instrument, seeds[0] + 100 * k, _day(6 * k))
+            rate = max(1.0, round(RATE_FRACTION * max_rate))
+            freshness, fresh = _freshness(
+                query, source, sizes, scratch, keys, instrument, rate, max_rate, seeds[1] + 100 * k, _day(6 * k + 3)
+            )
+        finally:
+            query.stop()
+        runs.append({"max_events_per_s": round(max_rate, 1), "rate_events_per_s": rate, "freshness_ms": freshness})
+        details["runs"].append({"throughput": throughput, "freshness": fresh})
+        print(
+            f"  [{source}] run {k + 1}: {max_rate:,.0f} events/s sustained; at {rate:,.0f}/s freshness p50/p95/p99 "
+            f"{freshness['p50']:.0f} / {freshness['p95']:.0f} / {freshness['p99']:.0f} ms",
+            flush=True,
+        )
+    worst = max(range(len(runs)), key=lambda i: runs[i]["freshness_ms"]["p95"])
+    figures: dict[str, Any] = {**runs[worst], "runs": runs}
+    details["throughput"], details["freshness"] = (details["runs"][worst][k] for k in ("throughput", "freshness"))
+    details["reported_run"] = f"run {worst + 1} of {len(runs)}: the one with the highest freshness p95"
+
+    if source == "kafka":
+        query = start_query(spark, source, "redis")
+        try:
+            fixed, details["fixed_rate"] = _freshness(
+                query,
+                source,
+                sizes,
+                scratch,
+                keys,
+                instrument,
+                BUDGET_EVENTS_PER_S,
+                max(r["max_events_per_s"] for r in runs),
+                seeds[1] + 1000,
+                _day(6 * len(runs) + 3),
+            )
+        finally:
+            query.stop()
+        figures[f"fixed_{BUDGET_EVENTS_PER_S}"] = {"freshness_ms": fixed}
+        print(
+            f"  [{source}] at a fixed {BUDGET_EVENTS_PER_S:,}/s: freshness p50/p95/p99 {fixed['p50']:.0f} / "
+            f"{fixed['p95']:.0f} / {fixed['p99']:.0f} ms",
+            flush=True,
+        )
+    return figures, details
+
+
+def _throughput(query, source: str, sizes, instrument: Instrument, seed: int, day: str) -> tuple[float, dict]:
+    """`preload` events loaded as fast as possible while the query is idle, then folded: events / seconds from the
+    first batch's trigger start to the end of the batch that folds the last one."""
+    from bench.serving_latency import CpuWatch
+
     n1 = sizes["preload"]
-    events1 = simulate(n1, seeds[0], "2026-11-02")
+    events1 = simulate(n1, seed, day)
+    first = len(instrument.snapshot())
     t = time.perf_counter()
-    _preload(source, events1)
-    details["preload"] = {
-        "events": n1,
-        "sessions": int(events1["session_id"].nunique()),
-        "seconds": round(time.perf_counter() - t, 2),
-        **({"files": math.ceil(n1 / FILE_LINES), "lines_per_file": FILE_LINES} if source == "file" else {}),
+    with CpuWatch() as watch1:
+        _preload(source, events1)
+        loaded_s = time.perf_counter() - t
+        wait_for_messages(query, instrument, first, n1, CATCH_UP_TIMEOUT_S)
+    records1 = instrument.snapshot()[first:]
+    progress1 = spark_progress(query, {r["batch_id"] for r in records1})
+    rows1 = batch_rows(records1, progress1)
+    folded1 = sum(r["folded"] for r in rows1)
+    window = rows1[-1]["end"] - rows1[0]["start"]
+    if folded1 != n1:
+        raise RuntimeError(f"{folded1:,} of {n1:,} pre-loaded events folded")
+    return folded1 / window, {
+        "events_folded": folded1,
+        "preload_seconds": round(loaded_s, 2),
+        "seconds_first_batch_start_to_catch_up": round(window, 3),
+        **batch_summary(rows1),
+        "where_time_goes": breakdown(rows1),
+        "foreign_cpu_pct": watch1.foreign_cpu_pct,
+        "load_average_1m_at_start": round(watch1.load_average_1m, 2),
+        "spark_progress_found": len(progress1),
     }
-    print(
-        f"  [{source}] pre-loaded {n1:,} events in {details['preload']['seconds']:.1f} s; starting the query",
-        flush=True,
-    )
 
-    first = len(instrument.snapshot())  # batches recorded so far (the other source's)
-    query = start_query(spark, source, "redis")  # from the warm-up's checkpoint
-    try:
-        with CpuWatch() as watch1:
-            wait_for_messages(query, instrument, first, n1, CATCH_UP_TIMEOUT_S)
-        records1 = instrument.snapshot()[first:]
-        progress1 = spark_progress(query, {r["batch_id"] for r in records1})
-        rows1 = batch_rows(records1, progress1)
-        folded1 = sum(r["folded"] for r in rows1)
-        window = rows1[-1]["end"] - rows1[0]["start"]
-        max_rate = folded1 / window
-        details["throughput"] = {
-            "events_folded": folded1,
-            "seconds_first_batch_start_to_catch_up": round(window, 3),
-            **batch_summary(rows1),
-            "where_time_goes": breakdown(rows1),
-            "foreign_cpu_pct": watch1.foreign_cpu_pct,
-            "load_average_1m_at_start": round(watch1.load_average_1m, 2),
-            "spark_progress_found": len(progress1),
-        }
-        print(
-            f"  [{source}] throughput: {folded1:,} events in {window:.1f} s = {max_rate:,.0f} events/s "
-            f"({len(rows1)} batch(es), foreign CPU {watch1.foreign_cpu_pct} %)",
-            flush=True,
-        )
-        if folded1 != n1:
-            raise RuntimeError(
-                f"{folded1:,} of {n1:,} pre-loaded events folded (quarantined {details['throughput']['quarantined']})"
-            )
 
-        # ---- phase 2: half that rate, paced, freshness sampled
-        rate = max(1.0, round(RATE_FRACTION * max_rate))
-        n2 = int(rate * (sizes["warmup_s"] + sizes["duration_s"]))
-        events2 = simulate(n2, seeds[1], "2026-11-05")
-        tag = f"{source}-{uuid.uuid4().hex[:6]}"
-        lines_path, sessions_path, keys_path = (scratch / f"{tag}.{ext}" for ext in ("lines", "sessions", "keys"))
-        lines_path.write_text("\n".join(contract_json_lines(events2)) + "\n")
-        sessions_path.write_text("\n".join(events2["session_id"]) + "\n")
-        keys_path.write_text(json.dumps({s: keys.key(s).hex() for s in events2["session_id"].unique()}))
-        spec = {
-            "source": source,
-            "tag": tag,
-            "rate": rate,
-            "sample_every": SAMPLE_EVERY,
-            "poll_interval_s": POLL_INTERVAL_S,
-            "lines": str(lines_path),
-            "sessions": str(sessions_path),
-            "keys": str(keys_path),
-            "field": keys.field.hex(),
-            "redis_url": _redis_url(),
-            "bootstrap": kafka.bootstrap_servers,
-            "topic": kafka.topic,
-            "kafka_options": dict(kafka.options),
-            "inbox": str(inbox_dir()),
-            "file_seconds": FILE_SECONDS,
-            "drain_timeout_s": DRAIN_TIMEOUT_S,
-        }
-        mark = len(instrument.snapshot())
-        print(
-            f"  [{source}] freshness: {n2:,} events at {rate:,.0f}/s for {sizes['warmup_s'] + sizes['duration_s']:.0f} "
-            f"s (first {sizes['warmup_s']:.0f} s warm-up), every {SAMPLE_EVERY}th sampled",
-            flush=True,
+def _freshness(
+    query, source: str, sizes, scratch: Path, keys, instrument, rate: float, max_rate: float, seed: int, day: str
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """New events at a constant `rate` from a child process that also polls Redis for every SAMPLE_EVERY-th one."""
+    from bench.serving_latency import CpuWatch, tree_cpu_s
+    from propensity.settings import settings
+    from propensity.sources.contract_files import contract_json_lines
+    from propensity.streaming.job import inbox_dir
+
+    kafka = settings().kafka
+    n2 = int(rate * (sizes["warmup_s"] + sizes["duration_s"]))
+    events2 = simulate(n2, seed, day)
+    tag = f"{source}-{uuid.uuid4().hex[:6]}"
+    lines_path, sessions_path, keys_path = (scratch / f"{tag}.{ext}" for ext in ("lines", "sessions", "keys"))
+    lines_path.write_text("\n".join(contract_json_lines(events2)) + "\n")
+    sessions_path.write_text("\n".join(events2["session_id"]) + "\n")
+    keys_path.write_text(json.dumps({s: keys.key(s).hex() for s in events2["session_id"].unique()}))
+    spec = {
+        "source": source,
+        "tag": tag,
+        "rate": rate,
+        "sample_every": SAMPLE_EVERY,
+        "poll_interval_s": POLL_INTERVAL_S,
+        "lines": str(lines_path),
+        "sessions": str(sessions_path),
+        "keys": str(keys_path),
+        "field": keys.field.hex(),
+        "redis_url": _redis_url(),
+        "bootstrap": kafka.bootstrap_servers,
+        "topic": kafka.topic,
+        "kafka_options": dict(kafka.options),
+        "inbox": str(inbox_dir()),
+        "file_seconds": FILE_SECONDS,
+        "drain_timeout_s": DRAIN_TIMEOUT_S,
+    }
+    mark = len(instrument.snapshot())
+    own0 = tree_cpu_s()
+    with CpuWatch() as watch2:
+        child = run_child(
+            spec, scratch, sizes["warmup_s"] + sizes["duration_s"] + DRAIN_TIMEOUT_S + CHILD_EXTRA_TIMEOUT_S
         )
-        own0 = tree_cpu_s()
-        with CpuWatch() as watch2:
-            child = run_child(
-                spec, scratch, sizes["warmup_s"] + sizes["duration_s"] + DRAIN_TIMEOUT_S + CHILD_EXTRA_TIMEOUT_S
-            )
-            wait_for_messages(query, instrument, mark, n2, CATCH_UP_TIMEOUT_S)
-        own = tree_cpu_s() - own0
-        records2 = instrument.snapshot()[mark:]
-        progress2 = spark_progress(query, {r["batch_id"] for r in records2})
-        rows2 = batch_rows(records2, progress2)
-        details["verification"] = verify_counts(events2, keys)
-        if details["verification"]["sessions_wrong"] or details["verification"]["reader_wrong"]:
-            raise RuntimeError(f"online session_events differ from the events sent: {details['verification']}")
-    finally:
-        query.stop()
+        wait_for_messages(query, instrument, mark, n2, CATCH_UP_TIMEOUT_S)
+    own = tree_cpu_s() - own0
+    records2 = instrument.snapshot()[mark:]
+    progress2 = spark_progress(query, {r["batch_id"] for r in records2})
+    rows2 = batch_rows(records2, progress2)
+    verification = verify_counts(events2, keys)
+    if verification["sessions_wrong"] or verification["reader_wrong"]:
+        raise RuntimeError(f"online session_events differ from the events sent: {verification}")
 
     samples = np.asarray([[i, k, s, np.nan if v is None else v] for i, k, s, v in child["samples"]], dtype=np.float64)
     unresolved = np.isnan(samples[:, 3])
     latency = np.where(unresolved, child["unresolved_bound_s"], samples[:, 3]) - samples[:, 2]
     steady = samples[:, 2] >= sizes["warmup_s"]
     freshness = _percentiles_ms(latency[steady])
-    folded2 = sum(r["folded"] for r in rows2)
-    details["freshness"] = {
+    details = {
         "events_sent": child["events_sent"],
-        "events_folded": folded2,
+        "events_folded": sum(r["folded"] for r in rows2),
         "rate_target": rate,
         "rate_achieved": child["achieved_rate"],
         "send_seconds": child["send_seconds"],
@@ -789,12 +845,13 @@ def measure_source(
         "foreign_cpu_pct": watch2.foreign_cpu_pct,
         "load_average_1m_at_start": round(watch2.load_average_1m, 2),
         "spark_progress_found": len(progress2),
+        "verification": verification,
     }
     span_s = (events2["event_time"].max() - events2["event_time"].min()).total_seconds()
     state_s = [r["phases"]["state_read"] + r["phases"]["state_write"] for r in rows2]
     active = [r["active_sessions"] for r in rows2]
     mean_batch = float(np.mean([r["trigger_s"] for r in rows2 if r["trigger_s"] is not None]))
-    details["freshness"]["scaling"] = {
+    details["scaling"] = {
         "event_time_speedup": round(span_s / max(1e-9, child["send_seconds"]), 1),
         "active_sessions_mean": round(float(np.mean(active)), 1),
         "state_snapshot_us_per_active_session": round(1e6 * float(np.sum(state_s)) / max(1, int(np.sum(active))), 1),
@@ -806,16 +863,7 @@ def measure_source(
         "batch) per active session. fixed_s_per_batch_estimate: with batch "
         "time T = F + n/max_events_per_s and n = rate x T, F = T x (1 - rate/max_events_per_s)",
     }
-    figures = {"max_events_per_s": round(max_rate, 1), "rate_events_per_s": rate, "freshness_ms": freshness}
-    f = details["freshness"]
-    print(
-        f"  [{source}] freshness p50/p95/p99 {freshness['p50']:.0f} / {freshness['p95']:.0f} / {freshness['p99']:.0f} "
-        f"ms ({f['samples_after_warmup']:,} samples; {f['batches']} batches of mean "
-        f"{f['batch_messages'].get('mean', 0):,.0f} messages in {f['mean_batch_s']} s; foreign CPU "
-        f"{f['foreign_cpu_pct']} %; unresolved {f['unresolved_samples']})",
-        flush=True,
-    )
-    return figures, details
+    return freshness, details
 
 
 def _preload(source: str, events) -> None:
@@ -842,21 +890,79 @@ def _by_window(sent: np.ndarray, latency: np.ndarray, width: float) -> list[dict
 
 
 def budget_verdicts(result: dict[str, Any]) -> dict[str, Any]:
+    """Each budget must hold in every run (the issue: 5 of 5 consecutive runs)."""
     out: dict[str, Any] = {}
     for source in SOURCES:
         if source not in result:
             continue
-        r = result[source]
+        runs = result[source]["runs"]
         out[f"{source}_sustained_at_least_{BUDGET_EVENTS_PER_S}_events_per_s"] = {
-            "pass": r["max_events_per_s"] >= BUDGET_EVENTS_PER_S,
-            "events_per_s": r["max_events_per_s"],
+            "pass": all(r["max_events_per_s"] >= BUDGET_EVENTS_PER_S for r in runs),
+            "events_per_s": [r["max_events_per_s"] for r in runs],
         }
         out[f"{source}_freshness_p95_under_{BUDGET_P95_MS}ms_at_half_rate"] = {
-            "pass": r["freshness_ms"]["p95"] < BUDGET_P95_MS,
-            "p95_ms": r["freshness_ms"]["p95"],
-            "rate_events_per_s": r["rate_events_per_s"],
+            "pass": all(r["freshness_ms"]["p95"] < BUDGET_P95_MS for r in runs),
+            "p95_ms": [r["freshness_ms"]["p95"] for r in runs],
+            "rate_events_per_s": [r["rate_events_per_s"] for r in runs],
+            "runs_passing": f"{sum(r['freshness_ms']['p95'] < BUDGET_P95_MS for r in runs)} of {len(runs)}",
         }
+        fixed = result[source].get(f"fixed_{BUDGET_EVENTS_PER_S}")
+        if fixed:
+            out[f"{source}_freshness_p95_under_{BUDGET_P95_MS}ms_at_{BUDGET_EVENTS_PER_S}_events_per_s"] = {
+                "pass": fixed["freshness_ms"]["p95"] < BUDGET_P95_MS,
+                "p95_ms": fixed["freshness_ms"]["p95"],
+            }
     return out
+
+
+def measure_startup(restarts: int, scratch: Path) -> dict[str, Any]:
+    """The job as an operator starts it (`python -O -m propensity.streaming.job --source kafka`, the Makefile's way),
+    restarted `restarts` times over the bench's checkpoint and state: seconds from the process's start to each of its
+    own marks (imports done, processor ready, Spark session, query started, first batch started and done), read from
+    its log. A few new events wait on the topic so the first batch has work."""
+    import signal as signals
+
+    from bench.serving_latency import _kill_group
+    from propensity.settings import settings
+
+    marks = []
+    for k in range(restarts):
+        _preload("kafka", simulate(500, SEED + 5000 + k, _day(60 + k)))
+        log = scratch / f"job-start-{k}.log"
+        with open(log, "w") as out:
+            job = subprocess.Popen(
+                [sys.executable, "-O", "-m", "propensity.streaming.job", "--source", "kafka", "--profile", "redis"],
+                cwd=PROJECT_ROOT,
+                env=_child_env(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            try:
+                deadline = time.monotonic() + STARTUP_TIMEOUT_S
+                while "start-up:" not in log.read_text(errors="replace"):
+                    if job.poll() is not None or time.monotonic() > deadline:
+                        tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+                        raise RuntimeError(f"the stream job did not finish a first batch; log:\n{tail}")
+                    time.sleep(0.1)
+                job.send_signal(signals.SIGTERM)
+                code = job.wait(timeout=60)
+            finally:
+                _kill_group(job)
+        line = next(x for x in log.read_text().splitlines() if "start-up:" in x)
+        mark = {
+            part.rsplit(" ", 2)[0].strip(): float(part.rsplit(" ", 2)[1])
+            for part in line.split("start-up:", 1)[1].split(",")
+        }
+        marks.append({**mark, "exit_code": code})
+        print(f"  [kafka] restart {k + 1}: {line.split('start-up:', 1)[1].strip()} (exit {code})", flush=True)
+    first = [m["first_batch_done"] for m in marks]
+    return {
+        "restarts": marks,
+        "first_batch_done_s": {"median": round(float(np.median(first)), 2), "max": round(max(first), 2)},
+        "state": str(settings().home / "streaming" / "kafka"),
+        "command": "python -O -m propensity.streaming.job --source kafka --profile redis (as `make stream`)",
+    }
 
 
 def delete_topics(names: list[str]) -> None:
@@ -975,6 +1081,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 spark, source, sizes, scratch, keys, seeds, instrument
             )
             meta["phases_s"][source] = round(time.perf_counter() - t, 1)
+            if source == "kafka":
+                print("--- kafka: the job's start-up, restarted over this state", flush=True)
+                t = time.perf_counter()
+                meta["details"]["kafka"]["startup"] = measure_startup(sizes["restarts"], scratch)
+                result["kafka"]["startup_s"] = meta["details"]["kafka"]["startup"]["first_batch_done_s"]
+                meta["phases_s"]["startup"] = round(time.perf_counter() - t, 1)
     finally:
         instrument.uninstall()
         if spark is not None:

@@ -549,7 +549,16 @@ def run_loop(say) -> int:
         # The storefront sends each day in waves across all its sessions (live_day), so its events are up to a day
         # out of time order across sessions: the stream keeps an idle session that long.
         stream = start_process(
-            [sys.executable, "-m", "propensity.streaming.job", "--source", "file", "--allowed-lateness-s", "86400"],
+            [
+                sys.executable,
+                "-O",
+                "-m",
+                "propensity.streaming.job",
+                "--source",
+                "file",
+                "--allowed-lateness-s",
+                "86400",
+            ],
             "loop-stream.log",
             env,
         )

@@ -192,14 +192,15 @@ def _next_states(
         last = last[last["session_id"].isin(keep_state_for)]
     if last.empty:
         return {}
-    wanted = dict(zip(last["session_id"], last["event_timestamp"]))
+    # Times compared as integers: iterating a datetime column builds a Timestamp per event.
+    wanted = dict(zip(last["session_id"], last["event_timestamp"].array.asi8.tolist()))
     products: dict[str, set] = {}
     categories: dict[str, set] = {}
     at_last: dict[str, set] = {}
     for sid, event_id, event_time, product, has_product, category, has_category in zip(
         events["session_id"],
         events["event_id"],
-        events["event_time"],
+        events["event_time"].astype(EVENT_TIME_DTYPE).array.asi8.tolist(),
         events["product_id"],
         events["product_id"].notna(),
         events["category_id"],

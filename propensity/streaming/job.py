@@ -24,21 +24,19 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-
-from propensity.feature_store import open_feature_store
 from propensity.paths import home, table_dir, write_text_atomic
 from propensity.settings import PROFILES, Settings
 from propensity.settings import settings as current_settings
 from propensity.spark import spark_config, streaming_config
+from propensity.streaming import ALLOWED_LATENESS_S
 from propensity.streaming.kafka import dead_letter_producer, spark_source_options
-from propensity.streaming.processor import (
-    ALLOWED_LATENESS,
-    Abandoned,
-    OnlineStoreUnreachable,
-    SessionStreamProcessor,
-)
+
+# Feast, pandas and the processor (pandera) are imported where they are used: the job's start imports them while
+# Spark's JVM starts (`main`), and modules that only want `progress_path` do not import them at all.
+if TYPE_CHECKING:
+    from propensity.streaming.processor import Abandoned, SessionStreamProcessor
 
 LOG = logging.getLogger("propensity.streaming")
 ARCHIVE_TABLE = "stream_events"
@@ -78,12 +76,14 @@ def online_writer(profile: str, settings: Settings | None = None):
     elsewhere with `FeatureStore.push`."""
     from feast.data_source import PushMode
 
+    from propensity.feature_store import open_feature_store
     from propensity.features.definitions import (
         FOLD_STATE_FIELDS,
         SESSION_FEATURE_NAMES,
         SESSION_FOLD_STATE_PUSH_SOURCE,
         SESSION_PUSH_SOURCE,
     )
+    from propensity.streaming.processor import OnlineStoreUnreachable
     from propensity.streaming.redis_writer import RedisPushWriter
 
     store = open_feature_store(profile, settings=settings)
@@ -92,7 +92,7 @@ def online_writer(profile: str, settings: Settings | None = None):
 
     keys = ["session_id", "user_id", "event_timestamp"]
 
-    def write(rows: pd.DataFrame) -> None:
+    def write(rows) -> None:
         try:
             store.push(SESSION_PUSH_SOURCE, rows[[*keys, *SESSION_FEATURE_NAMES]], to=PushMode.ONLINE)
             store.push(SESSION_FOLD_STATE_PUSH_SOURCE, rows[[*keys, *FOLD_STATE_FIELDS]], to=PushMode.ONLINE)
@@ -106,9 +106,13 @@ def build_processor(
     source: str,
     profile: str,
     settings: Settings | None = None,
-    allowed_lateness: pd.Timedelta = ALLOWED_LATENESS,
+    allowed_lateness_s: float = ALLOWED_LATENESS_S,
     stopping: threading.Event | None = None,
 ) -> SessionStreamProcessor:
+    import pandas as pd
+
+    from propensity.streaming.processor import SessionStreamProcessor
+
     settings = settings or current_settings()
     return SessionStreamProcessor(
         state_dir=stream_dir(source, settings) / "state",
@@ -116,7 +120,7 @@ def build_processor(
         quarantine_dir=table_dir(QUARANTINE_TABLE, settings),
         write_online=online_writer(profile, settings),
         dead_letter=dead_letter_producer(settings.kafka) if source == "kafka" else None,
-        allowed_lateness=allowed_lateness,
+        allowed_lateness=pd.Timedelta(seconds=allowed_lateness_s),
         stopping=stopping,
     )
 
@@ -127,18 +131,25 @@ def start_query(
     profile: str | None = None,
     max_per_batch: int | None = None,
     settings: Settings | None = None,
-    allowed_lateness: pd.Timedelta = ALLOWED_LATENESS,
+    allowed_lateness_s: float = ALLOWED_LATENESS_S,
     stopping: threading.Event | None = None,
     on_abandon=None,
+    startup: dict | None = None,
+    processor: SessionStreamProcessor | None = None,
 ):
     """Start the streaming query; returns it (the caller awaits or stops it). `stopping`, once set, makes a batch that
     waits for the online store give up (it is run again on the next start): `on_abandon(error)` is called then, in
-    the batch's thread; without it the batch fails the query."""
+    the batch's thread; without it the batch fails the query. `startup` (the job's own start-up marks, seconds since
+    the process started) is completed by the first batch and written to the progress file. `processor`: one built
+    beforehand (the job builds it while the JVM starts); by default one is built here."""
+    from propensity.streaming.processor import Abandoned
+
     settings = settings or current_settings()
     kafka = settings.kafka
     directory = stream_dir(source, settings)
     directory.mkdir(parents=True, exist_ok=True)
-    processor = build_processor(source, profile or settings.profile, settings, allowed_lateness, stopping)
+    if processor is None:
+        processor = build_processor(source, profile or settings.profile, settings, allowed_lateness_s, stopping)
 
     if source == "kafka":
         reader = (
@@ -152,7 +163,7 @@ def start_query(
             reader = reader.option(key, value)
         if max_per_batch:
             reader = reader.option("maxOffsetsPerTrigger", str(max_per_batch))
-        frame = reader.load().selectExpr("CAST(key AS STRING) AS key", "value", "partition", "offset", "timestamp")
+        frame = reader.load().select("value", "partition", "offset")  # what the processor reads, nothing more
     elif source == "file":
         inbox_dir(settings).mkdir(parents=True, exist_ok=True)
         reader = spark.readStream.format("text")
@@ -161,11 +172,7 @@ def start_query(
         from pyspark.sql import functions as F
 
         frame = reader.load(str(inbox_dir(settings))).select(
-            F.lit(None).cast("string").alias("key"),
-            F.col("value"),
-            F.lit(-1).alias("partition"),
-            F.lit(-1).cast("long").alias("offset"),
-            F.current_timestamp().alias("timestamp"),
+            F.col("value"), F.lit(-1).alias("partition"), F.lit(-1).cast("long").alias("offset")
         )
     else:
         raise ValueError(f"unknown stream source {source!r}: kafka or file")
@@ -178,6 +185,8 @@ def start_query(
     offsets_done: dict[str, int] = dict(previous.get("offsets", {})) if previous.get("topic") == consumed else {}
 
     def each_batch(batch, batch_id: int) -> None:
+        if startup is not None and "first_batch_started_s" not in startup:
+            startup["first_batch_started_s"] = since_process_start()
         messages = batch.toPandas()
         try:
             report = processor.process(batch_id, messages)
@@ -188,6 +197,9 @@ def start_query(
             raise
         if source == "kafka" and len(messages):
             offsets_done.update({str(p): int(o) for p, o in messages.groupby("partition")["offset"].max().items()})
+        if startup is not None and "first_batch_done_s" not in startup:
+            startup["first_batch_done_s"] = since_process_start()
+            LOG.info("start-up: %s", ", ".join(f"{k.removesuffix('_s')} {v:.2f} s" for k, v in startup.items()))
         write_text_atomic(
             progress,
             json.dumps(
@@ -198,6 +210,7 @@ def start_query(
                     "processed_at": time.time(),
                     "report": report.__dict__,
                     "topic": consumed,
+                    **({"startup": startup} if startup is not None else {}),
                 },
                 indent=2,
                 default=str,
@@ -212,12 +225,15 @@ def start_query(
             report.seconds,
         )
 
-    return (
+    query = (
         frame.writeStream.foreachBatch(each_batch)
         .option("checkpointLocation", str(directory / "checkpoint"))
         .queryName(f"session_features_{source}")
         .start()
     )
+    if startup is not None:
+        startup.setdefault("query_started_s", since_process_start())
+    return query
 
 
 RESTART_FIRST_S = 1.0
@@ -255,6 +271,13 @@ def supervise(start, stopping: threading.Event, deadline: float | None = None) -
         delay = min(delay * 2, RESTART_MAX_S)
 
 
+def since_process_start() -> float:
+    """Seconds since this process started (the interpreter's own start-up included)."""
+    import psutil
+
+    return round(time.time() - psutil.Process().create_time(), 3)
+
+
 def exit_uncommitted(error: Abandoned) -> None:
     """A stop requested while a batch waits for the online store: leave at once, the batch uncommitted (Spark's
     offsets log holds it, so the next start runs it again, from the state before it). The JVM exits with us: PySpark's
@@ -276,11 +299,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--allowed-lateness-s",
         type=float,
-        default=ALLOWED_LATENESS.total_seconds(),
+        default=ALLOWED_LATENESS_S,
         help="how far behind the watermark a session may fall before it expires (a replay that sends a day's sessions "
         "out of time order across sessions needs a day)",
     )
     args = parser.parse_args(argv)
+    startup = {"imports_done_s": since_process_start()}
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     stopping = threading.Event()
 
@@ -293,8 +317,26 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    spark = spark_session()
+    # Spark's JVM starts in a thread (PySpark then leaves our SIGINT handler alone) while this one imports Feast and
+    # the processor and opens the online store: the two took 5 s each, one after the other.
+    started: dict = {}
+
+    def start_spark() -> None:
+        try:
+            started["spark"] = spark_session()
+        except BaseException as error:  # noqa: BLE001 - raised in the main thread below
+            started["error"] = error
+
+    spark_thread = threading.Thread(target=start_spark, name="spark-start", daemon=True)
+    spark_thread.start()
+    first = [build_processor(args.source, args.profile, allowed_lateness_s=args.allowed_lateness_s, stopping=stopping)]
+    startup["processor_ready_s"] = since_process_start()
+    spark_thread.join()
+    if "error" in started:
+        raise started["error"]
+    spark = started["spark"]
     spark.sparkContext.setLogLevel("WARN")
+    startup["spark_session_s"] = since_process_start()
     print(
         f"streaming from {args.source} into the {args.profile} online store; state in {stream_dir(args.source)}",
         flush=True,
@@ -307,9 +349,11 @@ def main(argv: list[str] | None = None) -> int:
                 args.source,
                 args.profile,
                 args.max_per_batch,
-                allowed_lateness=pd.Timedelta(seconds=args.allowed_lateness_s),
+                allowed_lateness_s=args.allowed_lateness_s,
                 stopping=stopping,
                 on_abandon=exit_uncommitted,
+                startup=startup,
+                processor=first.pop() if first else None,  # a restart builds its own, from the snapshots
             ),
             stopping,
             deadline,

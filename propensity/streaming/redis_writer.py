@@ -46,6 +46,20 @@ _VALUE_KIND = {
 _EMPTY = ValueProto().SerializeToString()  # Feast's encoding of a null (NaN) value
 
 
+# Small integers (counters, hours, weekdays) repeat in every batch: their bytes are built once.
+_ENCODED_INTS: dict[tuple[str, int], bytes] = {}
+_CACHED_BELOW = 1 << 16
+
+
+def _encode_int(kind: str, value: int) -> bytes:
+    blob = _ENCODED_INTS.get((kind, value))
+    if blob is None:
+        blob = ValueProto(**{kind: value}).SerializeToString()
+        if -_CACHED_BELOW < value < _CACHED_BELOW:
+            _ENCODED_INTS[(kind, value)] = blob
+    return blob
+
+
 def _encode_column(values: pd.Series, kind: str) -> list[bytes]:
     if kind == "string_list_val":
         return [
@@ -57,8 +71,8 @@ def _encode_column(values: pd.Series, kind: str) -> list[bytes]:
             _EMPTY if v != v else ValueProto(**{kind: v}).SerializeToString() for v in values.astype("float64").tolist()
         ]
     if values.isna().any():
-        return [_EMPTY if pd.isna(v) else ValueProto(**{kind: int(v)}).SerializeToString() for v in values.tolist()]
-    return [ValueProto(**{kind: v}).SerializeToString() for v in values.astype("int64").tolist()]
+        return [_EMPTY if pd.isna(v) else _encode_int(kind, int(v)) for v in values.tolist()]
+    return [_encode_int(kind, v) for v in values.astype("int64").tolist()]
 
 
 def _timestamp_nanos(blob: bytes | None) -> int:
