@@ -195,6 +195,7 @@ def streaming_freshness(data: dict) -> str:
     labels = {
         "spark_offsets_planning_commit": "Spark offsets/planning/commit",
         "spark_read_and_toPandas": "Spark read + toPandas",
+        "parse_and_validate": "parse and validate (one pass)",
         "state_read": "state snapshot read",
         "state_write": "state snapshot write",
         "online_write": "online write (Redis)",

@@ -11,7 +11,9 @@ Measured on the same `ENTITIES` (user_id, session_id) pairs, sampled with a fixe
 sessions, for each online store (`redis`, `sqlite`):
 
 - `endpoint`: `serve` (serving/server.py: uvicorn, one process) with the registry's champion, over HTTP: single-row
-  POST /invocations at concurrency 1 and 8 (p50/p95/p99 ms, requests/s), and batches of 100 rows (rows/s).
+  POST /invocations at concurrency 1 and 8 (p50/p95/p99 ms, requests/s), and batches of 100 rows (rows/s). On
+  Redis also `c1_events1` and `c1_events10`: concurrency 1 with 1 and with 10 request-time events per request, each
+  newer than the online row (a new product each), so every one is folded onto the row before scoring.
 - `feast_serve`: `feast serve` (Feast's feature server, its default settings: gunicorn with one uvicorn worker,
   recycled every ~1,000 requests) on the same repository, registry and store, POST /get-online-features for one
   entity row with the feature service; features only, no model.

@@ -1,6 +1,7 @@
 """The stream's micro-batch logic without Spark: quarantine reasons, replays, late events, idempotent batches."""
 
 import json
+import time
 
 import pandas as pd
 import pytest
@@ -243,3 +244,48 @@ def test_the_one_pass_for_valid_batches_gives_what_the_frame_path_gives():
     for bad in (b"{not json", json.dumps({**json.loads(lines[0]), "price": -1}).encode(), b'{"event_id": "e"}'):
         broken = pd.concat([messages, pd.DataFrame({"value": [bad], "partition": [0], "offset": [0]})])
         assert parse_valid_events(broken) is None
+
+
+def test_a_failed_query_is_started_again_with_backoff_and_a_stop_ends_the_loop(monkeypatch):
+    """The job's supervisor (propensity.streaming.job.supervise): a query that fails (the broker gone past Spark's own
+    retries) is started again from its checkpoint after a growing pause; a stop request ends it with 0."""
+    import threading
+
+    import propensity.streaming.job as job
+
+    class Query:
+        def __init__(self, fails: bool):
+            self.fails, self.stopped = fails, False
+
+        @property
+        def isActive(self):
+            return not (self.fails or self.stopped)
+
+        def awaitTermination(self, timeout):
+            time.sleep(min(timeout, 0.01))
+
+        def exception(self):
+            return RuntimeError("Timeout of 60000ms expired before the position for partition storefront.events-0")
+
+        def stop(self):
+            self.stopped = True
+
+    monkeypatch.setattr(job, "RESTART_FIRST_S", 0.01)
+    stopping, started, pauses = threading.Event(), [], []
+    real_wait = stopping.wait
+
+    def wait(timeout=None):
+        pauses.append(timeout)
+        return real_wait(0)
+
+    stopping.wait = wait
+
+    def start():
+        started.append(Query(fails=len(started) < 3))
+        if len(started) == 4:
+            stopping.set()  # an operator's SIGTERM while the fourth, healthy, query runs
+        return started[-1]
+
+    assert job.supervise(start, stopping) == 0
+    assert len(started) == 4 and started[-1].stopped
+    assert pauses == [0.01, 0.02, 0.04]  # three failures, each pause twice the one before
