@@ -93,12 +93,7 @@ def read_partition(lake: LakeResource, table: str, day: str) -> pd.DataFrame:
 
 
 def _session_events_path(lake: LakeResource) -> Path:
-    path = lake.pull(SESSION_EVENTS)
-    if not path.exists():
-        raise dg.Failure(
-            f"lake table {SESSION_EVENTS} is missing at {lake.lake().describe(SESSION_EVENTS)}: materialise it first"
-        )
-    return path
+    return lake.pull_table(SESSION_EVENTS)
 
 
 def session_events_around(lake: LakeResource, day: str) -> pd.DataFrame:

@@ -1,6 +1,5 @@
 """Read and write lake tables with Spark, and summarise them for asset metadata."""
 
-import dagster as dg
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -9,10 +8,7 @@ from resources.lake import LakeResource
 
 
 def read_table(spark: SparkSession, lake: LakeResource, table: str) -> DataFrame:
-    path = lake.pull(table)
-    if not path.exists():
-        raise dg.Failure(f"lake table {table} is missing at {lake.lake().describe(table)}: materialise it first")
-    return spark.read.parquet(str(path))
+    return spark.read.parquet(str(lake.pull_table(table)))
 
 
 def write_table(frame: DataFrame, lake: LakeResource, table: str) -> DataFrame:

@@ -11,6 +11,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 from dagster_aws.s3 import S3Resource
+from pydantic import PrivateAttr
 
 from propensity.lake import Lake, S3Lake
 from propensity.paths import lake_dir
@@ -19,7 +20,15 @@ from propensity.paths import lake_dir
 class LakeResource(dg.ConfigurableResource):
     """The local lake: the working copy is the lake."""
 
+    _lake: Lake | None = PrivateAttr(default=None)
+
     def lake(self) -> Lake:
+        """Built once per resource (on S3 with its client)."""
+        if self._lake is None:
+            self._lake = self._build()
+        return self._lake
+
+    def _build(self) -> Lake:
         return Lake(lake_dir())
 
     def path(self, table: str, *parts: str) -> Path:
@@ -31,13 +40,16 @@ class LakeResource(dg.ConfigurableResource):
         lake has no such table."""
         return self.lake().pull(table, *parts)
 
+    def pull_table(self, table: str) -> Path:
+        """`pull`, for a table that must exist: a failure that says which and where when it does not."""
+        path = self.pull(table)
+        if not path.exists():
+            raise dg.Failure(f"lake table {table} is missing at {self.lake().describe(table)}: materialise it first")
+        return path
+
     def read_frame(self, table: str) -> pd.DataFrame:
         """A whole table in pandas, timestamps as UTC (naive timestamps in the lake are UTC by contract)."""
-        lake = self.lake()
-        path = lake.pull(table)
-        if not path.exists():
-            raise dg.Failure(f"lake table {table} is missing at {lake.describe(table)}: materialise it first")
-        frame = pd.read_parquet(path)
+        frame = pd.read_parquet(self.pull_table(table))
         for column in frame.select_dtypes(include=["datetime64"]).columns:
             frame[column] = frame[column].dt.tz_localize("UTC")
         return frame
@@ -67,5 +79,5 @@ class S3LakeResource(LakeResource):
     uri: str
     s3: S3Resource
 
-    def lake(self) -> Lake:
+    def _build(self) -> Lake:
         return S3Lake(lake_dir(), self.uri, self.s3.get_client())

@@ -81,7 +81,7 @@ class Scorer:
             folded = None
             if request.events is not None:
                 folded = self._fold(request, None if rows is None else rows[i], values, ages, now, store_error)
-                if folded.pop("session_features_from_events"):
+                if folded["folded"] and SESSION_FEATURE_VIEW in rows[i].missing_views:  # from the events alone
                     missing = [v for v in rows[i].missing_views if v != SESSION_FEATURE_VIEW]
                     reason = f"no online features for {', '.join(missing)}" if missing else None
             propensity = self.calibrate(self.predictor.raw_score_one(values))
@@ -111,7 +111,7 @@ class Scorer:
         self, request: ScoringRequest, row: OnlineFeatures | None, values: list, ages: dict, now, store_error
     ) -> dict:
         """Fold the request's events onto the session's online row, in place in `values` and `ages`; the report."""
-        report = {"folded": [], "ignored": [], "not_folded_reason": None, "session_features_from_events": False}
+        report = {"folded": [], "ignored": [], "not_folded_reason": None}
         if row is None:
             report["not_folded_reason"] = f"not folded: {store_error}"
             return report
@@ -138,5 +138,4 @@ class Scorer:
             for column, value in zip(_SESSION_COLUMNS, result.features):
                 values[column] = value
             ages[SESSION_FEATURE_VIEW] = round((now - result.event_timestamp).total_seconds(), 3)
-            report["session_features_from_events"] = online is None
         return report

@@ -27,7 +27,7 @@ from serving.online_features import open_online_feature_reader
 from serving.scorer import Scorer
 from serving.server import InferenceApp, InferenceLog
 from tests.conftest import REDIS_URL
-from tests.integration.test_inference_server import _serve
+from tests.integration.test_inference_server import _event_json, _serve
 from tests.integration.test_streaming import stream_env, wait_until_caught_up  # noqa: F401 - the fixture
 
 pytestmark = [pytest.mark.spark, pytest.mark.redis, pytest.mark.kafka]
@@ -64,19 +64,6 @@ def _model(events: pd.DataFrame, directory):
             policy=NO_INTERVENTION,
         )
     )
-
-
-def _event_json(row) -> dict:
-    return {
-        "event_id": row.event_id,
-        "event_time": row.event_time.isoformat(),
-        "event_type": row.event_type,
-        "product_id": None if pd.isna(row.product_id) else row.product_id,
-        "category_id": None if pd.isna(row.category_id) else row.category_id,
-        "price": None if pd.isna(row.price) else float(row.price),
-        "quantity": None if pd.isna(row.quantity) else int(row.quantity),
-        "source": row.source,
-    }
 
 
 def test_every_score_equals_the_batch_rows_whatever_the_stream_had_folded(stream_env, spark, tmp_path):  # noqa: F811
